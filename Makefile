@@ -1,0 +1,35 @@
+# Two commands do all set-up: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# index the bundled samples, run a similarity query and a duplicate search
+demo: $(STAMP)
+	rm -rf demo-out && mkdir -p demo-out/images && cp -r samples/images/. demo-out/images/
+	$(BIN)/python samples/make_variants.py demo-out/images
+	$(BIN)/simsearch index demo-out/images --index demo-out/index
+	$(BIN)/simsearch stats --index demo-out/index
+	$(BIN)/simsearch search demo-out/images/chelsea.png --index demo-out/index -k 5
+	$(BIN)/simsearch duplicates --index demo-out/index
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# benchmarks against imagededup need its torch/torchvision pair (about 80 s, 5.5 GB)
+bench: $(STAMP)
+	$(BIN)/pip install -q -r requirements-bench.lock
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out

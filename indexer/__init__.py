@@ -1,0 +1,5 @@
+"""simsearch's write side: the bulk indexing pipeline."""
+
+from .pipeline import RunSummary, run
+
+__all__ = ["RunSummary", "run"]

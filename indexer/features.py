@@ -1,0 +1,67 @@
+"""The per-file stage: read once, digest the bytes, decode once, hash. Runs in worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from simsearch.errors import ImageError
+from simsearch.hashing import hash_image
+from simsearch.imageio import decode
+from simsearch.schema import FAILED, OK
+
+
+@dataclass(frozen=True)
+class Task:
+    path: str  # on disk
+    relpath: str
+    size: int
+    mtime_ns: int
+    known_sha256: str | None  # the stored digest of a changed file, to skip re-decoding same bytes
+    full_decode: bool
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class Result:
+    relpath: str
+    size: int
+    mtime_ns: int
+    status: str  # ok, failed, or "same" (bytes unchanged: only size and mtime are updated)
+    columns: dict  # image columns to write
+    error: tuple[str, str] | None = None  # (kind, message) for a failure
+
+
+def extract(task: Task) -> Result:
+    try:
+        with open(task.path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return _failed(task, None, "unreadable", f"cannot read file: {exc.strerror or exc}")
+    sha = hashlib.sha256(data).hexdigest()
+    if sha == task.known_sha256:
+        return Result(task.relpath, len(data), task.mtime_ns, "same", {})
+    try:
+        decoded = decode(data, full=task.full_decode, max_pixels=task.max_pixels)
+    except ImageError as exc:
+        return _failed(task, sha, exc.kind, str(exc))
+    columns = {
+        "sha256": sha,
+        "pixel_digest": decoded.pixel_digest,
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+        "mode": decoded.mode,
+        **hash_image(decoded.image),
+    }
+    return Result(task.relpath, len(data), task.mtime_ns, OK, columns)
+
+
+def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:
+    return Result(task.relpath, task.size, task.mtime_ns, FAILED, {"sha256": sha}, (kind, message))
+
+
+def display(relpath: str) -> str:
+    """A path as text, with undecodable bytes shown as escapes."""
+    return os.fsencode(relpath).decode("utf-8", "backslashreplace")

@@ -1,0 +1,210 @@
+"""The ``simsearch`` command line: each command opens the index, makes one library call
+and formats the result. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import os
+import sys
+
+import click
+
+from .errors import SimsearchError
+from .hashing import HASH_METHODS
+from .index import DEFAULT_INDEX_DIR, DUPLICATE_METHODS, open_index
+
+
+def index_option(fn):
+    return click.option(
+        "--index", "index_dir", type=click.Path(file_okay=False), default=None,
+        help=f"Index directory (default: $SIMSEARCH_INDEX or ./{DEFAULT_INDEX_DIR}).",
+    )(click.option("--db", default=None, help="SQLAlchemy URL for the metadata (default: SQLite in the index).")(fn))
+
+
+def format_option(fn):
+    return click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+                        show_default=True, help="Output format.")(fn)
+
+
+def friendly(fn):
+    """Library errors become one-line CLI errors, never tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SimsearchError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+def _open(index_dir, db, create=False):
+    return open_index(index_dir, db=db, create=create)
+
+
+def emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:
+    """Print rows as an aligned table, JSON or CSV."""
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = columns or (list(rows[0]) if rows else [])
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+        return
+    if not rows:
+        click.echo("(no results)")
+        return
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@click.group()
+@click.version_option(package_name="simsearch")
+def main():
+    """Image similarity and duplicate search with a persistent index."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--from-file", "file_list", type=click.Path(dir_okay=False), help="Read paths, one a line, from this file.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: every core).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per transaction.")
+@click.option("--full-decode", is_flag=True, default=None, help="Decode JPEGs at full size (slower; fixed per index).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None, help="Refuse images with more pixels than this.")
+@click.option("--all-files", is_flag=True, help="Try every file, not only those with image extensions.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@index_option
+@friendly
+def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, index_dir, db):
+    """Index images under PATHS (folders recursively, or files); re-running updates the index."""
+    from indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
+
+    paths = list(paths) + (read_file_list(file_list) if file_list else [])
+    if not paths:
+        raise click.UsageError("give at least one PATH or --from-file LIST")
+    options = {"workers": workers, "batch_size": batch_size, "full_decode": full_decode, "all_files": all_files,
+               "progress": sys.stderr.isatty() if progress is None else progress}
+    if max_pixels:
+        options["max_pixels"] = max_pixels
+    with _open(index_dir, db, create=True) as idx:
+        summary = idx.add(paths, **options)
+    click.echo(summary.line())
+
+
+@main.command()
+@click.argument("image", type=click.Path())
+@click.option("--by", type=click.Choice(HASH_METHODS), default="phash", show_default=True)
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Number of neighbours.")
+@click.option("--max-distance", type=int, default=None, help="Only neighbours within this Hamming distance.")
+@index_option
+@format_option
+@friendly
+def search(image, by, k, max_distance, index_dir, db, fmt):
+    """Nearest indexed images to IMAGE (which need not be indexed)."""
+    with _open(index_dir, db) as idx:
+        matches = idx.search(image, by=by, k=k, max_distance=max_distance)
+    emit([{"rank": n, "distance": m.distance, "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
+         ["rank", "distance", "path"])
+
+
+@main.command()
+@click.option("--by", type=click.Choice(DUPLICATE_METHODS), default="phash", show_default=True)
+@click.option("--max-distance", type=int, default=None, help="Hamming distance for hash methods (default per method).")
+@click.option("--move-to", type=click.Path(file_okay=False), default=None,
+              help="Keep the first of each group (largest, then biggest file, then oldest) and move the rest here.")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="Where --move-to records the moves (default: DIR/simsearch-moves.jsonl).")
+@index_option
+@format_option
+@friendly
+def duplicates(by, max_distance, move_to, manifest, index_dir, db, fmt):
+    """Exact duplicates and near-duplicate groups. JSON is imagededup's {path: [duplicates]} map."""
+    with _open(index_dir, db) as idx:
+        groups = idx.duplicates(by=by, max_distance=max_distance)
+        if move_to:
+            from .moves import move_duplicates  # noqa: PLC0415
+
+            manifest = manifest or os.path.join(move_to, "simsearch-moves.jsonl")
+            os.makedirs(move_to, exist_ok=True)
+            moved = move_duplicates(idx, groups, move_to, manifest)
+            click.echo(f"moved {len(moved)} files from {len(groups)} groups; undo with: simsearch undo {manifest}")
+            return
+        if fmt == "json":
+            mapping = {r.path: [] for r in idx.images()}
+            for group in groups:
+                for rec in group:
+                    mapping[rec.path] = [o.path for o in group if o is not rec]
+            click.echo(json.dumps(mapping, indent=2))
+            return
+    rows = [{"group": n, "keep": "*" if i == 0 else "", "path": r.path, "width": r.width, "height": r.height,
+             "bytes": r.size} for n, g in enumerate(groups, 1) for i, r in enumerate(g)]
+    emit(rows, fmt, ["group", "keep", "path", "width", "height", "bytes"])
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@friendly
+def undo(manifest):
+    """Move files back as recorded in a MANIFEST written by duplicates --move-to."""
+    from .moves import undo as undo_moves  # noqa: PLC0415
+
+    restored, problems = undo_moves(manifest)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"restored {restored} files; run simsearch index again to re-add them")
+
+
+@main.command()
+@click.option("--ground-truth", required=True, type=click.Path(dir_okay=False), help="imagededup-format map.")
+@click.option("--exclude", type=click.Path(dir_okay=False), default=None, help="Paths to leave out, one a line.")
+@click.option("--by", "methods", multiple=True, type=click.Choice(DUPLICATE_METHODS),
+              help="Methods to score (default: all).")
+@click.option("--sweep/--no-sweep", default=True, show_default=True, help="Score distances 0-20, not only the best.")
+@index_option
+@format_option
+@friendly
+def evaluate(ground_truth, exclude, methods, sweep, index_dir, db, fmt):
+    """Pair-level precision, recall and F1 of duplicate groups against GROUND_TRUTH."""
+    from .evaluate import best, evaluate as run_eval  # noqa: PLC0415
+
+    with _open(index_dir, db) as idx:
+        scores = run_eval(idx, ground_truth, methods=methods or DUPLICATE_METHODS, exclude=exclude)
+    chosen = scores if sweep else list(best(scores).values())
+    top = {id(s) for s in best(scores).values()}
+    emit([{"method": s.method, "max_distance": "" if s.max_distance is None else s.max_distance,
+           "precision": round(s.precision, 4), "recall": round(s.recall, 4), "f1": round(s.f1, 4),
+           "best": "*" if id(s) in top else ""} for s in chosen], fmt,
+         ["method", "max_distance", "precision", "recall", "f1", "best"])
+
+
+@main.command()
+@click.option("--failures", "show_failures", is_flag=True, help="List each failure too.")
+@index_option
+@format_option
+@friendly
+def stats(show_failures, index_dir, db, fmt):
+    """Counts of images, failures, removed files, hashes, and size on disk."""
+    with _open(index_dir, db) as idx:
+        info = idx.stats()
+        failures = idx.failures() if show_failures else []
+    if show_failures:
+        emit(failures, fmt, ["path", "kind", "message"])
+        return
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    info["failure_kinds"] = ", ".join(f"{k} {v}" for k, v in sorted(info["failure_kinds"].items())) or "-"
+    emit([{"field": k, "value": v} for k, v in info.items()], fmt, ["field", "value"])

@@ -1,0 +1,197 @@
+"""Hamming-distance joins over 64-bit hashes without an N x N matrix.
+
+``hamming_pairs_unique`` finds every pair within a distance by multi-index hashing:
+split the 64 bits into ``m`` chunks; by the pigeonhole principle two codes
+within distance ``D`` agree to within ``D // m`` bits on at least one chunk.
+Each chunk gets a dense bucket table, every code probes the buckets within
+that radius of its own key, and candidates are verified on all 64 bits.
+Falls back to block-wise brute force where that is cheaper (large ``D``).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from math import comb
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .errors import InvalidArgument
+
+HASH_BITS = 64
+_MAX_CHUNK_BITS = 24  # a dense table of 2**24 int32 counts is 64 MB
+_PAIR_BLOCK = 4_000_000  # candidate pairs verified at once (bounds memory)
+
+
+def _flip_masks(width: int, radius: int) -> list[int]:
+    masks = [0]
+    for r in range(1, radius + 1):
+        for bits in combinations(range(width), r):
+            masks.append(sum(1 << b for b in bits))
+    return masks
+
+
+def _chunk_widths(m: int) -> list[int]:
+    base, extra = divmod(HASH_BITS, m)
+    return [base + (1 if i < extra else 0) for i in range(m)]
+
+
+def _masks_count(width: int, radius: int) -> int:
+    return sum(comb(width, r) for r in range(radius + 1))
+
+
+def _plan(n: int, max_distance: int) -> int | None:
+    """Number of chunks for multi-index hashing, or None where brute force is cheaper.
+
+    The cost model counts probes plus expected candidates under uniform codes;
+    brute force is weighted up because it touches every pair.
+    """
+    best_m, best_cost = None, 4.0 * n * n / 2.0
+    for m in range(2, 9):
+        widths = _chunk_widths(m)
+        if max(widths) > _MAX_CHUNK_BITS:
+            continue
+        radius = max_distance // m
+        cost = sum(_masks_count(w, radius) * (n + n * n / 2.0**w) for w in widths)
+        if cost < best_cost:
+            best_m, best_cost = m, cost
+    return best_m
+
+
+def hamming_edges(codes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges ``i < j`` whose connected components are those of the graph linking
+    every pair with ``popcount(codes[i] ^ codes[j]) <= max_distance``.
+
+    ``codes`` is a 1-d uint64 array. Every pair of distinct values within the
+    distance is an edge between the first rows holding them; the other rows
+    holding a value are linked to its first row.
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.uint64)
+    if not 0 <= max_distance < HASH_BITS:
+        raise InvalidArgument(f"max distance must be between 0 and {HASH_BITS - 1}, got {max_distance}")
+    values, inverse = np.unique(codes, return_inverse=True)
+    ui, uj = hamming_pairs_unique(values, max_distance)
+    # expand pairs of distinct values back to the rows carrying them, and add
+    # the pairs between rows that share one value
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(values))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    heads = order[starts]
+    pi = [heads[ui]]
+    pj = [heads[uj]]
+    dup = np.flatnonzero(counts > 1)
+    if len(dup):
+        members = np.repeat(dup, counts[dup] - 1)
+        offsets = _ranges(counts[dup] - 1) + 1
+        pi.append(heads[members])
+        pj.append(order[starts[members] + offsets])
+    i = np.concatenate(pi)
+    j = np.concatenate(pj)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    return lo, hi
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(k) for each k in lengths."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    out = np.arange(total, dtype=np.int64)
+    out -= np.repeat(ends - lengths, lengths)
+    return out
+
+
+def hamming_pairs_unique(values: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of distinct codes within ``max_distance``."""
+    n = len(values)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    m = _plan(n, max_distance)
+    if m is None:
+        return _brute_pairs(values, max_distance)
+    found_i, found_j = [], []
+    shift = 0
+    for width in _chunk_widths(m):
+        keys = ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        shift += width
+        for i, j in _chunk_pairs(values, keys, width, max_distance // m, max_distance):
+            found_i.append(i)
+            found_j.append(j)
+    if not found_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    i = np.concatenate(found_i)
+    j = np.concatenate(found_j)
+    # a pair close on several chunks is found once per chunk
+    key = np.unique(np.minimum(i, j) * n + np.maximum(i, j))
+    return key // n, key % n
+
+
+def _chunk_pairs(values, keys, width, radius, max_distance):
+    order = np.argsort(keys, kind="stable")
+    counts = np.bincount(keys, minlength=1 << width)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    for mask in _flip_masks(width, radius):
+        if mask == 0:
+            # partners in the same bucket, after this code in sorted order
+            first = position + 1
+            last = starts[keys] + counts[keys]
+            items = np.arange(len(keys))
+        else:
+            target = keys ^ mask
+            # each pair of buckets is visited from its smaller key only
+            items = np.flatnonzero((keys < target) & (counts[target] > 0))
+            first = starts[target[items]]
+            last = first + counts[target[items]]
+            if len(items) == 0:
+                continue
+        if mask == 0:
+            keep = last > first
+            items, first, last = items[keep], first[keep], last[keep]
+        yield from _verify(values, order, items, first, last, max_distance)
+
+
+def _verify(values, order, items, first, last, max_distance):
+    lengths = last - first
+    done = 0
+    while done < len(items):
+        # take as many items as keep the candidate block within bounds
+        cum = np.cumsum(lengths[done:])
+        stop = done + max(1, int(np.searchsorted(cum, _PAIR_BLOCK, side="right")))
+        sl = slice(done, stop)
+        done = stop
+        n_each = lengths[sl]
+        i = np.repeat(items[sl], n_each)
+        j = order[np.repeat(first[sl], n_each) + _ranges(n_each)]
+        close = np.bitwise_count(values[i] ^ values[j]) <= max_distance
+        if close.any():
+            yield i[close], j[close]
+
+
+def _brute_pairs(values: np.ndarray, max_distance: int, block: int = 2048):
+    found_i, found_j = [], []
+    for start in range(0, len(values), block):
+        q = values[start : start + block]
+        d = np.bitwise_count(q[:, None] ^ values[None, start:])
+        qi, cj = np.nonzero(d <= max_distance)
+        keep = cj > qi  # columns are offset by start, so cj > qi means j > i
+        found_i.append(qi[keep] + start)
+        found_j.append(cj[keep] + start)
+    return np.concatenate(found_i), np.concatenate(found_j)
+
+
+def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> list[np.ndarray]:
+    """Connected components with more than one member, largest first."""
+    if len(i) == 0:
+        return []
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.cumsum(sizes)[:-1]
+    groups = [g for g in np.split(order, bounds) if len(g) > 1]
+    groups.sort(key=lambda g: (-len(g), int(g[0])))
+    return groups

@@ -1,0 +1,134 @@
+"""Robust image decoding shared by the indexer and by queries, so that a query
+image is always read exactly the way the indexed images were.
+
+``decode`` returns an RGB image with EXIF orientation applied, alpha composited
+on white, CMYK/palette/16-bit converted, the first frame of an animation, and
+JPEGs decoded DCT-scaled (``draft``) to at least ``DRAFT_SIZE`` pixels a side
+unless full decoding is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+DRAFT_SIZE = 256  # JPEGs are decoded at the smallest DCT scale keeping both sides >= this
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 x MAX_IMAGE_PIXELS)
+
+_heif_registered = False
+
+
+def _register_heif() -> None:
+    global _heif_registered
+    if not _heif_registered:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and what was learnt reading it."""
+
+    image: Image.Image  # RGB, oriented
+    width: int  # of the stored image, before any DCT scaling
+    height: int
+    format: str
+    mode: str  # of the stored image
+    pixel_digest: str  # sha256 of the decoded pixels and their size
+
+
+def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode image bytes. Raises ``ImageError`` with a ``kind`` on failure."""
+    _register_heif()
+    if not data:
+        raise ImageError("empty", "file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # EXIF and palette warnings: handled below
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    "too_large",
+                    f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
+                    " (raise it with --max-pixels)",
+                )
+            fmt, mode = img.format or "unknown", img.mode
+            if fmt == "JPEG" and not full:
+                img.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))
+            img.seek(0)
+            img.load()
+            img = _oriented(img)
+            rgb = _to_rgb(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not_an_image", "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError("too_large", str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {exc}") from None
+    except MemoryError:
+        raise ImageError("too_large", "ran out of memory decoding the image") from None
+    digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
+    return Decoded(rgb, width, height, fmt, mode, digest)
+
+
+def decode_file(path: str, **kw) -> Decoded:
+    """Decode the image at ``path``; unreadable files raise ``ImageError``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ImageError("unreadable", f"cannot read file: {exc.strerror or exc}") from None
+    return decode(data, **kw)
+
+
+def fmt_name(data: bytes) -> str:
+    """A short name for the format the bytes claim, for error messages."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG data"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG data"
+    return "image data"
+
+
+def _oriented(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not lose the image
+        return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _deep_to_rgb(img)
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def _deep_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit and float grey images scaled to 8 bits (Pillow would clip them)."""
+    arr = np.asarray(img, dtype=np.float64)
+    top = 1.0 if img.mode == "F" and arr.max(initial=0) <= 1.0 else 65535.0 if arr.max(initial=0) > 255 else 255.0
+    grey = np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a failure, not a grey image

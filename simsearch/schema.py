@@ -1,0 +1,78 @@
+"""SQLAlchemy models of the index database. Alembic migrations in
+``migrations/`` create and upgrade them; keep the two in step."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+HASH_METHODS = ("phash", "dhash", "whash", "ahash")
+
+# image status values
+OK, FAILED, REMOVED = "ok", "failed", "removed"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key-value settings of the index (decode mode, data version, ...)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Root(Base):
+    """A folder given to ``simsearch index``; image paths are relative to it."""
+
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)  # for display (undecodable bytes escaped)
+    path_raw: Mapped[bytes] = mapped_column(LargeBinary, unique=True)  # os.fsencode
+
+
+class Image(Base):
+    """One file seen under a root: decoded (ok), undecodable (failed) or gone (removed)."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("root_id", "relpath_raw", name="uq_images_root_path"),
+        Index("ix_images_status", "status"),
+        Index("ix_images_sha256", "sha256"),
+        Index("ix_images_pixel_digest", "pixel_digest"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_id: Mapped[int] = mapped_column(ForeignKey("roots.id"))
+    relpath: Mapped[str] = mapped_column(Text)
+    relpath_raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    pixel_digest: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    mode: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    # perceptual hashes: 64-bit, stored as signed integers
+    phash: Mapped[int | None] = mapped_column(BigInteger)
+    dhash: Mapped[int | None] = mapped_column(BigInteger)
+    whash: Mapped[int | None] = mapped_column(BigInteger)
+    ahash: Mapped[int | None] = mapped_column(BigInteger)
+    indexed_at: Mapped[float] = mapped_column()
+
+
+class Failure(Base):
+    """The latest failure for a path: an undecodable file or an unreadable entry."""
+
+    __tablename__ = "failures"
+    __table_args__ = (UniqueConstraint("root_id", "relpath_raw", name="uq_failures_root_path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_id: Mapped[int] = mapped_column(ForeignKey("roots.id"))
+    relpath: Mapped[str] = mapped_column(Text)
+    relpath_raw: Mapped[bytes] = mapped_column(LargeBinary)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[float] = mapped_column()

@@ -1,0 +1,94 @@
+"""The database side of an index: engine, migrations, settings and the data version."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic import command
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import IndexNotFound, IndexTooNew
+from .schema import Meta
+
+DB_FILE = "simsearch.db"
+
+
+def migrations_dir() -> Path:
+    """``migrations/`` at the repository root, installed as ``simsearch._migrations``."""
+    try:
+        from . import _migrations  # installed from a wheel
+
+        return Path(_migrations.__file__).parent
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory / DB_FILE}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to head; refuse a database written by a newer simsearch."""
+    script = ScriptDirectory(str(migrations_dir()))
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_heads()
+    except SQLAlchemyError as exc:
+        raise IndexNotFound(f"cannot open the index database: {exc.orig or exc}") from None
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        raise IndexTooNew(
+            f"this index is at schema revision {unknown[0]}, newer than this simsearch knows "
+            f"(head {script.get_current_head()}); upgrade simsearch (pip install -U simsearch) to open it"
+        )
+    if set(current) == {script.get_current_head()}:
+        return
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def get_meta(conn, key: str, default: str | None = None) -> str | None:
+    value = conn.execute(select(Meta.value).where(Meta.key == key)).scalar()
+    return default if value is None else value
+
+
+def set_meta(conn, key: str, value: str) -> None:
+    updated = conn.execute(Meta.__table__.update().where(Meta.key == key).values(value=value)).rowcount
+    if not updated:
+        conn.execute(Meta.__table__.insert().values(key=key, value=value))
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
