@@ -208,3 +208,7 @@ def stats(show_failures, index_dir, db, fmt):
         return
     info["failure_kinds"] = ", ".join(f"{k} {v}" for k, v in sorted(info["failure_kinds"].items())) or "-"
     emit([{"field": k, "value": v} for k, v in info.items()], fmt, ["field", "value"])
+
+
+if __name__ == "__main__":
+    main()

@@ -40,6 +40,8 @@ def undo(manifest: str | os.PathLike) -> tuple[int, list[str]]:
         lines = Path(manifest).read_text().splitlines()
     except OSError as exc:
         raise InvalidArgument(f"cannot read manifest {manifest}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{manifest} is not a simsearch move manifest") from None
     restored, problems = 0, []
     for line in reversed([l for l in lines if l.strip()]):
         try:

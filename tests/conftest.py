@@ -1,0 +1,38 @@
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO / "samples"))
+
+from make_variants import make_variants  # noqa: E402
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """The bundled sample images plus generated edits, in a fresh folder."""
+    folder = tmp_path / "photos"
+    shutil.copytree(REPO / "samples" / "images", folder)
+    make_variants(folder)
+    return folder
+
+
+@pytest.fixture
+def built(photos, tmp_path):
+    """An index over ``photos``."""
+    import simsearch
+
+    idx = simsearch.open_index(tmp_path / "index", create=True)
+    idx.add([photos], workers=1)
+    yield idx
+    idx.close()
+
+
+def shared(name: str) -> Path:
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the development data set lives in ../shared/data beside the repository")
+    return path

@@ -1,0 +1,119 @@
+import csv
+import io
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+import simsearch
+from simsearch.cli import main
+
+from .conftest import REPO
+
+
+@pytest.fixture
+def cli_index(photos, tmp_path):
+    index = tmp_path / "ix"
+    result = CliRunner().invoke(main, ["index", str(photos), "--index", str(index), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("indexed 29, failed 0")
+    return index
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def test_search_formats(cli_index, photos):
+    out = run("search", photos / "coffee.png", "--index", cli_index, "-k", "3", "--format", "json")
+    rows = json.loads(out.output)
+    assert rows[0] == {"rank": 1, "distance": 0, "path": "coffee.png"} or rows[0]["distance"] == 0
+    table = run("search", photos / "coffee.png", "--index", cli_index, "-k", "3").output.splitlines()
+    assert table[0].split() == ["rank", "distance", "path"] and len(table) == 4
+    parsed = list(csv.DictReader(io.StringIO(run("search", photos / "coffee.png", "--index", cli_index,
+                                                   "--format", "csv", "-k", "2").output)))
+    assert [r["rank"] for r in parsed] == ["1", "2"]
+
+
+def test_duplicates_json_is_imagededup_map(cli_index):
+    mapping = json.loads(run("duplicates", "--index", cli_index, "--format", "json").output)
+    idx = simsearch.open_index(cli_index)
+    assert set(mapping) == {r.path for r in idx.images()}  # every image is a key
+    assert "coffee.png" in mapping["edits/coffee_q70.jpg"]
+    assert all(k in mapping[v] for k, vs in mapping.items() for v in vs)  # symmetric
+    assert mapping["text.png"] == []
+
+
+def test_index_env_variable_and_stats(cli_index):
+    out = run("stats", "--format", "json", env={"SIMSEARCH_INDEX": str(cli_index)})
+    assert json.loads(out.output)["images"] == 29
+
+
+def test_move_to_and_undo_round_trip(cli_index, photos, tmp_path):
+    before = sorted(p.relative_to(photos) for p in photos.rglob("*") if p.is_file())
+    groups = simsearch.open_index(cli_index).duplicates(by="exact")
+    dest = tmp_path / "moved"
+    out = run("duplicates", "--by", "exact", "--index", cli_index, "--move-to", dest)
+    assert out.exit_code == 0 and f"moved {sum(len(g) - 1 for g in groups)} files" in out.output
+    for group in groups:
+        assert (photos / group[0].path).exists()  # the keeper stays
+        assert all((dest / r.path).exists() and not (photos / r.path).exists() for r in group[1:])
+    assert run("duplicates", "--by", "exact", "--index", cli_index, "--format", "json").exit_code == 0
+    manifest = dest / "simsearch-moves.jsonl"
+    assert run("undo", manifest).exit_code == 0
+    assert sorted(p.relative_to(photos) for p in photos.rglob("*") if p.is_file()) == before
+    again = run("index", photos, "--index", cli_index, "--workers", "1")
+    assert "removed 0" in again.output and simsearch.open_index(cli_index).stats()["removed"] == 0
+
+
+def test_evaluate_scores_against_a_ground_truth(cli_index, photos, tmp_path):
+
+    truth = {}
+    names = {r.path for r in simsearch.open_index(cli_index).images()}
+    family = lambda p: next((s for s in ("chelsea", "coffee", "rocket") if s in p), p)  # noqa: E731
+    for p in names:
+        truth[p] = sorted(q for q in names if q != p and family(q) == family(p))
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(truth))
+    out = run("evaluate", "--ground-truth", gt, "--index", cli_index, "--by", "phash", "--format", "json")
+    rows = json.loads(out.output)
+    assert len(rows) == 21 and all(0 <= r["f1"] <= 1 for r in rows)
+    best = next(r for r in rows if r["best"])
+    assert best["precision"] == 1.0 and best["recall"] > 0.8
+    exact = json.loads(run("evaluate", "--ground-truth", gt, "--index", cli_index, "--by", "exact",
+                           "--format", "json").output)[0]
+    assert exact["precision"] == 1.0 and exact["recall"] < best["recall"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "x.jpg", "--index", "{missing}"], "no index at"),
+        (["duplicates", "--index", "{missing}"], "no index at"),
+        (["search", "{photo}", "--index", "{index}", "--by", "nohash"], "Invalid value for '--by'"),
+        (["search", "{photo}", "--index", "{index}", "-k", "-3"], "k must be at least 1"),
+        (["search", "{nothing}", "--index", "{index}"], "cannot read file"),
+        (["duplicates", "--index", "{index}", "--max-distance", "99"], "max distance must be between"),
+        (["index", "{nothing}", "--index", "{index}"], "no such file or folder"),
+        (["index", "--index", "{index}"], "give at least one PATH"),
+        (["evaluate", "--ground-truth", "{photo}", "--index", "{index}"], "cannot read ground truth"),
+        (["undo", "{photo}"], "not a simsearch move manifest"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(cli_index, photos, tmp_path, args, message):
+    values = {"missing": tmp_path / "none", "index": cli_index, "photo": photos / "camera.png",
+              "nothing": tmp_path / "nothing.jpg"}
+    result = run(*[a.format(**values) for a in args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for name in main.commands:
+        assert re.search(rf"simsearch {name}\b", readme), f"README does not document `simsearch {name}`"

@@ -1,0 +1,145 @@
+import os
+import shutil
+
+import pytest
+
+import simsearch
+from simsearch.errors import IndexNotFound, IndexTooNew, InvalidArgument
+
+from .conftest import REPO
+
+
+def _paths(groups):
+    return [sorted(r.path for r in g) for g in groups]
+
+
+def test_search_finds_edited_copies_first(built, photos):
+    matches = built.search(photos / "edits" / "coffee_q70.jpg", k=6)
+    top = {m.image.path for m in matches[:5]}
+    assert {"coffee.png", "edits/coffee_q70.jpg", "edits/coffee.webp", "edits/coffee_half.png"} <= top
+    assert matches[0].distance == 0
+
+
+def test_query_image_need_not_be_indexed(built, tmp_path):
+    from PIL import Image
+
+    outside = tmp_path / "outside.jpg"
+    Image.open(REPO / "samples" / "images" / "rocket.jpg").rotate(2).save(outside, quality=80)
+    match = built.search(outside, by="dhash", k=1)[0]
+    assert match.image.path in {"rocket.jpg", "edits/rocket_q70.jpg", "edits/rocket.webp", "edits/rocket_grey.png"}
+
+
+def test_max_distance_filters(built, photos):
+    assert all(m.distance <= 2 for m in built.search(photos / "camera.png", k=20, max_distance=2))
+
+
+def test_exact_duplicates_cover_bytes_and_pixels(built, photos):
+    shutil.copy(photos / "brick.png", photos / "brick_copy.png")
+    built.add([photos], workers=1)
+    groups = _paths(built.duplicates(by="exact"))
+    assert ["brick.png", "brick_copy.png"] in groups  # same bytes
+    assert any({"chelsea.png", "modes/chelsea_exact_copy.png"} <= set(g) for g in groups)  # same pixels
+    assert not any("edits/chelsea_q70.jpg" in g for g in groups)
+
+
+def test_near_duplicate_groups_keep_the_largest_first(built):
+    groups = built.duplicates(by="phash")
+    coffee = next(g for g in groups if any(r.path == "coffee.png" for r in g))
+    assert {r.path for r in coffee} >= {"coffee.png", "edits/coffee_half.png", "edits/coffee_grey.png"}
+    assert coffee[0].width * coffee[0].height == max(r.width * r.height for r in coffee)
+    assert not any("text.png" in {r.path for r in g} for g in groups)
+
+
+def test_rerun_skips_unchanged_and_tracks_changes(built, photos):
+    again = built.add([photos], workers=1)
+    assert again.indexed == 0 and again.unchanged == again.scanned
+    (photos / "grass.png").unlink()
+    shutil.copy(photos / "brick.png", photos / "camera.png")  # changed content
+    os.utime(photos / "text.png", ns=(1, 1))  # same bytes, new mtime: no re-decode
+    summary = built.add([photos], workers=1)
+    assert (summary.removed, summary.indexed, summary.changed) == (1, 1, 2)
+    assert built.stats()["removed"] == 1
+    assert "grass.png" not in {r.path for r in built.images()}
+    assert built.search(photos / "brick.png", k=2)[1].image.path == "camera.png"
+
+
+def test_bad_files_are_recorded_and_do_not_stop_the_run(built, photos):
+    before = built.stats()["images"]
+    bad = photos / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "truncated.jpg").write_bytes((photos / "rocket.jpg").read_bytes()[:3000])
+    (bad / "notes.png").write_text("not an image")
+    shutil.copy(photos / "chelsea.png", bad / "png_named.jpg")
+    (bad / "loop_a.jpg").symlink_to(bad / "loop_b.jpg")
+    (bad / "loop_b.jpg").symlink_to(bad / "loop_a.jpg")
+    os.mkfifo(bad / "pipe.jpg")
+    (bad / os.fsdecode(b"caf\xe9.png")).write_bytes((photos / "coffee.png").read_bytes())
+    summary = built.add([photos], workers=1)
+    kinds = {f["path"]: f["kind"] for f in built.failures()}
+    assert kinds == {
+        "bad/empty.jpg": "empty", "bad/truncated.jpg": "corrupt", "bad/notes.png": "not_an_image",
+        "bad/loop_a.jpg": "unreadable", "bad/loop_b.jpg": "unreadable", "bad/pipe.jpg": "not_a_file",
+    }
+    assert summary.failed == 6 and summary.indexed == 2
+    assert built.stats()["images"] == before + 2
+    paths = {r.path for r in built.images()}
+    assert "bad/png_named.jpg" in paths and "bad/caf\\xe9.png" in paths
+    # the non-UTF-8 file is found again on disk through its record
+    rec = next(r for r in built.images() if r.path == "bad/caf\\xe9.png")
+    assert os.path.exists(rec.abspath)
+
+
+def test_failure_is_cleared_when_the_file_is_fixed(built, photos):
+    broken = photos / "broken.png"
+    broken.write_bytes(b"garbage")
+    built.add([photos], workers=1)
+    assert built.stats()["failures"] == 1
+    shutil.copy(photos / "camera.png", broken)
+    built.add([photos], workers=1)
+    assert built.stats()["failures"] == 0 and "broken.png" in {r.path for r in built.images()}
+
+
+def test_worker_pool_gives_the_same_index(photos, tmp_path):
+    one = simsearch.open_index(tmp_path / "one", create=True)
+    two = simsearch.open_index(tmp_path / "two", create=True)
+    one.add([photos], workers=1)
+    two.add([photos], workers=2, batch_size=3)
+    rows = lambda idx: sorted((r.path, r.sha256, r.width) for r in idx.images())  # noqa: E731
+    assert rows(one) == rows(two)
+    assert _paths(one.duplicates()) == _paths(two.duplicates())
+
+
+def test_invalid_arguments_raise_library_errors(built, photos, tmp_path):
+    with pytest.raises(InvalidArgument):
+        built.search(photos / "camera.png", k=0)
+    with pytest.raises(InvalidArgument):
+        built.search(photos / "camera.png", by="nohash")
+    with pytest.raises(InvalidArgument):
+        built.duplicates(by="phash", max_distance=70)
+    with pytest.raises(InvalidArgument):
+        built.add([tmp_path / "nowhere"])
+    with pytest.raises(IndexNotFound):
+        simsearch.open_index(tmp_path / "missing")
+
+
+def test_index_newer_than_code_is_refused(built, tmp_path):
+    with built.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(IndexTooNew, match="upgrade simsearch"):
+        simsearch.open_index(built.directory)
+
+
+def test_any_sqlalchemy_url_works(photos, tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    idx = simsearch.open_index(tmp_path / "ix", db=url, create=True)
+    idx.add([photos / "chelsea.png", photos / "coffee.png"], workers=1)
+    assert (tmp_path / "elsewhere.db").exists() and len(simsearch.open_index(tmp_path / "ix", db=url).images()) == 2
+
+
+def test_importing_simsearch_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, simsearch; print('torch' in sys.modules, 'indexer' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "False"]
