@@ -22,7 +22,7 @@ from .schema import FAILED, HASH_METHODS, OK, REMOVED, Failure, Image, Root
 DEFAULT_INDEX_DIR = ".simsearch"
 FAISS_DIR = "faiss"
 # defaults chosen on the development duplicate set (see README, "Choosing thresholds")
-DEFAULT_MAX_DISTANCE = {"phash": 10, "dhash": 10, "whash": 8, "ahash": 6}
+DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
 DUPLICATE_METHODS = ("exact",) + HASH_METHODS
 _IN_CHUNK = 900  # ids per IN (...) clause
 

@@ -1,0 +1,39 @@
+"""Shared helpers for the benchmarks: data location, results, peak memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DUPS = REPO.parent / "shared" / "data" / "dups"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def require_dups() -> Path:
+    if not (DUPS / "images").is_dir():
+        print(f"SKIPPED: {DUPS} is absent (the development data set lives in ../shared/data)")
+        sys.exit(0)
+    return DUPS
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write(name: str, result: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    result = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), **result}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return path

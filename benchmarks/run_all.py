@@ -1,0 +1,10 @@
+"""Run every benchmark; results land in benchmarks/results/*.json."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for script in ("hash_throughput.py", "quality.py", "grouping.py"):
+    print(f"== {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE)
