@@ -143,3 +143,19 @@ def test_importing_simsearch_does_not_import_torch():
 
     code = "import sys, simsearch; print('torch' in sys.modules, 'indexer' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "False"]
+
+
+def test_shared_edge_cases_are_reported_and_lose_nothing(built, photos):
+    from .conftest import shared
+
+    before = {r.path for r in built.images()}
+    target = photos / "edge"
+    shutil.copytree(shared("edge_cases"), target)
+    summary = built.add([photos], workers=1)
+    after = {r.path for r in built.images()}
+    assert before <= after
+    kinds = {f["path"]: f["kind"] for f in built.failures()}
+    assert kinds.get("edge/imagededup__ukbench09268_corrupt.jpg") in {"corrupt", "not_an_image"}
+    assert {"edge/imagededup__giphy.gif", "edge/chilland__neg_png_bytes.jpg",
+            "edge/imagededup__ukbench09380_jpeg_bytes.png"} <= after
+    assert summary.failed == len(kinds) and summary.indexed + summary.failed == summary.new
