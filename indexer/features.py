@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 from simsearch.errors import ImageError
@@ -61,7 +60,3 @@ def extract(task: Task) -> Result:
 def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:
     return Result(task.relpath, task.size, task.mtime_ns, FAILED, {"sha256": sha}, (kind, message))
 
-
-def display(relpath: str) -> str:
-    """A path as text, with undecodable bytes shown as escapes."""
-    return os.fsencode(relpath).decode("utf-8", "backslashreplace")
