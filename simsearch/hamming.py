@@ -14,8 +14,6 @@ from itertools import combinations
 from math import comb
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .errors import InvalidArgument
 
@@ -192,6 +190,9 @@ def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> list[np.ndarray]:
     """Connected components with more than one member, largest first."""
     if len(i) == 0:
         return []
+    from scipy.sparse import coo_matrix  # noqa: PLC0415 - scipy.sparse costs 0.15 s to import
+    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     sizes = np.bincount(labels)

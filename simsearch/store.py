@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic import command
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import IndexNotFound, IndexTooNew
 from .schema import Meta
 
 DB_FILE = "simsearch.db"
+HEAD_REVISION = "0001"  # the newest file in migrations/versions (a test keeps them equal)
 
 
 def migrations_dir() -> Path:
@@ -49,27 +46,44 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; refuse a database written by a newer simsearch."""
-    script = ScriptDirectory(str(migrations_dir()))
+    """Bring the schema to head; refuse a database written by a newer simsearch.
+
+    An index already at head is recognised with one query; Alembic (slow to
+    import) is loaded only when there is something to migrate or to explain.
+    """
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_heads()
+            current = _current_revisions(conn)
     except SQLAlchemyError as exc:
         raise IndexNotFound(f"cannot open the index database: {exc.orig or exc}") from None
+    if current == {HEAD_REVISION}:
+        return
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    script = ScriptDirectory(str(migrations_dir()))
     known = {rev.revision for rev in script.walk_revisions()}
-    unknown = [rev for rev in current if rev not in known]
+    unknown = sorted(rev for rev in current if rev not in known)
     if unknown:
         raise IndexTooNew(
             f"this index is at schema revision {unknown[0]}, newer than this simsearch knows "
             f"(head {script.get_current_head()}); upgrade simsearch (pip install -U simsearch) to open it"
         )
-    if set(current) == {script.get_current_head()}:
-        return
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def _current_revisions(conn) -> set[str]:
+    """Alembic's recorded revisions; empty for a new database."""
+    from sqlalchemy import inspect  # noqa: PLC0415
+
+    if not inspect(conn).has_table("alembic_version"):
+        return set()
+    return {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
 
 
 def get_meta(conn, key: str, default: str | None = None) -> str | None:

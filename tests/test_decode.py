@@ -96,7 +96,8 @@ def test_decompression_bomb_is_refused():
 
 
 def test_heic_decodes_through_pillow_heif(chelsea):
-    pytest.importorskip("pillow_heif")
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
     try:
         data = _bytes(chelsea, "HEIF", quality=90)
     except (KeyError, OSError) as exc:

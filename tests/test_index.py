@@ -159,3 +159,11 @@ def test_shared_edge_cases_are_reported_and_lose_nothing(built, photos):
     assert {"edge/imagededup__giphy.gif", "edge/chilland__neg_png_bytes.jpg",
             "edge/imagededup__ukbench09380_jpeg_bytes.png"} <= after
     assert summary.failed == len(kinds) and summary.indexed + summary.failed == summary.new
+
+
+def test_head_revision_constant_matches_the_migrations():
+    from alembic.script import ScriptDirectory
+
+    from simsearch import store
+
+    assert ScriptDirectory(str(store.migrations_dir())).get_current_head() == store.HEAD_REVISION
