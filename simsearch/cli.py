@@ -156,15 +156,19 @@ def duplicates(by, max_distance, move_to, manifest, index_dir, db, fmt):
 
 @main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
+@index_option
 @friendly
-def undo(manifest):
-    """Move files back as recorded in a MANIFEST written by duplicates --move-to."""
+def undo(manifest, index_dir, db):
+    """Move files back as recorded in a MANIFEST written by duplicates --move-to, and mark them
+    indexed again in the index."""
     from .moves import undo as undo_moves  # noqa: PLC0415
 
     restored, problems = undo_moves(manifest)
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
-    click.echo(f"restored {restored} files; run simsearch index again to re-add them")
+    with _open(index_dir, db) as idx:
+        back = idx.restore_paths(restored)
+    click.echo(f"restored {len(restored)} files ({back} back in the index)")
 
 
 @main.command()

@@ -193,6 +193,22 @@ class Index:
         if ids:
             self.bump_version(conn)
 
+    def restore_paths(self, paths: Iterable[str]) -> int:
+        """Mark the records of files moved back into place as indexed again; returns how many."""
+        roots = {rid: os.fsencode(root) + b"/" for rid, (root, _) in self._root_paths().items()}
+        ids = []
+        with self.atomic() as conn:
+            for path in paths:
+                raw = os.fsencode(os.path.abspath(path))
+                for rid, prefix in roots.items():
+                    if raw.startswith(prefix):
+                        found = conn.execute(select(Image.id).where(
+                            Image.root_id == rid, Image.relpath_raw == raw[len(prefix):])).scalar()
+                        if found is not None:
+                            ids.append(found)
+            self.restore(conn, ids)
+        return len(ids)
+
     def _delete_failures(self, conn: Connection, root_id: int, raws: list[bytes]) -> None:
         for start in range(0, len(raws), _IN_CHUNK):
             chunk = raws[start : start + _IN_CHUNK]

@@ -34,15 +34,15 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
     return moved
 
 
-def undo(manifest: str | os.PathLike) -> tuple[int, list[str]]:
-    """Move files back; returns (restored count, problems). Never overwrites."""
+def undo(manifest: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Move files back; returns (paths restored, problems). Never overwrites."""
     try:
         lines = Path(manifest).read_text().splitlines()
     except OSError as exc:
         raise InvalidArgument(f"cannot read manifest {manifest}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InvalidArgument(f"{manifest} is not a simsearch move manifest") from None
-    restored, problems = 0, []
+    restored, problems = [], []
     for line in reversed([l for l in lines if l.strip()]):
         try:
             entry = json.loads(line)
@@ -56,7 +56,7 @@ def undo(manifest: str | os.PathLike) -> tuple[int, list[str]]:
         else:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.move(src, dest)
-            restored += 1
+            restored.append(dest)
     return restored, problems
 
 
