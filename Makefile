@@ -26,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# benchmarks against imagededup need its torch/torchvision pair (about 80 s, 5.5 GB)
+# benchmarks compare against imagededup, installed only here
 bench: $(STAMP)
 	$(BIN)/pip install -q -r requirements-bench.lock
 	$(BIN)/python benchmarks/run_all.py

@@ -214,5 +214,22 @@ def stats(show_failures, index_dir, db, fmt):
     emit([{"field": k, "value": v} for k, v in info.items()], fmt, ["field", "value"])
 
 
+@main.group()
+def models():
+    """Pretrained models: embedders (and, later, taggers)."""
+
+
+@models.command("list")
+@format_option
+@friendly
+def models_list(fmt):
+    """Registered embedders, their specs, and whether their weights are on this machine."""
+    from .models import list_embedders  # noqa: PLC0415 - the registry imports no torch, but keep the CLI lean
+
+    emit([{"name": s.name, "kind": "embedder", "dim": s.dim, "input": s.input_size,
+           "weights": "available" if s.weights_available() else "missing", "source": s.weights}
+          for s in list_embedders()], fmt, ["name", "kind", "dim", "input", "weights", "source"])
+
+
 if __name__ == "__main__":
     main()

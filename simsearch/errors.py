@@ -23,3 +23,7 @@ class ImageError(SimsearchError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class WeightsNotFound(SimsearchError):
+    """A model's pretrained weights are not on this machine."""

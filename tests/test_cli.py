@@ -119,5 +119,14 @@ def test_bad_input_is_one_line_without_traceback(cli_index, photos, tmp_path, ar
 
 def test_every_command_is_documented_in_the_readme():
     readme = (REPO / "README.md").read_text()
-    for name in main.commands:
-        assert re.search(rf"simsearch {name}\b", readme), f"README does not document `simsearch {name}`"
+    for name, command in main.commands.items():
+        subcommands = getattr(command, "commands", {}) or {"": None}
+        for sub in subcommands:
+            full = f"simsearch {name} {sub}".strip()
+            assert re.search(rf"{full}\b", readme), f"README does not document `{full}`"
+
+
+def test_models_list_shows_weights_status():
+    rows = json.loads(run("models", "list", "--format", "json").output)
+    lite0 = next(r for r in rows if r["name"] == "efficientnet_lite0")
+    assert lite0["dim"] == 1280 and lite0["weights"] in {"available", "missing"}

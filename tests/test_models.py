@@ -1,0 +1,56 @@
+"""Embedders load their real pretrained weights: checked by ImageNet labels on real photos."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from simsearch.errors import InvalidArgument, WeightsNotFound
+from simsearch.models import EmbedderSpec, create_embedder, list_embedders, register_embedder
+
+from .conftest import REPO
+
+pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+CATS = {281, 282, 283, 284, 285, 383}  # tabby, tiger cat, Persian, Siamese, Egyptian cat, Madagascar cat
+COFFEE = {504, 967, 968}  # coffee mug, espresso, cup
+
+
+def _photo(name):
+    return Image.open(REPO / "samples" / "images" / name).convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create_embedder("efficientnet_lite0")
+
+
+def test_weights_are_the_real_imagenet_ones(lite0):
+    probs = lite0.classify([_photo("chelsea.png"), _photo("coffee.png")])
+    assert int(probs[0].argmax()) in CATS and probs[0].max() > 0.5
+    assert int(probs[1].argmax()) in COFFEE and probs[1].max() > 0.5
+
+
+@pytest.mark.parametrize("spec", list_embedders(), ids=lambda s: s.name)
+def test_every_registered_embedder_gives_unit_vectors_of_its_dimension(spec):
+    vectors = create_embedder(spec.name).encode([_photo("rocket.jpg"), _photo("brick.png")])
+    assert vectors.shape == (2, spec.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_edited_copies_embed_close_and_other_photos_far(lite0):
+    chelsea = _photo("chelsea.png")
+    edited = ImageOps.grayscale(chelsea.resize((220, 146))).convert("RGB")
+    v = lite0.encode([chelsea, edited, _photo("brick.png")])
+    assert v[0] @ v[1] > 0.8 and v[0] @ v[2] < 0.5
+
+
+def test_wrong_or_missing_weights_fail_loudly(tmp_path):
+    with pytest.raises(WeightsNotFound, match="cannot read weights"):
+        create_embedder("efficientnet_lite0", weights=str(tmp_path / "missing.pth"))
+    spec = EmbedderSpec("absent_model", "none", 224, (0.5,) * 3, (0.5,) * 3, 8, "nowhere", "no_such_weights_pkg")
+    assert not spec.weights_available()
+    with pytest.raises(InvalidArgument, match="unknown embedder"):
+        create_embedder("absent_model")
+    with pytest.raises(InvalidArgument, match="already registered"):
+        register_embedder(list_embedders()[0])(lambda spec, weights=None: None)
