@@ -103,11 +103,11 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, workers,
         known = index.known_files(conn, root_id)
         index.record_errors(conn, root_id, scan.errors)
         tasks, restore = _plan(scan, known, full, max_pixels, summary)
-        index.restore(conn, restore)
+        index.set_status(conn, restore, OK)
         if scan.complete:
             present = {os.fsencode(e.relpath) for e in scan.entries}
             gone = [row[0] for raw, row in known.items() if raw not in present and row[4] != REMOVED]
-            index.mark_removed(conn, gone)
+            index.set_status(conn, gone, REMOVED)
             summary.removed += len(gone)
     summary.failed += len(scan.errors)
     summary.skipped += scan.skipped

@@ -20,7 +20,6 @@ from .imageio import decode, decode_file
 from .schema import FAILED, HASH_METHODS, OK, REMOVED, Failure, Image, Root
 
 DEFAULT_INDEX_DIR = ".simsearch"
-FAISS_DIR = "faiss"
 # defaults chosen on the development duplicate set (see README, "Choosing thresholds")
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
 DUPLICATE_METHODS = ("exact",) + HASH_METHODS
@@ -153,8 +152,7 @@ class Index:
                 inserts.append(row)
             cleared.append(raw)
             if error is not None:
-                failures.append({"root_id": root_id, "relpath": row["relpath"], "relpath_raw": raw,
-                                 "kind": error[0], "message": error[1], "recorded_at": stamp})
+                failures.append(_failure_row(root_id, raw, *error, stamp))
         self._delete_failures(conn, root_id, cleared)
         if inserts:
             conn.execute(Image.__table__.insert(), _same_keys(inserts))
@@ -173,23 +171,13 @@ class Index:
         self._delete_failures(conn, root_id, raws)
         if errors:
             conn.execute(Failure.__table__.insert(), [
-                {"root_id": root_id, "relpath": raw.decode("utf-8", "backslashreplace"), "relpath_raw": raw,
-                 "kind": kind, "message": message, "recorded_at": stamp}
-                for raw, (_, kind, message) in zip(raws, errors)
+                _failure_row(root_id, raw, kind, message, stamp) for raw, (_, kind, message) in zip(raws, errors)
             ])
 
-    def mark_removed(self, conn: Connection, ids: list[int]) -> None:
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            conn.execute(Image.__table__.update().where(Image.id.in_(chunk)).values(status=REMOVED))
-        if ids:
-            self.bump_version(conn)
-
-    def restore(self, conn: Connection, ids: list[int]) -> None:
-        """Files marked removed that are back, unchanged."""
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            conn.execute(Image.__table__.update().where(Image.id.in_(chunk)).values(status=OK))
+    def set_status(self, conn: Connection, ids: list[int], status: str) -> None:
+        """Mark images removed (gone or moved aside) or ok again (back, unchanged)."""
+        for chunk in _chunks(ids):
+            conn.execute(Image.__table__.update().where(Image.id.in_(chunk)).values(status=status))
         if ids:
             self.bump_version(conn)
 
@@ -206,12 +194,11 @@ class Index:
                             Image.root_id == rid, Image.relpath_raw == raw[len(prefix):])).scalar()
                         if found is not None:
                             ids.append(found)
-            self.restore(conn, ids)
+            self.set_status(conn, ids, OK)
         return len(ids)
 
     def _delete_failures(self, conn: Connection, root_id: int, raws: list[bytes]) -> None:
-        for start in range(0, len(raws), _IN_CHUNK):
-            chunk = raws[start : start + _IN_CHUNK]
+        for chunk in _chunks(raws):
             conn.execute(Failure.__table__.delete().where(Failure.root_id == root_id, Failure.relpath_raw.in_(chunk)))
 
     # -- reading -----------------------------------------------------------
@@ -231,8 +218,7 @@ class Index:
         cols = (Image.id, Image.root_id, Image.relpath, Image.relpath_raw, Image.size, Image.width,
                 Image.height, Image.format, Image.mtime_ns, Image.sha256)
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
+            for chunk in _chunks(ids):
                 for row in conn.execute(select(*cols).where(Image.id.in_(chunk))):
                     root, prefix = roots[row.root_id]
                     out[row.id] = ImageRecord(
@@ -342,6 +328,17 @@ class Index:
 def _check_distance(max_distance: int | None) -> None:
     if max_distance is not None and not 0 <= max_distance < HASH_BITS:
         raise InvalidArgument(f"max distance must be between 0 and {HASH_BITS - 1}, got {max_distance}")
+
+
+def _chunks(items: list) -> Iterator[list]:
+    """Slices short enough for one IN (...) clause."""
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _failure_row(root_id: int, raw: bytes, kind: str, message: str, stamp: float) -> dict:
+    return {"root_id": root_id, "relpath": raw.decode("utf-8", "backslashreplace"), "relpath_raw": raw,
+            "kind": kind, "message": message, "recorded_at": stamp}
 
 
 def _by_keys(rows: list[dict]) -> list[list[dict]]:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from .errors import InvalidArgument
+from .schema import REMOVED
 
 
 def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> list[dict]:
@@ -30,7 +31,7 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
                 moved.append(entry)
                 ids.append(rec.id)
     with index.atomic() as conn:
-        index.mark_removed(conn, ids)
+        index.set_status(conn, ids, REMOVED)
     return moved
 
 
