@@ -1,13 +1,17 @@
-"""The per-file stage: read once, digest the bytes, decode once, hash. Runs in worker processes."""
+"""The per-file stage: read once, digest the bytes, decode once, then hash and (when
+embedding) make the network input from that one decode. Runs in worker processes."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from simsearch.errors import ImageError
-from simsearch.hashing import hash_image
+from simsearch.hashing import image_hashes
 from simsearch.imageio import decode
+from simsearch.models import model_input
 from simsearch.schema import FAILED, OK
 
 
@@ -20,6 +24,7 @@ class Task:
     known_sha256: str | None  # the stored digest of a changed file, to skip re-decoding same bytes
     full_decode: bool
     max_pixels: int
+    embed_size: int | None = None  # side of the embedder's input, when embedding
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Result:
     status: str  # ok, failed, or "same" (bytes unchanged: only size and mtime are updated)
     columns: dict  # image columns to write
     error: tuple[str, str] | None = None  # (kind, message) for a failure
+    pixels: np.ndarray | None = None  # the embedder's input (uint8 HWC), when embedding
 
 
 def extract(task: Task) -> Result:
@@ -52,9 +58,14 @@ def extract(task: Task) -> Result:
         "height": decoded.height,
         "format": decoded.format,
         "mode": decoded.mode,
-        **hash_image(decoded.image),
+        **image_hashes(decoded.image),
     }
-    return Result(task.relpath, len(data), task.mtime_ns, OK, columns)
+    pixels = model_input(decoded.image, task.embed_size) if task.embed_size else None
+    return Result(task.relpath, len(data), task.mtime_ns, OK, columns, pixels=pixels)
+
+
+def extract_many(tasks: list[Task]) -> list[Result]:
+    return [extract(task) for task in tasks]
 
 
 def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:

@@ -1,9 +1,10 @@
-"""The bulk indexing run: scan -> extract (worker processes) -> batched writes.
+"""The bulk indexing run: scan -> extract (worker processes) -> embed (this process,
+overlapping the workers' decoding) -> batched writes.
 
-Every batch commits in one transaction, so a run killed at any instant leaves
-an index that opens; running the same command again skips what was written
-(same size and mtime) and finishes the rest, giving the index an
-uninterrupted run builds.
+Every batch, embeddings included, commits in one transaction, so a run killed
+at any instant leaves an index that opens; running the same command again
+skips what was written (same size and mtime, every feature present) and
+finishes the rest, giving the index an uninterrupted run builds.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from tqdm import tqdm
 
@@ -22,15 +27,16 @@ from simsearch.errors import InvalidArgument
 from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.schema import FAILED, OK, REMOVED
 
-from .features import Result, Task, extract
+from .features import Result, Task, extract, extract_many
 from .scan import Scan, scan_roots
 
-_IN_PROCESS_BELOW = 32  # fewer tasks than this run without starting worker processes
+_IN_PROCESS_BELOW = 32  # fewer files than this run without starting worker processes
+_CHUNK = 16  # files per task sent to a worker
 
 
 @dataclass
 class RunSummary:
-    """What a run did. ``seconds`` holds time per stage."""
+    """What a run did. ``seconds`` holds time per stage (``embed`` is part of ``extract+write``)."""
 
     scanned: int = 0
     new: int = 0
@@ -40,14 +46,18 @@ class RunSummary:
     failed: int = 0
     removed: int = 0
     restored: int = 0
+    refreshed: int = 0  # unchanged files decoded again for a missing feature (an embedding)
+    embedded: int = 0
     skipped: int = 0  # files whose extension is not an image's
+    elapsed: float = 0.0  # wall seconds of the whole run
     seconds: dict = field(default_factory=dict)
 
     def line(self) -> str:
         return (
-            f"indexed {self.indexed}, failed {self.failed}, unchanged {self.unchanged}, removed {self.removed}"
-            f" (scanned {self.scanned}: {self.new} new, {self.changed} changed; "
-            f"{self.skipped} non-image files passed over) in {sum(self.seconds.values()):.1f} s"
+            f"indexed {self.indexed}, failed {self.failed}, unchanged {self.unchanged}, removed {self.removed}, "
+            f"embedded {self.embedded} (scanned {self.scanned}: {self.new} new, {self.changed} changed, "
+            f"{self.refreshed} completed; "
+            f"{self.skipped} non-image files passed over) in {self.elapsed:.1f} s"
         )
 
 
@@ -61,8 +71,18 @@ def run(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     all_files: bool = False,
     progress: bool = False,
+    embed: str | None = None,
+    weights: str | None = None,
+    backend: str = "auto",
+    device: str | None = None,
+    embed_batch: int | None = None,
 ) -> RunSummary:
-    """Index ``paths`` (folders recursively, or files) into ``index``."""
+    """Index ``paths`` (folders recursively, or files) into ``index``.
+
+    ``embed`` names an embedder (``simsearch.models``) whose vectors are computed
+    in the same pass; ``weights``, ``backend``, ``device`` and ``embed_batch``
+    (default: chosen for the backend) go to ``create_embedder``.
+    """
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
         raise InvalidArgument(f"no such file or folder: {missing[0]}")
@@ -75,9 +95,23 @@ def run(
     started = time.perf_counter()
     scans = scan_roots(paths, all_files=all_files)
     summary.seconds["scan"] = time.perf_counter() - started
-    for scan in scans:
-        _run_root(index, scan, summary, full, max_pixels, workers, batch_size, progress)
+    files = sum(len(scan.entries) for scan in scans)
+    # workers fork before the embedder starts its threads
+    with _pool(workers or os.cpu_count() or 1, files) as pool:
+        embedder = _embedder(index, embed, weights, backend, device, embed_batch) if embed else None
+        for scan in scans:
+            _run_root(index, scan, summary, full, max_pixels, pool, embedder, batch_size, progress)
+    summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def _embedder(index, name, weights, backend, device, batch):
+    from simsearch.models import create_embedder  # noqa: PLC0415 - torch / onnxruntime only when embedding
+
+    embedder = create_embedder(name, weights=weights, backend=backend, device=device, batch_size=batch)
+    with index.atomic() as conn:
+        index.use_embedder(conn, embedder)
+    return embedder
 
 
 def _decode_mode(index, full_decode: bool | None) -> bool:
@@ -96,13 +130,16 @@ def _decode_mode(index, full_decode: bool | None) -> bool:
         return stored == "full"
 
 
-def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, workers, batch_size, progress) -> None:
+def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, embedder, batch_size,
+              progress) -> None:
     t0 = time.perf_counter()
+    model = embedder.spec.name if embedder else None
     with index.atomic() as conn:
         root_id = index.root_id(conn, scan.root)
-        known = index.known_files(conn, root_id)
+        known = index.known_files(conn, root_id, model)
         index.record_errors(conn, root_id, scan.errors)
-        tasks, restore = _plan(scan, known, full, max_pixels, summary)
+        size = embedder.spec.input_size if embedder else None
+        tasks, restore = _plan(scan, known, full, max_pixels, size, summary)
         index.set_status(conn, restore, OK)
         if scan.complete:
             present = {os.fsencode(e.relpath) for e in scan.entries}
@@ -116,55 +153,78 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, workers,
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
     batch: list[Result] = []
-    for result in _extract_all(tasks, workers):
+    for result in _extract_all(tasks, pool, ahead=2 * batch_size):
         batch.append(result)
         if len(batch) >= batch_size:
-            _write(index, root_id, batch, known, summary)
+            _write(index, root_id, batch, known, embedder, summary)
             bar.update(len(batch))
             batch = []
-    _write(index, root_id, batch, known, summary)
+    _write(index, root_id, batch, known, embedder, summary)
     bar.update(len(batch))
     bar.close()
     summary.seconds["extract+write"] = summary.seconds.get("extract+write", 0.0) + time.perf_counter() - t0
 
 
-def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, summary: RunSummary):
+def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, embed_size: int | None, summary: RunSummary):
     tasks, restore = [], []
     for entry in scan.entries:
         summary.scanned += 1
-        row = known.get(os.fsencode(entry.relpath))  # (id, size, mtime_ns, sha256, status)
-        if row is not None and row[1] == entry.size and row[2] == entry.mtime_ns:
+        row = known.get(os.fsencode(entry.relpath))  # (id, size, mtime_ns, sha256, status, complete)
+        same_file = row is not None and row[1] == entry.size and row[2] == entry.mtime_ns
+        if same_file and row[5]:
             summary.unchanged += 1
             if row[4] == REMOVED:
                 restore.append(row[0])
                 summary.restored += 1
             continue
-        if row is None:
+        if same_file:
+            summary.refreshed += 1
+        elif row is None:
             summary.new += 1
         else:
             summary.changed += 1
         path = os.path.join(scan.root, entry.relpath)
-        known_sha = row[3] if row is not None and row[4] == OK else None
-        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels))
+        # a changed file with the same bytes is not decoded again, unless a feature is missing
+        known_sha = row[3] if row is not None and row[4] == OK and row[5] else None
+        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels, embed_size))
     return tasks, restore
 
 
-def _extract_all(tasks: list[Task], workers: int | None) -> Iterator[Result]:
-    """Results in task order, from a pool of worker processes for large runs."""
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(tasks) < _IN_PROCESS_BELOW:
+@contextmanager
+def _pool(workers: int, files: int):
+    """Worker processes, or None where the work is too small to share out."""
+    if workers == 1 or files < _IN_PROCESS_BELOW:
+        yield None
+        return
+    # fork: callers need no __main__ guard; the parent has started no threads yet (no FAISS, no model)
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ctx.Pool(workers) as pool:
+        yield pool
+
+
+def _extract_all(tasks: list[Task], pool, ahead: int) -> Iterator[Result]:
+    """Results in task order. At most ``ahead`` files are decoded ahead of the consumer, so
+    memory stays bounded while the workers keep busy during inference and writes."""
+    if pool is None or len(tasks) < _IN_PROCESS_BELOW:
         yield from map(extract, tasks)
         return
-    # fork: callers need no __main__ guard; the parent runs no threads (no FAISS, no torch) here
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers) as pool:
-        yield from pool.imap(extract, tasks, chunksize=chunk)
+    chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append(pool.apply_async(extract_many, (chunk,)))
+        if len(pending) * _CHUNK >= ahead:
+            yield from pending.popleft().get()
+    while pending:
+        yield from pending.popleft().get()
 
 
-def _write(index, root_id: int, batch: list[Result], known: dict, summary: RunSummary) -> None:
+def _write(index, root_id: int, batch: list[Result], known: dict, embedder, summary: RunSummary) -> None:
     if not batch:
         return
+    t0 = time.perf_counter()
+    embedded = [n for n, r in enumerate(batch) if r.pixels is not None]
+    vectors = embedder.encode_arrays(np.stack([batch[n].pixels for n in embedded])) if embedded else None
+    summary.seconds["embed"] = summary.seconds.get("embed", 0.0) + time.perf_counter() - t0
     rows = []
     for r in batch:
         if r.status == "same":  # bytes unchanged: refresh size and mtime only
@@ -178,4 +238,9 @@ def _write(index, root_id: int, batch: list[Result], known: dict, summary: RunSu
         else:
             summary.indexed += 1
     with index.atomic() as conn:
-        index.write_files(conn, root_id, rows, known)
+        ids = index.write_files(conn, root_id, rows, known)
+        if embedder is not None:
+            failed = [ids[n] for n, r in enumerate(batch) if r.status == FAILED]
+            index.drop_embeddings(conn, embedder.spec.name, failed)
+            index.write_embeddings(conn, embedder.spec.name, [ids[n] for n in embedded], vectors)
+            summary.embedded += len(embedded)

@@ -13,8 +13,10 @@ import sys
 import click
 
 from .errors import SimsearchError
-from .hashing import HASH_METHODS
-from .index import DEFAULT_INDEX_DIR, DUPLICATE_METHODS, open_index
+from .index import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, DUPLICATE_METHODS, SEARCH_METHODS, open_index
+
+BACKEND_CHOICES = ("auto", "onnx", "torch")  # simsearch.models.BACKENDS, without importing it
+ANN_CHOICES = ("auto", "flat", "ivf")  # simsearch.faiss_store.ANN_KINDS, without importing FAISS
 
 
 def index_option(fn):
@@ -27,6 +29,15 @@ def index_option(fn):
 def format_option(fn):
     return click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
                         show_default=True, help="Output format.")(fn)
+
+
+def model_options(fn):
+    """How a query or a run encodes images: weights file, backend, device."""
+    fn = click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if present).")(fn)
+    fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+                      help="onnx: ONNX Runtime on CPU; torch: torch (fp16 on a GPU); auto: GPU torch, else onnx.")(fn)
+    return click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                        help="Weights file for the embedder (default: its package or the local cache).")(fn)
 
 
 def friendly(fn):
@@ -86,9 +97,18 @@ def main():
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None, help="Refuse images with more pixels than this.")
 @click.option("--all-files", is_flag=True, help="Try every file, not only those with image extensions.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--embed", is_flag=False, flag_value=DEFAULT_EMBEDDER, default=None, metavar="[MODEL]",
+              help=f"Also compute embeddings, in the same pass (MODEL default: {DEFAULT_EMBEDDER}; "
+                   "see simsearch models list, or timm:ARCH / torchvision:ARCH).")
+@click.option("--embed-batch", type=click.IntRange(min=1), default=None,
+              help="Images per inference batch (default: 8 on CPU, 256 on GPU).")
+@click.option("--ann", type=click.Choice(ANN_CHOICES), default=None,
+              help="Vector index: flat (exact), ivf, or auto (exact below 100k vectors). Kept in the index.")
+@model_options
 @index_option
 @friendly
-def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, index_dir, db):
+def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, embed, embed_batch,
+          ann, weights, backend, device, index_dir, db):
     """Index images under PATHS (folders recursively, or files); re-running updates the index."""
     from indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
 
@@ -99,30 +119,49 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
                "progress": sys.stderr.isatty() if progress is None else progress}
     if max_pixels:
         options["max_pixels"] = max_pixels
+    if embed:
+        options.update(embed=embed, weights=weights, backend=backend, device=device, embed_batch=embed_batch)
     with _open(index_dir, db, create=True) as idx:
+        if ann:
+            idx.set_ann(ann)
         summary = idx.add(paths, **options)
     click.echo(summary.line())
 
 
 @main.command()
 @click.argument("image", type=click.Path())
-@click.option("--by", type=click.Choice(HASH_METHODS), default="phash", show_default=True)
+@click.option("--by", type=click.Choice(SEARCH_METHODS), default="auto", show_default=True,
+              help="embedding (cosine), a hash (Hamming), or auto: embedding if the index has them, else phash.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of neighbours.")
-@click.option("--max-distance", type=int, default=None, help="Only neighbours within this Hamming distance.")
+@click.option("--max-distance", type=int, default=None, help="Hashes: only neighbours within this Hamming distance.")
+@click.option("--min-similarity", type=float, default=None, help="Embeddings: only neighbours this similar (cosine).")
+@click.option("--model", default=None, help="Embedder whose vectors to search (default: the index's).")
+@click.option("--rotations", is_flag=True, help="Embeddings: also match the query's 8 rotations and flips.")
+@model_options
 @index_option
 @format_option
 @friendly
-def search(image, by, k, max_distance, index_dir, db, fmt):
+def search(image, by, k, max_distance, min_similarity, model, rotations, weights, backend, device, index_dir, db,
+           fmt):
     """Nearest indexed images to IMAGE (which need not be indexed)."""
     with _open(index_dir, db) as idx:
-        matches = idx.search(image, by=by, k=k, max_distance=max_distance)
-    emit([{"rank": n, "distance": m.distance, "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
-         ["rank", "distance", "path"])
+        embedder = None
+        if by == "embedding" or (by == "auto" and idx.embedding_models()):
+            by = "embedding"
+            embedder = idx.embedder(model, weights=weights, backend=backend, device=device)
+        matches = idx.search(image, by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
+                             model=model, rotations=rotations, embedder=embedder)
+    score = "similarity" if by == "embedding" else "distance"
+    emit([{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
+         ["rank", score, "path"])
 
 
 @main.command()
-@click.option("--by", type=click.Choice(DUPLICATE_METHODS), default="phash", show_default=True)
+@click.option("--by", type=click.Choice(DUPLICATE_METHODS), default="auto", show_default=True,
+              help="auto: exact + pHash over rotations and flips + embeddings (when indexed); or one method.")
 @click.option("--max-distance", type=int, default=None, help="Hamming distance for hash methods (default per method).")
+@click.option("--min-similarity", type=float, default=None, help="Cosine similarity for embeddings (default 0.98).")
+@click.option("--model", default=None, help="Embedder whose vectors to use (default: the index's).")
 @click.option("--move-to", type=click.Path(file_okay=False), default=None,
               help="Keep the first of each group (largest, then biggest file, then oldest) and move the rest here.")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
@@ -130,10 +169,10 @@ def search(image, by, k, max_distance, index_dir, db, fmt):
 @index_option
 @format_option
 @friendly
-def duplicates(by, max_distance, move_to, manifest, index_dir, db, fmt):
+def duplicates(by, max_distance, min_similarity, model, move_to, manifest, index_dir, db, fmt):
     """Exact duplicates and near-duplicate groups. JSON is imagededup's {path: [duplicates]} map."""
     with _open(index_dir, db) as idx:
-        groups = idx.duplicates(by=by, max_distance=max_distance)
+        groups = idx.duplicates(by=by, max_distance=max_distance, min_similarity=min_similarity, model=model)
         if move_to:
             from .moves import move_duplicates  # noqa: PLC0415
 
@@ -175,8 +214,9 @@ def undo(manifest, index_dir, db):
 @click.option("--ground-truth", required=True, type=click.Path(dir_okay=False), help="imagededup-format map.")
 @click.option("--exclude", type=click.Path(dir_okay=False), default=None, help="Paths to leave out, one a line.")
 @click.option("--by", "methods", multiple=True, type=click.Choice(DUPLICATE_METHODS),
-              help="Methods to score (default: all).")
-@click.option("--sweep/--no-sweep", default=True, show_default=True, help="Score distances 0-20, not only the best.")
+              help="Methods to score (default: every method the index supports).")
+@click.option("--sweep/--no-sweep", default=True, show_default=True,
+              help="Score distances 0-20 and similarities 0.80-0.995, not only each method's best.")
 @index_option
 @format_option
 @friendly
@@ -185,13 +225,14 @@ def evaluate(ground_truth, exclude, methods, sweep, index_dir, db, fmt):
     from .evaluate import best, evaluate as run_eval  # noqa: PLC0415
 
     with _open(index_dir, db) as idx:
-        scores = run_eval(idx, ground_truth, methods=methods or DUPLICATE_METHODS, exclude=exclude)
+        scores = run_eval(idx, ground_truth, methods=methods or None, exclude=exclude)
     chosen = scores if sweep else list(best(scores).values())
     top = {id(s) for s in best(scores).values()}
     emit([{"method": s.method, "max_distance": "" if s.max_distance is None else s.max_distance,
+           "min_similarity": "" if s.min_similarity is None else s.min_similarity,
            "precision": round(s.precision, 4), "recall": round(s.recall, 4), "f1": round(s.f1, 4),
            "best": "*" if id(s) in top else ""} for s in chosen], fmt,
-         ["method", "max_distance", "precision", "recall", "f1", "best"])
+         ["method", "max_distance", "min_similarity", "precision", "recall", "f1", "best"])
 
 
 @main.command()

@@ -1,19 +1,30 @@
-"""Derived FAISS binary indexes over the stored hashes, rebuilt when stale.
+"""Derived FAISS indexes, rebuilt when stale: binary indexes over the stored hashes
+and inner-product indexes over the stored embeddings.
 
-Each method's index lives in ``faiss/<method>.index`` with the row ids beside
-it and a stamp naming the database data version it was built from.
+Each lives in ``faiss/<name>.index`` with the row ids beside it and a stamp
+naming the database data version (and settings) it was built from. The
+database stays the source of truth; these files can be deleted at any time.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from .errors import InvalidArgument
 from .hamming import HASH_BITS
+
+ANN_KINDS = ("auto", "flat", "ivf")
+EXACT_BELOW = 100_000  # auto: exact search below this many vectors, IVF from here on
+DEFAULT_NPROBE = 32  # IVF lists scanned per query (recall@10 >= 0.95 at 1M, see benchmarks/ann.py)
+_TRAIN_PER_LIST = 50
+_RANGE_BLOCK = 4096  # queries per range_search call when pairing every vector
 
 
 class BinaryIndex:
@@ -30,30 +41,124 @@ class BinaryIndex:
         return self.ids[rows[0][keep]], distances[0][keep]
 
 
-def build(codes: np.ndarray) -> faiss.IndexBinary:
+class VectorIndex:
+    """Cosine search over unit vectors: inner product, exact (flat) or IVF with 8-bit codes."""
+
+    def __init__(self, index: faiss.Index, ids: np.ndarray, kind: str):
+        self.index = index
+        self.ids = ids
+        self.kind = kind
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, similarities), each (len(queries), <=k); missing slots have id -1."""
+        if len(self.ids) == 0:
+            return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32)
+        sims, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self.ids)))
+        return np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1), sims
+
+    def pairs(self, vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+        """Row pairs (i < j) of ``vectors`` (the indexed ones, in id order) at or above ``min_similarity``."""
+        left, right = [], []
+        radius = np.nextafter(np.float32(min_similarity), np.float32(-1))  # range_search keeps sim > radius
+        for start in range(0, len(vectors), _RANGE_BLOCK):
+            lims, _sims, rows = self.index.range_search(vectors[start : start + _RANGE_BLOCK], float(radius))
+            counts = np.diff(lims).astype(np.int64)
+            query = np.repeat(np.arange(start, start + len(counts)), counts)
+            keep = query < rows
+            left.append(query[keep])
+            right.append(rows[keep])
+        if not left:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(left).astype(np.int64), np.concatenate(right).astype(np.int64)
+
+
+def build_binary(codes: np.ndarray) -> faiss.IndexBinary:
     index = faiss.IndexBinaryFlat(HASH_BITS)
     if len(codes):
         index.add(np.ascontiguousarray(codes, dtype=np.uint64).view(np.uint8).reshape(-1, HASH_BITS // 8))
     return index
 
 
+def build_vectors(vectors: np.ndarray, kind: str = "auto", *, nprobe: int = DEFAULT_NPROBE,
+                  seed: int = 0) -> tuple[faiss.Index, str]:
+    """An inner-product index over unit vectors; ``auto`` picks flat below ``EXACT_BELOW`` vectors."""
+    if kind not in ANN_KINDS:
+        raise InvalidArgument(f"unknown vector index {kind!r}; choose one of {', '.join(ANN_KINDS)}")
+    n, dim = vectors.shape
+    if kind == "auto":
+        kind = "flat" if n < EXACT_BELOW else "ivf"
+    if kind == "flat" or n < 2:
+        index = faiss.IndexFlatIP(dim)
+        kind = "flat"
+    else:
+        nlist = ivf_lists(n)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        sample = vectors
+        if n > _TRAIN_PER_LIST * nlist:  # k-means needs tens of points per list, not all of them
+            pick = np.sort(np.random.default_rng(seed).choice(n, _TRAIN_PER_LIST * nlist, replace=False))
+            sample = vectors[pick]
+        index.cp.seed = seed
+        index.train(np.ascontiguousarray(sample))
+        index.nprobe = min(nprobe, nlist)
+    if n:
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index, kind
+
+
+def ivf_lists(n: int) -> int:
+    """About 2 sqrt(n) inverted lists, a power of two, capped so each list gets 39+ training points."""
+    target = 2 ** round(math.log2(max(2 * math.sqrt(max(n, 1)), 1)))
+    return int(max(1, min(target, 65536, n // 39)))
+
+
 def binary_index(idx, method: str) -> BinaryIndex:
-    """The FAISS index for ``method``, loaded from disk or rebuilt if stale."""
-    folder = Path(idx.directory) / "faiss"
-    stamp = {"data_version": idx.data_version(), "method": method}
-    stamp_file, index_file, ids_file = (folder / f"{method}{ext}" for ext in (".json", ".index", ".ids.npy"))
+    """The FAISS index for hash ``method``, loaded from disk or rebuilt if stale."""
+
+    def build():
+        ids, codes = idx.hash_codes(method)
+        return build_binary(codes), ids
+
+    index, ids = _cached(Path(idx.directory) / "faiss", method, {"data_version": idx.data_version(),
+                         "method": method}, build, faiss.read_index_binary, faiss.write_index_binary)
+    return BinaryIndex(index, ids)
+
+
+def vector_index(idx, model: str, kind: str = "auto", nprobe: int = DEFAULT_NPROBE) -> VectorIndex:
+    """The FAISS index over ``model``'s embeddings, loaded from disk or rebuilt if stale."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+    built_kind = {}
+
+    def build():
+        ids, vectors = idx.vectors(model)
+        index, built_kind["kind"] = build_vectors(vectors, kind)
+        return index, ids
+
+    stamp = {"data_version": idx.data_version(), "model": model, "kind": kind}
+    index, ids = _cached(Path(idx.directory) / "faiss", f"embedding-{safe}", stamp, build,
+                         faiss.read_index, faiss.write_index)
+    actual = "flat" if isinstance(index, faiss.IndexFlat) else "ivf"
+    if actual == "ivf":
+        index.nprobe = nprobe  # not kept in the file
+    return VectorIndex(index, ids, built_kind.get("kind", actual))
+
+
+def _cached(folder: Path, name: str, stamp: dict, build: Callable, read: Callable, write: Callable):
+    """(index, ids) from ``folder/name.*`` if its stamp matches, else built, saved and returned."""
+    stamp_file, index_file, ids_file = (folder / f"{name}{ext}" for ext in (".json", ".index", ".ids.npy"))
     try:
         if json.loads(stamp_file.read_text()) == stamp:
-            return BinaryIndex(faiss.read_index_binary(str(index_file)), np.load(ids_file))
+            return read(str(index_file)), np.load(ids_file)
     except (OSError, ValueError, RuntimeError):
         pass  # missing or damaged: rebuild below
-    ids, codes = idx.hash_codes(method)
-    index = build(codes)
+    index, ids = build()
     folder.mkdir(exist_ok=True)
-    _replace(index_file, lambda tmp: faiss.write_index_binary(index, tmp))
+    # the stamp goes last: a crash in between leaves a stale stamp, so the next open rebuilds
+    _replace(index_file, lambda tmp: write(index, tmp))
     _replace(ids_file, lambda tmp: _save_npy(tmp, ids))
     _replace(stamp_file, lambda tmp: Path(tmp).write_text(json.dumps(stamp)))
-    return BinaryIndex(index, ids)
+    return index, ids
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

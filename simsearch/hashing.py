@@ -4,6 +4,11 @@ All four are computed from one small grey image made from the decoded RGB
 image, so each image is reduced once. wHash uses a fixed 64-pixel scale
 (imagehash's default scales with the image, which gives resized copies of one
 photo different hashes).
+
+pHash is also computed for the image's 8 rotations and flips (the dihedral
+group) from the same DCT: mirroring a signal multiplies its k-th DCT-II
+coefficient by (-1)^k and transposing the image transposes its coefficients,
+so the variants cost no extra decode, resize or transform.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ from .schema import HASH_METHODS
 
 WORK_SIZE = 128  # side of the grey image all hashes are computed from
 
+_PHASH_SIZE, _PHASH_INPUT = 8, 32  # imagehash's defaults: 8x8 low frequencies of a 32x32 DCT
+# the dihedral group as (transpose, flip rows, flip columns); DIHEDRAL[0] is the identity
+DIHEDRAL = tuple((t, r, c) for t in (False, True) for r in (False, True) for c in (False, True))
+_SIGNS = (-1.0) ** np.arange(_PHASH_SIZE)
+
 _HASHERS: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
-    "phash": lambda g: imagehash.phash(g, hash_size=8),
     "dhash": lambda g: imagehash.dhash(g, hash_size=8),
     "whash": lambda g: imagehash.whash(g, hash_size=8, image_scale=64),
     "ahash": lambda g: imagehash.average_hash(g, hash_size=8),
@@ -28,7 +37,7 @@ _HASHERS: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
 
 
 def check_method(method: str) -> str:
-    if method not in _HASHERS:
+    if method not in HASH_METHODS:
         raise InvalidArgument(f"unknown hash method {method!r}; choose one of {', '.join(HASH_METHODS)}")
     return method
 
@@ -42,8 +51,35 @@ def work_image(rgb: Image.Image) -> Image.Image:
 
 def hash_image(rgb: Image.Image) -> dict[str, int]:
     """All four hashes of an RGB image, as signed 64-bit integers (as stored)."""
+    return {k: v for k, v in image_hashes(rgb).items() if k != "phash_dihedral"}
+
+
+def image_hashes(rgb: Image.Image) -> dict:
+    """The four hashes plus ``phash_dihedral``: the pHash of all 8 rotations and flips,
+    packed as 8 little-endian uint64 (the identity's first, equal to ``phash``)."""
     grey = work_image(rgb)
-    return {name: to_signed(_bits_to_uint(fn(grey).hash)) for name, fn in _HASHERS.items()}
+    variants = dihedral_phashes(grey)
+    out = {"phash": to_signed(int(variants[0]))}
+    out.update({name: to_signed(_bits_to_uint(fn(grey).hash)) for name, fn in _HASHERS.items()})
+    out["phash_dihedral"] = variants.astype("<u8").tobytes()
+    return out
+
+
+def dihedral_phashes(grey: Image.Image) -> np.ndarray:
+    """pHash (as imagehash computes it) of the 8 transforms in ``DIHEDRAL``, as uint64."""
+    import scipy.fftpack  # noqa: PLC0415 - as imagehash does
+
+    pixels = np.asarray(grey.resize((_PHASH_INPUT, _PHASH_INPUT), Image.Resampling.LANCZOS))
+    low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:_PHASH_SIZE, :_PHASH_SIZE]
+    codes = np.empty(len(DIHEDRAL), dtype=np.uint64)
+    for n, (transpose, flip_rows, flip_cols) in enumerate(DIHEDRAL):
+        block = low.T if transpose else low
+        if flip_rows:
+            block = block * _SIGNS[:, None]
+        if flip_cols:
+            block = block * _SIGNS[None, :]
+        codes[n] = _bits_to_uint(block > np.median(block))
+    return codes
 
 
 def _bits_to_uint(bits: np.ndarray) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -15,14 +16,19 @@ from sqlalchemy import Connection, bindparam, func, select
 from . import store
 from .errors import IndexNotFound, InvalidArgument
 from .hamming import HASH_BITS, connected_groups, hamming_edges
-from .hashing import check_method, hash_image, to_uint64
+from .hashing import DIHEDRAL, check_method, hash_image, to_uint64
 from .imageio import decode, decode_file
-from .schema import FAILED, HASH_METHODS, OK, REMOVED, Failure, Image, Root
+from .schema import FAILED, HASH_METHODS, OK, REMOVED, Embedder, Embedding, Failure, Image, Root
 
 DEFAULT_INDEX_DIR = ".simsearch"
+DEFAULT_EMBEDDER = "efficientnet_lite0"
 # defaults chosen on the development duplicate set (see README, "Choosing thresholds")
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
-DUPLICATE_METHODS = ("exact",) + HASH_METHODS
+DEFAULT_MIN_SIMILARITY = 0.98  # cosine, embeddings alone
+AUTO_MAX_DISTANCE = 1  # pHash over the 8 rotations and flips, in --by auto
+AUTO_MIN_SIMILARITY = 0.985  # cosine, in --by auto
+SEARCH_METHODS = ("auto", "embedding") + HASH_METHODS
+DUPLICATE_METHODS = ("auto", "exact", "embedding") + HASH_METHODS
 _IN_CHUNK = 900  # ids per IN (...) clause
 
 
@@ -43,8 +49,11 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class Match:
+    """A search hit: Hamming ``distance`` for a hash search, cosine ``similarity`` for embeddings."""
+
     image: ImageRecord
-    distance: int
+    distance: int | None = None
+    similarity: float | None = None
 
 
 def default_index_dir() -> Path:
@@ -130,15 +139,27 @@ class Index:
         display = raw.decode("utf-8", "backslashreplace")
         return conn.execute(Root.__table__.insert().values(path=display, path_raw=raw)).inserted_primary_key[0]
 
-    def known_files(self, conn: Connection, root_id: int) -> dict[bytes, tuple]:
-        """relpath bytes -> (id, size, mtime_ns, sha256, status) for a root's files."""
-        cols = (Image.relpath_raw, Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.status)
-        rows = conn.execute(select(*cols).where(Image.root_id == root_id)).all()
-        return {r[0]: tuple(r[1:]) for r in rows}
+    def known_files(self, conn: Connection, root_id: int, model: str | None = None) -> dict[bytes, tuple]:
+        """relpath bytes -> (id, size, mtime_ns, sha256, status, complete) for a root's files.
 
-    def write_files(self, conn: Connection, root_id: int, rows: list[dict], known: dict[bytes, tuple]) -> None:
+        ``complete`` is False for a decoded image that lacks a feature this code
+        computes (the rotation hashes, or an embedding by ``model``)."""
+        cols = (Image.relpath_raw, Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.status,
+                Image.phash_dihedral.is_not(None))
+        rows = conn.execute(select(*cols).where(Image.root_id == root_id)).all()
+        embedded = set()
+        if model is not None:
+            embedded = set(conn.execute(select(Embedding.image_id).join(Image, Image.id == Embedding.image_id).where(
+                Image.root_id == root_id, Embedding.model == model)).scalars())
+        return {
+            r[0]: (*r[1:6], r[5] != OK or (bool(r[6]) and (model is None or r[1] in embedded)))
+            for r in rows
+        }
+
+    def write_files(self, conn: Connection, root_id: int, rows: list[dict], known: dict[bytes, tuple]) -> list[int]:
         """Insert or update image rows (keys: Image columns plus ``error``: (kind, message) or None)
-        and keep the failures table in step: one row per failing path, none for a good one."""
+        and keep the failures table in step: one row per failing path, none for a good one.
+        Returns the rows' image ids, in order."""
         stamp = time.time()
         inserts, updates, failures, cleared = [], [], [], []
         for row in rows:
@@ -163,6 +184,39 @@ class Index:
         if failures:
             conn.execute(Failure.__table__.insert(), failures)
         self.bump_version(conn)
+        ids = {raw: known[raw][0] for raw in cleared if raw in known}
+        new = [raw for raw in cleared if raw not in known]
+        for chunk in _chunks(new):
+            ids.update(conn.execute(select(Image.relpath_raw, Image.id).where(
+                Image.root_id == root_id, Image.relpath_raw.in_(chunk))).all())
+        return [ids[raw] for raw in cleared]
+
+    def use_embedder(self, conn: Connection, embedder) -> None:
+        """Record the embedder's spec, or check that it is the one the index was built with."""
+        stored = conn.execute(select(Embedder.spec).where(Embedder.name == embedder.spec.name)).scalar()
+        if stored is None:
+            conn.execute(Embedder.__table__.insert().values(
+                name=embedder.spec.name, spec=embedder.stored_spec(), created_at=time.time()))
+        elif json.loads(stored) != json.loads(embedder.stored_spec()):
+            raise InvalidArgument(
+                f"this index holds {embedder.spec.name} embeddings made with other weights or settings "
+                f"(weights sha256 {json.loads(stored).get('weights_sha256', '?')[:12]}); pass --weights PATH "
+                "to those weights, or build a new index"
+            )
+
+    def write_embeddings(self, conn: Connection, model: str, ids: list[int], vectors: np.ndarray) -> None:
+        """Store (replace) one vector per image id."""
+        self.drop_embeddings(conn, model, ids)
+        if ids:
+            rows = [{"image_id": i, "model": model, "vector": np.asarray(v, "<f4").tobytes()}
+                    for i, v in zip(ids, vectors)]
+            conn.execute(Embedding.__table__.insert(), rows)
+
+    def drop_embeddings(self, conn: Connection, model: str | None, ids: list[int]) -> None:
+        table = Embedding.__table__
+        for chunk in _chunks(ids):
+            where = table.c.image_id.in_(chunk)
+            conn.execute(table.delete().where(where if model is None else where & (table.c.model == model)))
 
     def record_errors(self, conn: Connection, root_id: int, errors: list[tuple[str, str, str]]) -> None:
         """Failures of entries that are not files to decode (unlistable folders, broken links)."""
@@ -241,55 +295,167 @@ class Index:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         return ids, to_uint64([r[1] for r in rows])
 
+    def _decode_query(self, image: str | os.PathLike | bytes):
+        """A query image decoded exactly the way the index decodes."""
+        if isinstance(image, bytes):
+            return decode(image, full=self.full_decode)
+        return decode_file(os.fspath(image), full=self.full_decode)
+
     def hash_query(self, image: str | os.PathLike | bytes) -> dict[str, int]:
         """The four hashes of a query image, decoded the way the index decodes."""
-        decoded = decode(image, full=self.full_decode) if isinstance(image, bytes) else decode_file(
-            os.fspath(image), full=self.full_decode)
-        return hash_image(decoded.image)
+        return hash_image(self._decode_query(image).image)
 
-    def search(self, image, *, by: str = "phash", k: int = 10, max_distance: int | None = None) -> list[Match]:
-        """Nearest indexed images to ``image`` (a path or bytes) by Hamming distance."""
-        check_method(by)
+    # -- embeddings --------------------------------------------------------
+    def embedding_models(self) -> dict[str, dict]:
+        """name -> stored spec (with the weights' sha256) of each embedder the index holds vectors of."""
+        with self.engine.connect() as conn:
+            return {name: json.loads(spec) for name, spec in conn.execute(select(Embedder.name, Embedder.spec))}
+
+    def _model(self, model: str | None) -> str:
+        models = self.embedding_models()
+        if model is None:
+            if not models:
+                raise InvalidArgument("this index has no embeddings; add them with: simsearch index PATH --embed")
+            return DEFAULT_EMBEDDER if DEFAULT_EMBEDDER in models else sorted(models)[0]
+        if model not in models:
+            have = ", ".join(models) or "none"
+            raise InvalidArgument(f"this index has no {model} embeddings (it has: {have}); "
+                                  f"add them with: simsearch index PATH --embed {model}")
+        return model
+
+    def embedder(self, model: str | None = None, **options):
+        """The embedder that made this index's ``model`` vectors, checked against the stored spec
+        (``options`` go to ``simsearch.models.create_embedder``: weights, backend, device)."""
+        from .models import create_embedder  # noqa: PLC0415 - torch / onnxruntime load on use
+
+        model = self._model(model)
+        embedder = create_embedder(model, **options)
+        with self.engine.connect() as conn:
+            self.use_embedder(conn, embedder)  # only reads: the spec is already stored
+        return embedder
+
+    def vectors(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, float32 vectors) of the indexed images' ``model`` embeddings, in id order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Embedding.image_id, Embedding.vector).join(Image, Image.id == Embedding.image_id)
+                .where(Embedding.model == model, Image.status == OK).order_by(Embedding.image_id)
+            ).all()
+        dim = len(rows[0][1]) // 4 if rows else 0
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        return np.array([r[0] for r in rows], dtype=np.int64), vectors.astype(np.float32)
+
+    def _vector_index(self, model: str):
+        from .faiss_store import vector_index  # noqa: PLC0415 - FAISS loads only when searching
+
+        return vector_index(self, model, self.ann)
+
+    @property
+    def ann(self) -> str:
+        """The kind of vector index: auto (exact below 100k vectors, IVF above), flat or ivf."""
+        with self.engine.connect() as conn:
+            return store.get_meta(conn, "ann", "auto")
+
+    def set_ann(self, kind: str) -> None:
+        from .faiss_store import ANN_KINDS  # noqa: PLC0415
+
+        if kind not in ANN_KINDS:
+            raise InvalidArgument(f"unknown vector index {kind!r}; choose one of {', '.join(ANN_KINDS)}")
+        with self.atomic() as conn:
+            store.set_meta(conn, "ann", kind)
+
+    # -- queries -----------------------------------------------------------
+    def search(self, image, *, by: str = "auto", k: int = 10, max_distance: int | None = None,
+               min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
+               embedder=None) -> list[Match]:
+        """Nearest indexed images to ``image`` (a path or bytes).
+
+        ``by``: ``embedding`` (cosine; ``rotations`` also matches the query's 8
+        rotations and flips), a hash method (Hamming), or ``auto`` (embedding
+        when the index has embeddings, else phash).
+        """
+        if by not in SEARCH_METHODS:
+            raise InvalidArgument(f"unknown search method {by!r}; choose one of {', '.join(SEARCH_METHODS)}")
         if k < 1:
             raise InvalidArgument(f"k must be at least 1, got {k}")
         _check_distance(max_distance)
+        _check_similarity(min_similarity)
+        if by == "auto":
+            by = "embedding" if self.embedding_models() else "phash"
+        if by == "embedding":
+            return self._search_embedding(image, k, min_similarity, model, rotations, embedder)
         query = self.hash_query(image)[by]
         from .faiss_store import binary_index  # noqa: PLC0415 - FAISS loads only when searching
 
         ids, distances = binary_index(self, by).search(query, k)
         records = self._records(ids.tolist())
         return [
-            Match(records[i], int(d))
+            Match(records[i], distance=int(d))
             for i, d in zip(ids.tolist(), distances.tolist())
             if max_distance is None or d <= max_distance
         ]
 
-    def duplicates(self, *, by: str = "phash", max_distance: int | None = None) -> list[list[ImageRecord]]:
+    def _search_embedding(self, image, k, min_similarity, model, rotations, embedder) -> list[Match]:
+        model = self._model(model)
+        embedder = embedder or self.embedder(model)
+        rgb = self._decode_query(image).image
+        variants = [_dihedral(rgb, t) for t in DIHEDRAL] if rotations else [rgb]
+        ids, sims = self._vector_index(model).search(embedder.encode(variants), k)
+        best: dict[int, float] = {}
+        for i, sim in zip(ids.ravel().tolist(), sims.ravel().tolist()):
+            if i >= 0 and sim > best.get(i, -2.0):
+                best[i] = sim
+        ranked = sorted(best.items(), key=lambda item: -item[1])[:k]
+        ranked = [(i, s) for i, s in ranked if min_similarity is None or s >= min_similarity]
+        records = self._records([i for i, _ in ranked])
+        return [Match(records[i], similarity=round(s, 6)) for i, s in ranked]
+
+    def duplicates(self, *, by: str = "auto", max_distance: int | None = None,
+                   min_similarity: float | None = None, model: str | None = None) -> list[list[ImageRecord]]:
         """Duplicate groups, largest first; in each, the image to keep comes first.
 
         ``exact`` groups same bytes or same decoded pixels; a hash method adds
-        every pair within ``max_distance`` bits (its default if None).
+        every pair within ``max_distance`` bits; ``embedding`` adds every pair of
+        cosine similarity at least ``min_similarity``; ``auto`` (the default)
+        combines exact matches, pHash over the 8 rotations and flips, and
+        embeddings when the index has them.
         """
+        return [self._keep_first(g) for g in self.duplicate_ids(by, max_distance, min_similarity, model)]
+
+    def duplicate_ids(self, by: str = "auto", max_distance: int | None = None,
+                      min_similarity: float | None = None, model: str | None = None) -> list[list[int]]:
+        """Duplicate groups as lists of image ids."""
         if by not in DUPLICATE_METHODS:
             raise InvalidArgument(f"unknown duplicate method {by!r}; choose one of {', '.join(DUPLICATE_METHODS)}")
         _check_distance(max_distance)
-        return [self._keep_first(g) for g in self.duplicate_ids(by, max_distance)]
-
-    def duplicate_ids(self, by: str, max_distance: int | None = None) -> list[list[int]]:
-        """Duplicate groups as lists of image ids."""
+        _check_similarity(min_similarity)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Image.id, Image.sha256, Image.pixel_digest).where(Image.status == OK).order_by(Image.id)
+                select(Image.id, Image.sha256, Image.pixel_digest, Image.phash_dihedral)
+                .where(Image.status == OK).order_by(Image.id)
             ).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         edges = [_equal_edges([r[1] for r in rows]), _equal_edges([r[2] for r in rows])]
-        if by != "exact":
+        if by in HASH_METHODS:
             _, codes = self.hash_codes(by)
-            distance = DEFAULT_MAX_DISTANCE[by] if max_distance is None else max_distance
-            edges.append(hamming_edges(codes, distance))
+            edges.append(hamming_edges(codes, DEFAULT_MAX_DISTANCE[by] if max_distance is None else max_distance))
+        if by == "auto":
+            distance = AUTO_MAX_DISTANCE if max_distance is None else max_distance
+            edges.append(_dihedral_edges([r[3] for r in rows], distance))
+        if by == "embedding" or (by == "auto" and self.embedding_models()):
+            default = DEFAULT_MIN_SIMILARITY if by == "embedding" else AUTO_MIN_SIMILARITY
+            edges.append(self._embedding_edges(ids, model, default if min_similarity is None else min_similarity))
         i = np.concatenate([e[0] for e in edges])
         j = np.concatenate([e[1] for e in edges])
         return [ids[g].tolist() for g in connected_groups(len(ids), i, j)]
+
+    def _embedding_edges(self, ids: np.ndarray, model: str | None, min_similarity: float):
+        """Pairs of rows of ``ids`` whose embeddings are at least ``min_similarity`` apart."""
+        model = self._model(model)
+        vec_ids, vectors = self.vectors(model)
+        left, right = self._vector_index(model).pairs(vectors, min_similarity)
+        rows = np.searchsorted(ids, vec_ids)  # both in id order; every embedded image is in ids
+        return rows[left], rows[right]
 
     def _keep_first(self, group: list[int]) -> list[ImageRecord]:
         records = self._records(group)
@@ -305,13 +471,16 @@ class Index:
         ]
 
     def stats(self) -> dict:
-        """Counts of images, failures, removed files and hashes, and sizes on disk."""
+        """Counts of images, failures, removed files, hashes and embeddings (per model), and sizes on disk."""
         with self.engine.connect() as conn:
             by_status = dict(conn.execute(select(Image.status, func.count()).group_by(Image.status)).all())
             failures = dict(conn.execute(select(Failure.kind, func.count()).group_by(Failure.kind)).all())
             hashed = conn.execute(select(func.count()).where(Image.phash.is_not(None), Image.status == OK)).scalar()
             image_bytes = conn.execute(select(func.coalesce(func.sum(Image.size), 0)).where(Image.status == OK)).scalar()
             roots = conn.execute(select(func.count()).select_from(Root)).scalar()
+            embedded = dict(conn.execute(
+                select(Embedding.model, func.count()).join(Image, Image.id == Embedding.image_id)
+                .where(Image.status == OK).group_by(Embedding.model)).all())
         return {
             "index": str(self.directory),
             "roots": roots,
@@ -321,9 +490,43 @@ class Index:
             "failures": sum(failures.values()),
             "failure_kinds": failures,
             "hashes": hashed * len(HASH_METHODS),
+            "embeddings": embedded,
             "image_bytes": int(image_bytes),
             "index_bytes": store.dir_size(self.directory),
         }
+
+
+def _check_similarity(min_similarity: float | None) -> None:
+    if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
+        raise InvalidArgument(f"min similarity must be between -1 and 1, got {min_similarity}")
+
+
+def _dihedral(rgb, transform: tuple[bool, bool, bool]):
+    """``rgb`` under one of ``hashing.DIHEDRAL``'s transforms (transpose, flip rows, flip columns)."""
+    from PIL import Image as PILImage  # noqa: PLC0415
+
+    transpose, flip_rows, flip_cols = transform
+    out = rgb.transpose(PILImage.Transpose.TRANSPOSE) if transpose else rgb
+    if flip_rows:
+        out = out.transpose(PILImage.Transpose.FLIP_TOP_BOTTOM)
+    if flip_cols:
+        out = out.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT)
+    return out
+
+
+def _dihedral_edges(packed: list[bytes | None], max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row pairs whose pHash is within ``max_distance`` under some rotation or flip of one of them."""
+    n_variants = len(DIHEDRAL)
+    have = [r for r, p in enumerate(packed) if p is not None]
+    if not have:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    codes = np.frombuffer(b"".join(packed[r] for r in have), dtype="<u8").astype(np.uint64)
+    i, j = hamming_edges(codes, max_distance)
+    owner = np.asarray(have, dtype=np.int64)
+    a, b = owner[i // n_variants], owner[j // n_variants]
+    keep = a != b
+    return a[keep], b[keep]
+
 
 def _check_distance(max_distance: int | None) -> None:
     if max_distance is not None and not 0 <= max_distance < HASH_BITS:

@@ -61,6 +61,8 @@ class Image(Base):
     dhash: Mapped[int | None] = mapped_column(BigInteger)
     whash: Mapped[int | None] = mapped_column(BigInteger)
     ahash: Mapped[int | None] = mapped_column(BigInteger)
+    # pHash of the 8 rotations and flips (see hashing.DIHEDRAL), 8 x 8 bytes little-endian
+    phash_dihedral: Mapped[bytes | None] = mapped_column(LargeBinary)
     indexed_at: Mapped[float] = mapped_column()
 
 
@@ -76,3 +78,24 @@ class Failure(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[float] = mapped_column()
+
+
+class Embedder(Base):
+    """The spec (JSON) of each embedder whose vectors the index holds, fixed when first used,
+    so that queries are encoded the way the index was."""
+
+    __tablename__ = "embedders"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column()
+
+
+class Embedding(Base):
+    """One image's L2-normalised embedding by one embedder: float32 little-endian bytes.
+    The source of truth; FAISS vector indexes are derived from these rows."""
+
+    __table_args__ = (Index("ix_embeddings_model", "model"),)
+    __tablename__ = "embeddings"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(ForeignKey("embedders.name"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

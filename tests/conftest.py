@@ -11,6 +11,15 @@ sys.path.insert(0, str(REPO / "samples"))
 from make_variants import make_variants  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """One ONNX cache for the session (and its subprocesses), so exports are made and checked here."""
+    import os
+
+    os.environ["SIMSEARCH_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+    return Path(os.environ["SIMSEARCH_CACHE"])
+
+
 @pytest.fixture
 def photos(tmp_path) -> Path:
     """The bundled sample images plus generated edits, in a fresh folder."""
