@@ -1,7 +1,7 @@
 """Duplicate quality on ../shared/data/dups (strict ground truth, unlabeled frames
-excluded): pair-level precision, recall and F1 of each simsearch method at its
-default threshold and at its best one, beside imagededup's four hash methods at
-their best threshold, scored by the same code.
+excluded): pair-level precision, recall and F1 of each simsearch method (auto,
+embedding, exact, the four hashes) at its default threshold and at its best one,
+beside imagededup's four hash methods at their best threshold, scored by the same code.
 
 Usage: python benchmarks/quality.py
 """
@@ -16,20 +16,23 @@ from common import require_dups, write
 
 import simsearch
 from simsearch.evaluate import best, evaluate, load_ground_truth, read_exclude, score
-from simsearch.index import DEFAULT_MAX_DISTANCE, DUPLICATE_METHODS
+from simsearch.index import AUTO_MIN_SIMILARITY, DEFAULT_MAX_DISTANCE, DEFAULT_MIN_SIMILARITY, DUPLICATE_METHODS
+
+DEFAULT_SIMILARITY = {"auto": AUTO_MIN_SIMILARITY, "embedding": DEFAULT_MIN_SIMILARITY}
 
 
 def ours(dups: Path) -> tuple[list, dict]:
     tmp = Path(tempfile.mkdtemp())
     try:
         idx = simsearch.open_index(tmp / "ix", create=True)
-        idx.add([dups / "images"], workers=2)
+        idx.add([dups / "images"], workers=2, embed="efficientnet_lite0")
         scores = evaluate(idx, str(dups / "ground_truth.json"), methods=DUPLICATE_METHODS,
                           exclude=str(dups / "unlabeled_exclude.txt"))
         idx.close()
     finally:
         shutil.rmtree(tmp)
-    defaults = [s for s in scores if s.max_distance == DEFAULT_MAX_DISTANCE.get(s.method) or s.method == "exact"]
+    defaults = [s for s in scores if s.method == "exact" or s.max_distance == DEFAULT_MAX_DISTANCE.get(s.method)
+                or s.min_similarity == DEFAULT_SIMILARITY.get(s.method)]
     return scores, {s.method: s for s in defaults}
 
 
@@ -51,7 +54,8 @@ def imagededup_scores(dups: Path) -> dict:
 
 
 def row(s) -> dict:
-    return {"method": s.method, "max_distance": s.max_distance, "precision": round(s.precision, 4),
+    return {"method": s.method, "max_distance": s.max_distance, "min_similarity": s.min_similarity,
+            "precision": round(s.precision, 4),
             "recall": round(s.recall, 4), "f1": round(s.f1, 4)}
 
 

@@ -49,6 +49,9 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except SimsearchError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as exc:
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
 

@@ -22,9 +22,12 @@ from .hamming import HASH_BITS
 
 ANN_KINDS = ("auto", "flat", "ivf")
 EXACT_BELOW = 100_000  # auto: exact search below this many vectors, IVF from here on
-DEFAULT_NPROBE = 32  # IVF lists scanned per query (recall@10 >= 0.95 at 1M, see benchmarks/ann.py)
+# IVF scans 1/8 of its lists per query, and at least 128 (recall@10 0.97 at 1M, 0.98 at 100k: benchmarks/ann.py)
+PROBE_FRACTION, MIN_PROBES = 8, 128
+REFINE_FACTOR = 8  # IVF re-ranks 8 k candidates with the 8-bit codes
 _TRAIN_PER_LIST = 50
 _RANGE_BLOCK = 4096  # queries per range_search call when pairing every vector
+_PAIR_NEIGHBOURS = 64  # approximate indexes pair each vector with at most this many neighbours
 
 
 class BinaryIndex:
@@ -42,7 +45,8 @@ class BinaryIndex:
 
 
 class VectorIndex:
-    """Cosine search over unit vectors: inner product, exact (flat) or IVF with 8-bit codes."""
+    """Cosine search over unit vectors: inner product, exact (flat) or approximate (IVF: 4-bit
+    product-quantised fast scan, re-ranked with 8-bit scalar codes)."""
 
     def __init__(self, index: faiss.Index, ids: np.ndarray, kind: str):
         self.index = index
@@ -57,13 +61,20 @@ class VectorIndex:
         return np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1), sims
 
     def pairs(self, vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
-        """Row pairs (i < j) of ``vectors`` (the indexed ones, in id order) at or above ``min_similarity``."""
+        """Row pairs (i < j) of ``vectors`` (the indexed ones, in id order) at or above ``min_similarity``:
+        all of them for a flat index; for IVF, those among each vector's 64 nearest neighbours."""
         left, right = [], []
         radius = np.nextafter(np.float32(min_similarity), np.float32(-1))  # range_search keeps sim > radius
         for start in range(0, len(vectors), _RANGE_BLOCK):
-            lims, _sims, rows = self.index.range_search(vectors[start : start + _RANGE_BLOCK], float(radius))
-            counts = np.diff(lims).astype(np.int64)
-            query = np.repeat(np.arange(start, start + len(counts)), counts)
+            block = np.ascontiguousarray(vectors[start : start + _RANGE_BLOCK], dtype=np.float32)
+            if self.kind == "flat":
+                lims, _sims, rows = self.index.range_search(block, float(radius))
+                query = np.repeat(np.arange(start, start + len(block)), np.diff(lims).astype(np.int64))
+            else:
+                sims, found = self.index.search(block, min(_PAIR_NEIGHBOURS, len(self.ids)))
+                hit = (found >= 0) & (sims >= min_similarity)
+                query = np.nonzero(hit)[0] + start
+                rows = found[hit]
             keep = query < rows
             left.append(query[keep])
             right.append(rows[keep])
@@ -79,32 +90,40 @@ def build_binary(codes: np.ndarray) -> faiss.IndexBinary:
     return index
 
 
-def build_vectors(vectors: np.ndarray, kind: str = "auto", *, nprobe: int = DEFAULT_NPROBE,
-                  seed: int = 0) -> tuple[faiss.Index, str]:
-    """An inner-product index over unit vectors; ``auto`` picks flat below ``EXACT_BELOW`` vectors."""
+def build_vectors(vectors: np.ndarray, kind: str = "auto", *, seed: int = 0) -> tuple[faiss.Index, str]:
+    """An inner-product index over unit vectors; ``auto`` picks flat below ``EXACT_BELOW`` vectors.
+
+    ``ivf``: an inverted file of about 2 sqrt(n) lists whose vectors are product-quantised to 4 bits per
+    4 dimensions and scanned with SIMD (FAISS fast scan), the candidates re-ranked with 8-bit scalar codes.
+    """
     if kind not in ANN_KINDS:
         raise InvalidArgument(f"unknown vector index {kind!r}; choose one of {', '.join(ANN_KINDS)}")
     n, dim = vectors.shape
     if kind == "auto":
         kind = "flat" if n < EXACT_BELOW else "ivf"
     if kind == "flat" or n < 2:
-        index = faiss.IndexFlatIP(dim)
-        kind = "flat"
+        index, kind = faiss.IndexFlatIP(dim), "flat"
     else:
         nlist = ivf_lists(n)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                              faiss.METRIC_INNER_PRODUCT)
+        codes = f"PQ{dim // 4}x4fs" if dim % 4 == 0 else "SQ8"
+        index = faiss.index_factory(dim, f"IVF{nlist},{codes},Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)
         sample = vectors
         if n > _TRAIN_PER_LIST * nlist:  # k-means needs tens of points per list, not all of them
             pick = np.sort(np.random.default_rng(seed).choice(n, _TRAIN_PER_LIST * nlist, replace=False))
             sample = vectors[pick]
-        index.cp.seed = seed
-        index.train(np.ascontiguousarray(sample))
-        index.nprobe = min(nprobe, nlist)
+        faiss.extract_index_ivf(index).cp.seed = seed
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        _set_search_params(index)
     if n:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, kind
+
+
+def _set_search_params(index: faiss.Index) -> None:
+    """IVF search settings, which FAISS does not keep in the file."""
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = min(ivf.nlist, max(ivf.nlist // PROBE_FRACTION, MIN_PROBES))
+    faiss.downcast_index(index).k_factor = REFINE_FACTOR
 
 
 def ivf_lists(n: int) -> int:
@@ -125,7 +144,7 @@ def binary_index(idx, method: str) -> BinaryIndex:
     return BinaryIndex(index, ids)
 
 
-def vector_index(idx, model: str, kind: str = "auto", nprobe: int = DEFAULT_NPROBE) -> VectorIndex:
+def vector_index(idx, model: str, kind: str = "auto") -> VectorIndex:
     """The FAISS index over ``model``'s embeddings, loaded from disk or rebuilt if stale."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
     built_kind = {}
@@ -140,7 +159,7 @@ def vector_index(idx, model: str, kind: str = "auto", nprobe: int = DEFAULT_NPRO
                          faiss.read_index, faiss.write_index)
     actual = "flat" if isinstance(index, faiss.IndexFlat) else "ivf"
     if actual == "ivf":
-        index.nprobe = nprobe  # not kept in the file
+        _set_search_params(index)
     return VectorIndex(index, ids, built_kind.get("kind", actual))
 
 

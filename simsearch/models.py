@@ -142,8 +142,16 @@ class Embedder:
 
     def encode_arrays(self, pixels: np.ndarray) -> np.ndarray:
         out = np.empty((len(pixels), self.spec.dim), dtype=np.float32)
-        for start in range(0, len(pixels), self.batch_size):
-            out[start : start + self.batch_size] = self._runner(pixels[start : start + self.batch_size])
+        start = 0
+        while start < len(pixels):
+            try:
+                out[start : start + self.batch_size] = self._runner(pixels[start : start + self.batch_size])
+            except MemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size //= 2  # the device ran out of memory: the same work in smaller batches
+                continue
+            start += self.batch_size
         return out
 
     def classify(self, images) -> np.ndarray:
@@ -186,7 +194,11 @@ class _TorchRunner:
             # uint8 crosses to the device (4x less than float), normalised there
             x = torch.from_numpy(pixels).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
             x = ((x - self.mean) / self.std).to(self.dtype).contiguous(memory_format=torch.channels_last)
-            features = self.net(x).float()
+            try:
+                features = self.net(x).float()
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                raise MemoryError(str(exc)) from None
             return torch.nn.functional.normalize(features, dim=1).cpu().numpy()
 
 

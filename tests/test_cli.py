@@ -103,6 +103,11 @@ def test_evaluate_scores_against_a_ground_truth(cli_index, photos, tmp_path):
         (["index", "--index", "{index}"], "give at least one PATH"),
         (["evaluate", "--ground-truth", "{photo}", "--index", "{index}"], "cannot read ground truth"),
         (["undo", "{photo}", "--index", "{index}"], "not a simsearch move manifest"),
+        (["search", "{photo}", "--index", "{index}", "--by", "embedding"], "this index has no embeddings"),
+        (["duplicates", "--index", "{index}", "--by", "embedding"], "this index has no embeddings"),
+        (["duplicates", "--index", "{index}", "--min-similarity", "1.5"], "min similarity must be between"),
+        (["index", "{photo}", "--index", "{index}", "--embed", "no_such_model"], "unknown embedder"),
+        (["index", "{photo}", "--index", "{index}", "--embed", "--weights", "{nothing}"], "cannot read weights"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(cli_index, photos, tmp_path, args, message):

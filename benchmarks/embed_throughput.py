@@ -1,0 +1,105 @@
+"""Embedding throughput on CPU (and on a GPU when there is one): end-to-end
+`simsearch index --embed` (decode once, 4 hashes, digests, EfficientNet-Lite0
+embeddings, SQLite writes) against a plain torch loop over the same files (PIL
+decode, resize, the same network in torch eager), with the model-only figures
+of both backends beside them.
+
+Usage: python benchmarks/embed_throughput.py [--images 480] [--device cpu|cuda]
+The photos are 1024x768 JPEGs generated from the bundled samples (seeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import write
+from hash_throughput import make_photos
+
+MODEL = "efficientnet_lite0"
+
+
+def time_index(folder: Path, device: str) -> tuple[float, str]:
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        cmd = [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(tmp / "ix"),
+               "--no-progress", "--embed", MODEL, "--backend", "torch" if device == "cuda" else "auto"]
+        if device == "cuda":
+            cmd += ["--device", "cuda"]
+        start = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        return time.perf_counter() - start, out
+    finally:
+        shutil.rmtree(tmp)
+
+
+def plain_torch_loop(files: list[Path], device: str, batch: int = 32) -> float:
+    """The peer: what a user writes by hand with torch: open, resize, batch, forward."""
+    import torch
+    from PIL import Image
+
+    from simsearch.models import create_embedder
+
+    net = create_embedder(MODEL, backend="torch", device=device)._runner
+    start = time.perf_counter()
+    for i in range(0, len(files), batch):
+        arrays = [np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+                  for f in files[i : i + batch]]
+        net(np.stack(arrays))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def model_only(backend: str, device: str, batch: int, n: int = 256) -> float:
+    """Images per second through the network alone, on preprocessed input."""
+    from simsearch.models import create_embedder
+
+    embedder = create_embedder(MODEL, backend=backend, device=device, batch_size=batch)
+    pixels = np.random.default_rng(0).integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+    embedder.encode_arrays(pixels[: batch * 2])  # warm-up
+    start = time.perf_counter()
+    embedder.encode_arrays(pixels)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=480)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    folder = make_photos(Path(tempfile.mkdtemp()) / "photos_1024x768", args.images)
+    files = sorted(folder.glob("*.jpg"))
+    time_index(folder, args.device)  # warm-up: page cache, ONNX export cached
+    runs = [time_index(folder, args.device) for _ in range(args.repeats)]
+    ours, line = min(runs)
+    plain_torch_loop(files[:64], args.device)  # warm-up
+    theirs = plain_torch_loop(files, args.device)
+    if args.device == "cuda":
+        models = {"torch_fp16_channels_last_b256": round(model_only("torch", "cuda", 256, 4096), 1)}
+    else:
+        models = {"onnxruntime_b8": round(model_only("onnx", "cpu", 8), 1),
+                  "torch_eager_b32": round(model_only("torch", "cpu", 32), 1)}
+    write(f"embed_throughput_{args.device}", {
+        "images": len(files), "device": args.device,
+        "note": "wall time of the whole command (process start, scan, decode, hashes, digests, embeddings, SQLite) "
+                "against a plain torch loop (decode, resize, same network in torch eager) over the same files",
+        "simsearch_index_embed": {"seconds": round(ours, 2), "img_per_s": round(len(files) / ours, 1),
+                                  "summary": line},
+        "peer_plain_torch_loop": {"seconds": round(theirs, 2), "img_per_s": round(len(files) / theirs, 1)},
+        "ratio": round(theirs / ours, 2),
+        "model_only_img_per_s": models,
+    })
+    shutil.rmtree(folder.parent)
+
+
+if __name__ == "__main__":
+    main()
