@@ -97,9 +97,11 @@ def main() -> None:
     default = next(s for s in sweep if s["nprobe"] == default_nprobe)
     write("ann", {
         "vectors": args.n, "dim": DIM, "queries": args.queries, "k": args.k,
-        "data": "synthetic clustered unit vectors (n/5 centres on a rank-32 subspace, noise 0.3-1.2 mostly in a 256-d subspace), seed 0",
+        "data": "synthetic clustered unit vectors (n/5 centres on a rank-32 subspace, noise 0.3-1.2 "
+                "mostly in a 256-d subspace), seed 0",
         "index": {"kind": kind, "description": f"IVF{nlist},PQ{DIM // 4}x4fs,Refine(SQ8)", "nlist": int(nlist),
-                  "default_nprobe": int(default_nprobe), "nprobe_rule": f"nlist/{PROBE_FRACTION}, at least {MIN_PROBES}",
+                  "default_nprobe": int(default_nprobe),
+                  "nprobe_rule": f"nlist/{PROBE_FRACTION}, at least {MIN_PROBES}",
                   "refine_k_factor": REFINE_FACTOR, "build_seconds": round(build_s, 1),
                   "bytes_per_vector": round(bytes_per_vector, 1)},
         "sweep": sweep,

@@ -31,9 +31,13 @@ def ours(dups: Path) -> tuple[list, dict]:
         idx.close()
     finally:
         shutil.rmtree(tmp)
-    defaults = [s for s in scores if s.method == "exact" or s.max_distance == DEFAULT_MAX_DISTANCE.get(s.method)
-                or s.min_similarity == DEFAULT_SIMILARITY.get(s.method)]
-    return scores, {s.method: s for s in defaults}
+    return scores, {s.method: s for s in scores if _is_default(s)}
+
+
+def _is_default(s) -> bool:
+    if s.method in DEFAULT_SIMILARITY:
+        return s.min_similarity == DEFAULT_SIMILARITY[s.method]
+    return s.method == "exact" or s.max_distance == DEFAULT_MAX_DISTANCE[s.method]
 
 
 def imagededup_scores(dups: Path) -> dict:

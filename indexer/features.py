@@ -1,10 +1,12 @@
 """The per-file stage: read once, digest the bytes, decode once, then hash and (when
-embedding) make the network input from that one decode. Runs in worker processes."""
+embedding) make the network input from that one decode. Runs in worker processes,
+which on CPU also run the network on their own files (``EmbedJob``): no pixels
+cross between processes and every core does whole images."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,7 +37,21 @@ class Result:
     status: str  # ok, failed, or "same" (bytes unchanged: only size and mtime are updated)
     columns: dict  # image columns to write
     error: tuple[str, str] | None = None  # (kind, message) for a failure
-    pixels: np.ndarray | None = None  # the embedder's input (uint8 HWC), when embedding
+    pixels: np.ndarray | None = None  # the embedder's input (uint8 HWC), when the parent embeds
+    vector: np.ndarray | None = None  # the embedding, when a worker embedded the image
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """What a worker needs to make its own CPU embedder (ONNX Runtime, from the cached graph)."""
+
+    model: str
+    weights: str | None
+    batch_size: int
+    threads: int
+
+
+_worker_embedders: dict = {}
 
 
 def extract(task: Task) -> Result:
@@ -64,8 +80,20 @@ def extract(task: Task) -> Result:
     return Result(task.relpath, len(data), task.mtime_ns, OK, columns, pixels=pixels)
 
 
-def extract_many(tasks: list[Task]) -> list[Result]:
-    return [extract(task) for task in tasks]
+def extract_many(tasks: list[Task], job: EmbedJob | None = None) -> list[Result]:
+    results = [extract(task) for task in tasks]
+    todo = [n for n, r in enumerate(results) if r.pixels is not None]
+    if job is None or not todo:
+        return results
+    if job not in _worker_embedders:  # once per worker process
+        from simsearch.models import create_embedder  # noqa: PLC0415 - only in embedding workers
+
+        _worker_embedders[job] = create_embedder(job.model, weights=job.weights, backend="onnx",
+                                                 batch_size=job.batch_size, threads=job.threads)
+    vectors = _worker_embedders[job].encode_arrays(np.stack([results[n].pixels for n in todo]))
+    for n, vector in zip(todo, vectors):
+        results[n] = replace(results[n], pixels=None, vector=vector)
+    return results
 
 
 def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:

@@ -27,7 +27,7 @@ from simsearch.errors import InvalidArgument
 from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.schema import FAILED, OK, REMOVED
 
-from .features import Result, Task, extract, extract_many
+from .features import EmbedJob, Result, Task, extract, extract_many
 from .scan import Scan, scan_roots
 
 _IN_PROCESS_BELOW = 32  # fewer files than this run without starting worker processes
@@ -97,10 +97,15 @@ def run(
     summary.seconds["scan"] = time.perf_counter() - started
     files = sum(len(scan.entries) for scan in scans)
     # workers fork before the embedder starts its threads
-    with _pool(workers or os.cpu_count() or 1, files) as pool:
+    workers = workers or os.cpu_count() or 1
+    with _pool(workers, files) as pool:
         embedder = _embedder(index, embed, weights, backend, device, embed_batch) if embed else None
+        job = None
+        if pool is not None and embedder is not None and embedder.backend == "onnx":
+            # CPU: each worker runs the network on its own files, sharing the cores out
+            job = EmbedJob(embedder.spec.name, weights, embedder.batch_size, max(1, (os.cpu_count() or 1) // workers))
         for scan in scans:
-            _run_root(index, scan, summary, full, max_pixels, pool, embedder, batch_size, progress)
+            _run_root(index, scan, summary, full, max_pixels, pool, embedder, job, batch_size, progress)
     summary.elapsed = time.perf_counter() - started
     return summary
 
@@ -130,7 +135,7 @@ def _decode_mode(index, full_decode: bool | None) -> bool:
         return stored == "full"
 
 
-def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, embedder, batch_size,
+def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, embedder, job, batch_size,
               progress) -> None:
     t0 = time.perf_counter()
     model = embedder.spec.name if embedder else None
@@ -153,7 +158,7 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, em
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
     batch: list[Result] = []
-    for result in _extract_all(tasks, pool, ahead=2 * batch_size):
+    for result in _extract_all(tasks, pool, job, ahead=2 * batch_size):
         batch.append(result)
         if len(batch) >= batch_size:
             _write(index, root_id, batch, known, embedder, summary)
@@ -202,7 +207,7 @@ def _pool(workers: int, files: int):
         yield pool
 
 
-def _extract_all(tasks: list[Task], pool, ahead: int) -> Iterator[Result]:
+def _extract_all(tasks: list[Task], pool, job: EmbedJob | None, ahead: int) -> Iterator[Result]:
     """Results in task order. At most ``ahead`` files are decoded ahead of the consumer, so
     memory stays bounded while the workers keep busy during inference and writes."""
     if pool is None or len(tasks) < _IN_PROCESS_BELOW:
@@ -211,7 +216,7 @@ def _extract_all(tasks: list[Task], pool, ahead: int) -> Iterator[Result]:
     chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
     pending: deque = deque()
     for chunk in chunks:
-        pending.append(pool.apply_async(extract_many, (chunk,)))
+        pending.append(pool.apply_async(extract_many, (chunk, job)))
         if len(pending) * _CHUNK >= ahead:
             yield from pending.popleft().get()
     while pending:
@@ -222,8 +227,11 @@ def _write(index, root_id: int, batch: list[Result], known: dict, embedder, summ
     if not batch:
         return
     t0 = time.perf_counter()
-    embedded = [n for n, r in enumerate(batch) if r.pixels is not None]
-    vectors = embedder.encode_arrays(np.stack([batch[n].pixels for n in embedded])) if embedded else None
+    embedded = [n for n, r in enumerate(batch) if r.pixels is not None or r.vector is not None]
+    to_encode = [n for n in embedded if batch[n].vector is None]
+    vectors = {n: batch[n].vector for n in embedded}
+    if to_encode:  # the parent embeds: in-process runs, and GPU backends
+        vectors.update(zip(to_encode, embedder.encode_arrays(np.stack([batch[n].pixels for n in to_encode]))))
     summary.seconds["embed"] = summary.seconds.get("embed", 0.0) + time.perf_counter() - t0
     rows = []
     for r in batch:
@@ -242,5 +250,5 @@ def _write(index, root_id: int, batch: list[Result], known: dict, embedder, summ
         if embedder is not None:
             failed = [ids[n] for n, r in enumerate(batch) if r.status == FAILED]
             index.drop_embeddings(conn, embedder.spec.name, failed)
-            index.write_embeddings(conn, embedder.spec.name, [ids[n] for n in embedded], vectors)
+            index.write_embeddings(conn, embedder.spec.name, [ids[n] for n in embedded], [vectors[n] for n in embedded])
             summary.embedded += len(embedded)

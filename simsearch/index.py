@@ -336,14 +336,20 @@ class Index:
 
     def vectors(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """(image ids, float32 vectors) of the indexed images' ``model`` embeddings, in id order."""
+        query = (select(Embedding.image_id, Embedding.vector).join(Image, Image.id == Embedding.image_id)
+                 .where(Embedding.model == model, Image.status == OK))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Embedding.image_id, Embedding.vector).join(Image, Image.id == Embedding.image_id)
-                .where(Embedding.model == model, Image.status == OK).order_by(Embedding.image_id)
-            ).all()
-        dim = len(rows[0][1]) // 4 if rows else 0
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
-        return np.array([r[0] for r in rows], dtype=np.int64), vectors.astype(np.float32)
+            count = conn.execute(select(func.count()).select_from(query.subquery())).scalar()
+            dim = int(json.loads(conn.execute(select(Embedder.spec).where(Embedder.name == model)).scalar())["dim"])
+            ids = np.empty(count, dtype=np.int64)
+            vectors = np.empty((count, dim), dtype=np.float32)
+            # streamed into preallocated arrays: 1M x 1280 floats is 5 GB, so never hold it twice
+            streamed = conn.execution_options(stream_results=True, yield_per=10_000)
+            rows = streamed.execute(query.order_by(Embedding.image_id))
+            for n, (image_id, blob) in enumerate(rows):
+                ids[n] = image_id
+                vectors[n] = np.frombuffer(blob, dtype="<f4")
+        return ids, vectors
 
     def _vector_index(self, model: str):
         from .faiss_store import vector_index  # noqa: PLC0415 - FAISS loads only when searching

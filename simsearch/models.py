@@ -89,12 +89,13 @@ def model_input(rgb: Image.Image, size: int) -> np.ndarray:
 
 
 def create_embedder(name: str, *, weights: str | None = None, backend: str = "auto",
-                    device: str | None = None, batch_size: int | None = None) -> "Embedder":
+                    device: str | None = None, batch_size: int | None = None,
+                    threads: int | None = None) -> "Embedder":
     """The embedder ``name`` with its pretrained weights (from the file ``weights`` if given).
 
     ``backend``: ``onnx`` (ONNX Runtime, CPU), ``torch`` (on ``device``: ``cuda`` uses
     fp16 and channels_last) or ``auto`` (torch on a GPU if there is one, else ONNX
-    Runtime if installed, else torch on CPU).
+    Runtime if installed, else torch on CPU). ``threads``: ONNX Runtime's threads (default: every core).
     """
     if backend not in BACKENDS:
         raise InvalidArgument(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -108,7 +109,7 @@ def create_embedder(name: str, *, weights: str | None = None, backend: str = "au
     if backend == "auto":
         backend = "torch" if _has_gpu() else ("onnx" if _installed("onnxruntime") else "torch")
     if backend == "onnx":
-        runner = _OnnxRunner(_cached_onnx(entry, path, digest))
+        runner = _OnnxRunner(_cached_onnx(entry, path, digest, threads or _cpu_count()))
         return Embedder(entry.spec, digest, runner, "onnx", batch_size or _CPU_BATCH, entry, path)
     device = device or ("cuda" if _has_gpu() else "cpu")
     runner = _TorchRunner(_EmbeddingNet(entry.build(entry.spec, path)), device, entry.spec)
@@ -254,7 +255,7 @@ def cache_dir() -> Path:
     return Path(base) / "simsearch"
 
 
-def _cached_onnx(entry: _Entry, weights_path: str, digest: str):
+def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
     """An ONNX Runtime session for the model, exporting and checking the graph on first use."""
     if not _installed("onnxruntime"):
         raise InvalidArgument("the onnx backend needs onnxruntime: pip install onnxruntime, or use --backend torch")
@@ -265,7 +266,7 @@ def _cached_onnx(entry: _Entry, weights_path: str, digest: str):
     import onnxruntime as ort  # noqa: PLC0415
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _cpu_count()
+    options.intra_op_num_threads = threads
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), entry.spec
 

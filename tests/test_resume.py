@@ -93,7 +93,8 @@ def test_killed_runs_resume_to_the_uninterrupted_index(many, tmp_path, embed):
     # derived FAISS data is rebuilt after the resume and agrees with the reference
     q = many / "img_0005.jpg"
     def hits(where):
-        return [(m.image.path, m.distance, round(m.similarity or 0.0, 4)) for m in simsearch.open_index(where).search(q, k=5)]
+        matches = simsearch.open_index(where).search(q, k=5)
+        return [(m.image.path, m.distance, round(m.similarity or 0.0, 4)) for m in matches]
 
     assert hits(index) == hits(reference)
     shutil.rmtree(index)
