@@ -1,7 +1,7 @@
 """simsearch: image similarity and duplicate search with a persistent index."""
 
 from .errors import ImageError, IndexNotFound, IndexTooNew, InvalidArgument, SimsearchError
-from .index import Index, ImageRecord, Match, open_index
+from .index import Index, ImageRecord, Match, Member, open_index
 
 __version__ = "0.1.0"
 
@@ -13,6 +13,7 @@ __all__ = [
     "IndexTooNew",
     "InvalidArgument",
     "Match",
+    "Member",
     "SimsearchError",
     "open_index",
 ]

@@ -258,6 +258,55 @@ def stats(show_failures, index_dir, db, fmt):
     emit([{"field": k, "value": v} for k, v in info.items()], fmt, ["field", "value"])
 
 
+@main.command()
+@click.option("--k", "k", type=click.IntRange(min=1), default=None, help="Number of clusters.")
+@click.option("--auto", is_flag=True, help="Choose k in 2-20 by silhouette (scores are printed).")
+@click.option("--by", type=click.Choice(("embedding", "phash", "dhash", "whash", "ahash")), default="embedding",
+              show_default=True, help="Cosine distance of embeddings, or Hamming distance of a hash.")
+@click.option("--model", default=None, help="Embedder whose vectors to cluster (default: the index's).")
+@click.option("--name", default=None, help="Name of the run (default: run-DATE-TIME).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (initial medoids, samples).")
+@index_option
+@format_option
+@friendly
+def cluster(k, auto, by, model, name, seed, index_dir, db, fmt):
+    """k-medoids clustering of the indexed images; the run is stored in the index."""
+    if auto == (k is not None):
+        raise click.UsageError("give either --k K or --auto")
+    with _open(index_dir, db) as idx:
+        run = idx.cluster(k, auto=auto, by=by, model=model, name=name, seed=seed)
+        rows = _cluster_rows(idx.clusters(run["name"]))
+    scores = ", ".join(f"k={k_}: {v:.3f}" for k_, v in run["silhouette_by_k"].items())
+    scheme = "FasterPAM on every image" if run["scheme"] == "exact" else "CLARA (FasterPAM on samples, FAISS assignment)"
+    click.echo(f"clustering {run['name']}: {run['images']} images, k={run['k']}, {scheme}"
+               + (f"; silhouette {scores}" if scores else ""), err=fmt != "table")
+    emit(rows, fmt, ["cluster", "size", "mean_distance", "medoid"])
+
+
+@main.command()
+@click.argument("run", required=False)
+@click.option("--cluster", "number", type=int, default=None, help="List the images of this cluster of RUN.")
+@index_option
+@format_option
+@friendly
+def clusters(run, number, index_dir, db, fmt):
+    """Stored clusterings; with RUN, its clusters; with --cluster N, that cluster's images."""
+    with _open(index_dir, db) as idx:
+        if run is None:
+            emit(idx.clusterings(), fmt, ["name", "by", "model", "k", "scheme", "images", "silhouette", "created"])
+        elif number is None:
+            emit(_cluster_rows(idx.clusters(run)), fmt, ["cluster", "size", "mean_distance", "medoid"])
+        else:
+            members = idx.cluster_members(run, number)
+            emit([{"medoid": "*" if m.medoid else "", "distance": m.distance, "path": m.image.path}
+                  for m in members], fmt, ["medoid", "distance", "path"])
+
+
+def _cluster_rows(found: list[dict]) -> list[dict]:
+    return [{"cluster": c["cluster"], "size": c["size"], "mean_distance": c["mean_distance"],
+             "medoid": c["medoid"].path} for c in found]
+
+
 @main.group()
 def models():
     """Pretrained models: embedders (and, later, taggers)."""

@@ -18,7 +18,8 @@ from .errors import IndexNotFound, InvalidArgument
 from .hamming import HASH_BITS, connected_groups, hamming_edges
 from .hashing import DIHEDRAL, check_method, hash_image, to_uint64
 from .imageio import decode, decode_file
-from .schema import FAILED, HASH_METHODS, OK, REMOVED, Embedder, Embedding, Failure, Image, Root
+from .schema import (FAILED, HASH_METHODS, OK, REMOVED, ClusterMember, ClusteringRun, Embedder, Embedding, Failure,
+                     Image, Root)
 
 DEFAULT_INDEX_DIR = ".simsearch"
 DEFAULT_EMBEDDER = "efficientnet_lite0"
@@ -54,6 +55,16 @@ class Match:
     image: ImageRecord
     distance: int | None = None
     similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    """An image in a cluster, with its distance to the cluster's medoid (1 - cosine, or bits)."""
+
+    image: ImageRecord
+    cluster: int
+    distance: float
+    medoid: bool
 
 
 def default_index_dir() -> Path:
@@ -462,6 +473,91 @@ class Index:
         left, right = self._vector_index(model).pairs(vectors, min_similarity)
         rows = np.searchsorted(ids, vec_ids)  # both in id order; every embedded image is in ids
         return rows[left], rows[right]
+
+    # -- clusters -----------------------------------------------------------
+    def cluster(self, k: int | None = None, *, auto: bool = False, by: str = "embedding", model: str | None = None,
+                name: str | None = None, seed: int = 0, exact_below: int | None = None) -> dict:
+        """k-medoids over the indexed images (``auto``: k by silhouette over 2-20), stored under ``name``.
+
+        Clusters are numbered from 1, largest first. Returns the run as ``clusterings()`` lists it.
+        """
+        from .cluster import EXACT_BELOW, cluster as kmedoids_run  # noqa: PLC0415 - kmedoids loads on use
+
+        if by not in ("embedding",) + HASH_METHODS:
+            raise InvalidArgument(f"cannot cluster by {by!r}; choose embedding or one of {', '.join(HASH_METHODS)}")
+        if by == "embedding":
+            model = self._model(model)
+            ids, features = self.vectors(model)
+        else:
+            model = None
+            ids, features = self.hash_codes(by)
+        name = name or time.strftime("run-%Y%m%d-%H%M%S")
+        if any(run["name"] == name for run in self.clusterings()):
+            raise InvalidArgument(f"a clustering named {name!r} exists; choose another --name")
+        result = kmedoids_run(features, by, k, auto=auto, seed=seed, exact_below=exact_below or EXACT_BELOW)
+        sizes = np.bincount(result.labels, minlength=len(result.medoids))
+        number = np.empty(len(sizes), dtype=np.int64)
+        number[np.argsort(-sizes, kind="stable")] = np.arange(1, len(sizes) + 1)
+        is_medoid = np.zeros(len(ids), dtype=bool)
+        is_medoid[result.medoids] = True
+        params = {"seed": seed, "auto": auto, "silhouette_by_k": result.scores}
+        with self.atomic() as conn:
+            run_id = conn.execute(ClusteringRun.__table__.insert().values(
+                name=name, by=by, model=model, k=result.k, scheme=result.scheme, loss=result.loss,
+                silhouette=result.silhouette, params=json.dumps(params), created_at=time.time(),
+            )).inserted_primary_key[0]
+            rows = [{"clustering_id": run_id, "image_id": int(i), "cluster": int(number[label]),
+                     "distance": float(d), "is_medoid": bool(m)}
+                    for i, label, d, m in zip(ids, result.labels, result.distances, is_medoid)]
+            for start in range(0, len(rows), 50_000):
+                conn.execute(ClusterMember.__table__.insert(), rows[start : start + 50_000])
+        return next(run for run in self.clusterings() if run["name"] == name)
+
+    def clusterings(self) -> list[dict]:
+        """Every stored clustering run, oldest first."""
+        with self.engine.connect() as conn:
+            runs = conn.execute(select(ClusteringRun).order_by(ClusteringRun.id)).all()
+            counts = dict(conn.execute(select(ClusterMember.clustering_id, func.count())
+                                       .group_by(ClusterMember.clustering_id)).all())
+        return [{"name": r.name, "by": r.by, "model": r.model, "k": r.k, "scheme": r.scheme,
+                 "images": counts.get(r.id, 0), "loss": round(r.loss, 4),
+                 "silhouette": None if r.silhouette is None else round(r.silhouette, 4),
+                 "silhouette_by_k": json.loads(r.params).get("silhouette_by_k", {}),
+                 "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))} for r in runs]
+
+    def clusters(self, run: str) -> list[dict]:
+        """The clusters of ``run``: number, size, medoid image and mean distance to it."""
+        run_id = self._run_id(run)
+        with self.engine.connect() as conn:
+            stats = conn.execute(
+                select(ClusterMember.cluster, func.count(), func.avg(ClusterMember.distance))
+                .where(ClusterMember.clustering_id == run_id).group_by(ClusterMember.cluster)
+                .order_by(ClusterMember.cluster)).all()
+            medoids = dict(conn.execute(select(ClusterMember.cluster, ClusterMember.image_id).where(
+                ClusterMember.clustering_id == run_id, ClusterMember.is_medoid)).all())
+        records = self._records(medoids.values())
+        return [{"cluster": c, "size": n, "medoid": records[medoids[c]], "mean_distance": round(float(avg), 4)}
+                for c, n, avg in stats]
+
+    def cluster_members(self, run: str, cluster: int) -> list[Member]:
+        """The images of one cluster of ``run``: the medoid first, then by distance to it."""
+        run_id = self._run_id(run)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ClusterMember.image_id, ClusterMember.distance, ClusterMember.is_medoid)
+                .where(ClusterMember.clustering_id == run_id, ClusterMember.cluster == cluster)
+                .order_by(ClusterMember.is_medoid.desc(), ClusterMember.distance, ClusterMember.image_id)).all()
+        if not rows:
+            raise InvalidArgument(f"clustering {run!r} has no cluster {cluster}")
+        records = self._records(r[0] for r in rows)
+        return [Member(records[i], cluster, round(float(d), 6), bool(m)) for i, d, m in rows]
+
+    def _run_id(self, run: str) -> int:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(ClusteringRun.id).where(ClusteringRun.name == run)).scalar()
+        if found is None:
+            raise InvalidArgument(f"no clustering named {run!r}; see simsearch clusters")
+        return found
 
     def _keep_first(self, group: list[int]) -> list[ImageRecord]:
         records = self._records(group)

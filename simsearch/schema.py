@@ -99,3 +99,31 @@ class Embedding(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
     model: Mapped[str] = mapped_column(ForeignKey("embedders.name"), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ClusteringRun(Base):
+    """One k-medoids run: its name, what it clustered, how, and its settings (JSON)."""
+
+    __tablename__ = "clusterings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    by: Mapped[str] = mapped_column(String(32))  # embedding or a hash method
+    model: Mapped[str | None] = mapped_column(String(128))  # the embedder, for by=embedding
+    k: Mapped[int] = mapped_column(Integer)
+    scheme: Mapped[str] = mapped_column(String(16))  # exact or clara
+    loss: Mapped[float] = mapped_column()
+    silhouette: Mapped[float | None] = mapped_column()
+    params: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column()
+
+
+class ClusterMember(Base):
+    """An image's cluster in a run, its distance to the cluster's medoid, and whether it is the medoid."""
+
+    __tablename__ = "cluster_members"
+    __table_args__ = (Index("ix_cluster_members_cluster", "clustering_id", "cluster"),)
+    clustering_id: Mapped[int] = mapped_column(ForeignKey("clusterings.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    cluster: Mapped[int] = mapped_column(Integer)
+    distance: Mapped[float] = mapped_column()
+    is_medoid: Mapped[bool] = mapped_column()
