@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -24,8 +24,14 @@ demo: $(STAMP)
 	$(BIN)/simsearch search demo-out/images/chelsea.png --index demo-out/index -k 5 --by phash
 	$(BIN)/simsearch duplicates --index demo-out/index
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# the HTML report test renders pages in headless Chromium (Debian package), installed here when root can
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium is not installed: the browser test of the HTML reports will be skipped"
 
 # benchmarks compare against imagededup, installed only here
 bench: $(STAMP)

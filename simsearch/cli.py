@@ -302,6 +302,36 @@ def clusters(run, number, index_dir, db, fmt):
                   for m in members], fmt, ["medoid", "distance", "path"])
 
 
+@main.group()
+def report():
+    """Static HTML pages with thumbnails, opened from the file system."""
+
+
+@report.command("clusters")
+@click.argument("run")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and thumbs/.")
+@index_option
+@friendly
+def report_clusters(run, out, index_dir, db):
+    """A page of clustering RUN: one row per cluster, medoid first, sizes and distances."""
+    with _open(index_dir, db) as idx:
+        click.echo(f"wrote {idx.report_clusters(run, out)}")
+
+
+@report.command("duplicates")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and thumbs/.")
+@click.option("--by", type=click.Choice(DUPLICATE_METHODS), default="auto", show_default=True)
+@click.option("--max-distance", type=int, default=None, help="Hamming distance for hash methods.")
+@click.option("--min-similarity", type=float, default=None, help="Cosine similarity for embeddings.")
+@index_option
+@friendly
+def report_duplicates(out, by, max_distance, min_similarity, index_dir, db):
+    """A page of the duplicate groups: one row per group, the image to keep first."""
+    with _open(index_dir, db) as idx:
+        path = idx.report_duplicates(out, by=by, max_distance=max_distance, min_similarity=min_similarity)
+    click.echo(f"wrote {path}")
+
+
 def _cluster_rows(found: list[dict]) -> list[dict]:
     return [{"cluster": c["cluster"], "size": c["size"], "mean_distance": c["mean_distance"],
              "medoid": c["medoid"].path} for c in found]

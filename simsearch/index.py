@@ -552,6 +552,32 @@ class Index:
         records = self._records(r[0] for r in rows)
         return [Member(records[i], cluster, round(float(d), 6), bool(m)) for i, d, m in rows]
 
+    # -- reports ----------------------------------------------------------------
+    def report_clusters(self, run: str, out: str | os.PathLike) -> Path:
+        """A static HTML page of ``run``: one row per cluster, medoid first; returns its path."""
+        from .report import Tile, write_page  # noqa: PLC0415
+
+        self._run_id(run)  # a clear error for an unknown run
+        info = next(r for r in self.clusterings() if r["name"] == run)
+        rows = []
+        for c in self.clusters(run):
+            tiles = [Tile(m.image, "medoid" if m.medoid else f"distance {m.distance:.4f}", m.medoid)
+                     for m in self.cluster_members(run, c["cluster"])]
+            rows.append((f"cluster {c['cluster']}: {c['size']} images, mean distance {c['mean_distance']}", tiles))
+        scheme = "FasterPAM on every image" if info["scheme"] == "exact" else "CLARA (sampled FasterPAM)"
+        summary = f"{info['images']} images by {info['by']}, k={info['k']}, {scheme}, made {info['created']}"
+        return write_page(out, f"simsearch clusters: {run}", summary, rows)
+
+    def report_duplicates(self, out: str | os.PathLike, **options) -> Path:
+        """A static HTML page of the duplicate groups (``options`` as for ``duplicates``), keeper first."""
+        from .report import Tile, write_page  # noqa: PLC0415
+
+        groups = self.duplicates(**options)
+        rows = [(f"group {n}: {len(g)} images", [Tile(r, f"{r.width}x{r.height}, {r.size:,} bytes" + (
+            ", keep" if i == 0 else ""), i == 0) for i, r in enumerate(g)]) for n, g in enumerate(groups, 1)]
+        summary = f"{len(groups)} groups, {sum(len(g) for g in groups)} images, by {options.get('by', 'auto')}"
+        return write_page(out, "simsearch duplicates", summary, rows)
+
     def _run_id(self, run: str) -> int:
         with self.engine.connect() as conn:
             found = conn.execute(select(ClusteringRun.id).where(ClusteringRun.name == run)).scalar()

@@ -1,0 +1,90 @@
+"""Static HTML pages of clusters and duplicate groups: one row per group, thumbnails
+written beside the page, opened from the file system with no server."""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ImageError
+from .imageio import decode_file
+
+THUMB_SIZE = 160
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } .meta { color: #666; }
+section { border-top: 1px solid #ddd; padding: .8em 0; }
+h2 { font-size: 1em; margin: 0 0 .5em; }
+.row { display: flex; flex-wrap: wrap; gap: .6em; }
+figure { margin: 0; width: 170px; font-size: .75em; word-break: break-all; }
+figure.lead img { outline: 3px solid #2a7; }
+img { display: block; max-width: 160px; max-height: 160px; }
+.missing { width: 160px; height: 100px; background: #eee; display: flex; align-items: center;
+           justify-content: center; color: #a33; }
+"""
+
+
+# after loading, the page records on <body> how many thumbnails rendered and how many are broken
+# (a browser-driven test reads these; a person sees nothing)
+_CHECK = (
+    "addEventListener('load',()=>{const i=[...document.images];"
+    "document.body.dataset.imagesOk=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
+    "document.body.dataset.imagesBroken=i.filter(x=>!(x.complete&&x.naturalWidth>0)).length;});"
+)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One image on the page: its record, a caption, and whether it leads its row."""
+
+    image: object  # simsearch.ImageRecord
+    caption: str
+    lead: bool = False
+
+
+def write_page(out: str | os.PathLike, title: str, summary: str, rows: list[tuple[str, list[Tile]]]) -> Path:
+    """Write ``out/index.html`` and ``out/thumbs/``; returns the page's path.
+
+    A file that cannot be read any more gets a labelled placeholder, never a broken image.
+    """
+    out = Path(out)
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    sections = []
+    for heading, tiles in rows:
+        figures = "".join(_figure(out, tile) for tile in tiles)
+        sections.append(f'<section><h2>{html.escape(heading)}</h2><div class="row">{figures}</div></section>')
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f'<p class="meta">{html.escape(summary)}</p>{"".join(sections)}<script>{_CHECK}</script></body></html>\n'
+    )
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _figure(out: Path, tile: Tile) -> str:
+    record = tile.image
+    caption = f"<figcaption>{html.escape(record.path)}<br>{html.escape(tile.caption)}</figcaption>"
+    klass = ' class="lead"' if tile.lead else ""
+    thumb = out / "thumbs" / f"{record.id}.jpg"
+    if not thumb.exists() and not _thumbnail(record.abspath, thumb):
+        return f'<figure{klass}><div class="missing">cannot read the file</div>{caption}</figure>'
+    link = html.escape(Path(record.abspath).absolute().as_uri(), quote=True)
+    alt = html.escape(record.path, quote=True)
+    return f'<figure{klass}><a href="{link}"><img src="thumbs/{record.id}.jpg" alt="{alt}"></a>{caption}</figure>'
+
+
+def _thumbnail(source: str, target: Path) -> bool:
+    try:
+        image = decode_file(source).image
+    except (ImageError, OSError):
+        return False
+    image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    tmp = target.with_name(target.name + ".tmp")
+    image.save(tmp, "JPEG", quality=85)
+    os.replace(tmp, target)
+    return True
