@@ -132,7 +132,7 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
 
 
 @main.command()
-@click.argument("image", type=click.Path())
+@click.argument("image", type=click.Path(), required=False)
 @click.option("--by", type=click.Choice(SEARCH_METHODS), default="auto", show_default=True,
               help="embedding (cosine), a hash (Hamming), or auto: embedding if the index has them, else phash.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of neighbours.")
@@ -140,20 +140,29 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
 @click.option("--min-similarity", type=float, default=None, help="Embeddings: only neighbours this similar (cosine).")
 @click.option("--model", default=None, help="Embedder whose vectors to search (default: the index's).")
 @click.option("--rotations", is_flag=True, help="Embeddings: also match the query's 8 rotations and flips.")
+@click.option("--tag", "tags", multiple=True, help="Only images tagged with this label (repeat: all of them).")
+@click.option("--min-score", type=float, default=0.25, show_default=True, help="Tags: the least detection score.")
 @model_options
 @index_option
 @format_option
 @friendly
-def search(image, by, k, max_distance, min_similarity, model, rotations, weights, backend, device, index_dir, db,
-           fmt):
-    """Nearest indexed images to IMAGE (which need not be indexed)."""
+def search(image, by, k, max_distance, min_similarity, model, rotations, tags, min_score, weights, backend, device,
+           index_dir, db, fmt):
+    """Nearest indexed images to IMAGE (which need not be indexed); without IMAGE, the images with --tag."""
+    if image is None:
+        if not tags:
+            raise click.UsageError("give an IMAGE, or --tag LABEL to list tagged images")
+        with _open(index_dir, db) as idx:
+            found = idx.with_tags(list(tags), min_score=min_score)
+        emit([{"path": r.path, "width": r.width, "height": r.height} for r in found], fmt, ["path", "width", "height"])
+        return
     with _open(index_dir, db) as idx:
         embedder = None
         if by == "embedding" or (by == "auto" and idx.embedding_models()):
             by = "embedding"
             embedder = idx.embedder(model, weights=weights, backend=backend, device=device)
         matches = idx.search(image, by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
-                             model=model, rotations=rotations, embedder=embedder)
+                             model=model, rotations=rotations, embedder=embedder, tags=list(tags), min_score=min_score)
     score = "similarity" if by == "embedding" else "distance"
     emit([{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
          ["rank", score, "path"])
@@ -300,6 +309,33 @@ def clusters(run, number, index_dir, db, fmt):
             members = idx.cluster_members(run, number)
             emit([{"medoid": "*" if m.medoid else "", "distance": m.distance, "path": m.image.path}
                   for m in members], fmt, ["medoid", "distance", "path"])
+
+
+@main.command()
+@click.option("--tagger", type=click.Choice(["yolov3-tiny"]), default="yolov3-tiny", show_default=True)
+@click.option("--min-score", type=float, default=0.25, show_default=True, help="Keep detections this sure.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@index_option
+@friendly
+def tag(tagger, min_score, batch_size, device, progress, index_dir, db):
+    """Tag the objects in every indexed image not yet tagged (resumable); tags become searchable."""
+    with _open(index_dir, db) as idx:
+        done = idx.tag(tagger, min_score=min_score, batch_size=batch_size, device=device,
+                       progress=sys.stderr.isatty() if progress is None else progress)
+    click.echo(f"tagged {done} images with {tagger}")
+
+
+@main.command()
+@click.option("--min-score", type=float, default=0.0, show_default=True, help="Count detections this sure.")
+@index_option
+@format_option
+@friendly
+def tags(min_score, index_dir, db, fmt):
+    """Images per label, most first."""
+    with _open(index_dir, db) as idx:
+        emit(idx.tags(min_score=min_score), fmt, ["label", "images", "tagger"])
 
 
 @main.group()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -14,12 +15,13 @@ import numpy as np
 from sqlalchemy import Connection, bindparam, func, select
 
 from . import store
-from .errors import IndexNotFound, InvalidArgument
+from .errors import IndexNotFound, InvalidArgument, SimsearchError
 from .hamming import HASH_BITS, connected_groups, hamming_edges
 from .hashing import DIHEDRAL, check_method, hash_image, to_uint64
 from .imageio import decode, decode_file
 from .schema import (FAILED, HASH_METHODS, OK, REMOVED, ClusterMember, ClusteringRun, Embedder, Embedding, Failure,
-                     Image, Root)
+                     Image, Root, Tagged)
+from .schema import Detection as DetectionRow
 
 DEFAULT_INDEX_DIR = ".simsearch"
 DEFAULT_EMBEDDER = "efficientnet_lite0"
@@ -384,12 +386,13 @@ class Index:
     # -- queries -----------------------------------------------------------
     def search(self, image, *, by: str = "auto", k: int = 10, max_distance: int | None = None,
                min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
-               embedder=None) -> list[Match]:
+               embedder=None, tags: list[str] | None = None, min_score: float = 0.25) -> list[Match]:
         """Nearest indexed images to ``image`` (a path or bytes).
 
         ``by``: ``embedding`` (cosine; ``rotations`` also matches the query's 8
         rotations and flips), a hash method (Hamming), or ``auto`` (embedding
-        when the index has embeddings, else phash).
+        when the index has embeddings, else phash). ``tags`` keeps only images
+        holding every label at ``min_score`` or more (embedding search).
         """
         if by not in SEARCH_METHODS:
             raise InvalidArgument(f"unknown search method {by!r}; choose one of {', '.join(SEARCH_METHODS)}")
@@ -400,7 +403,10 @@ class Index:
         if by == "auto":
             by = "embedding" if self.embedding_models() else "phash"
         if by == "embedding":
-            return self._search_embedding(image, k, min_similarity, model, rotations, embedder)
+            allowed = self.tagged_ids(tags, min_score=min_score) if tags else None
+            return self._search_embedding(image, k, min_similarity, model, rotations, embedder, allowed)
+        if tags:
+            raise InvalidArgument("tag filters apply to embedding search: use --by embedding")
         query = self.hash_query(image)[by]
         from .faiss_store import binary_index  # noqa: PLC0415 - FAISS loads only when searching
 
@@ -412,16 +418,23 @@ class Index:
             if max_distance is None or d <= max_distance
         ]
 
-    def _search_embedding(self, image, k, min_similarity, model, rotations, embedder) -> list[Match]:
+    def _search_embedding(self, image, k, min_similarity, model, rotations, embedder, allowed=None) -> list[Match]:
         model = self._model(model)
         embedder = embedder or self.embedder(model)
         rgb = self._decode_query(image).image
         variants = [_dihedral(rgb, t) for t in DIHEDRAL] if rotations else [rgb]
-        ids, sims = self._vector_index(model).search(embedder.encode(variants), k)
-        best: dict[int, float] = {}
-        for i, sim in zip(ids.ravel().tolist(), sims.ravel().tolist()):
-            if i >= 0 and sim > best.get(i, -2.0):
-                best[i] = sim
+        queries = embedder.encode(variants)
+        index = self._vector_index(model)
+        fetch = k if allowed is None else min(len(index.ids), max(10 * k, 100))
+        while True:  # with a tag filter, fetch more neighbours until k pass it or none are left
+            ids, sims = index.search(queries, fetch)
+            best: dict[int, float] = {}
+            for i, sim in zip(ids.ravel().tolist(), sims.ravel().tolist()):
+                if i >= 0 and (allowed is None or i in allowed) and sim > best.get(i, -2.0):
+                    best[i] = sim
+            if allowed is None or len(best) >= k or fetch >= len(index.ids):
+                break
+            fetch = min(len(index.ids), fetch * 4)
         ranked = sorted(best.items(), key=lambda item: -item[1])[:k]
         ranked = [(i, s) for i, s in ranked if min_similarity is None or s >= min_similarity]
         records = self._records([i for i, _ in ranked])
@@ -552,6 +565,78 @@ class Index:
         records = self._records(r[0] for r in rows)
         return [Member(records[i], cluster, round(float(d), 6), bool(m)) for i, d, m in rows]
 
+    # -- tags -------------------------------------------------------------------
+    def tag(self, tagger: str = "yolov3-tiny", *, min_score: float = 0.25, batch_size: int = 16,
+            device: str = "cpu", progress: bool = False) -> int:
+        """Run ``tagger`` over the indexed images it has not looked at yet; returns how many it tagged.
+        Each batch commits with its detections, so an interrupted run resumes where it stopped."""
+        from tqdm import tqdm  # noqa: PLC0415
+
+        from .taggers import YoloTagger  # noqa: PLC0415 - torch loads on use
+
+        if tagger != "yolov3-tiny":
+            raise InvalidArgument(f"unknown tagger {tagger!r}; choose yolov3-tiny")
+        _check_score(min_score)
+        model = YoloTagger(device=device)
+        with self.engine.connect() as conn:
+            done = select(Tagged.image_id).where(Tagged.tagger == tagger)
+            todo = conn.execute(select(Image.id).where(Image.status == OK, Image.id.not_in(done))
+                                .order_by(Image.id)).scalars().all()
+        records = self._records(todo)
+        bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
+        for start in range(0, len(todo), batch_size):
+            ids, images = [], []
+            for i in todo[start : start + batch_size]:
+                try:
+                    images.append(decode_file(records[i].abspath, full=self.full_decode).image)
+                    ids.append(i)
+                except SimsearchError:
+                    continue  # gone or changed since indexing: the next index run records it
+            found = model.detect(images, min_score=min_score) if images else []
+            with self.atomic() as conn:
+                rows = [{"image_id": i, "tagger": tagger, "label": d.label, "score": d.score,
+                         "x1": d.box[0], "y1": d.box[1], "x2": d.box[2], "y2": d.box[3]}
+                        for i, dets in zip(ids, found) for d in dets]
+                if rows:
+                    conn.execute(DetectionRow.__table__.insert(), rows)
+                if ids:
+                    conn.execute(Tagged.__table__.insert(), [{"image_id": i, "tagger": tagger} for i in ids])
+            bar.update(len(todo[start : start + batch_size]))
+        bar.close()
+        return len(todo)
+
+    def tags(self, *, min_score: float = 0.0) -> list[dict]:
+        """Images per label (most first), counting detections at or above ``min_score``."""
+        _check_score(min_score)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(DetectionRow.tagger, DetectionRow.label, func.count(func.distinct(DetectionRow.image_id)))
+                .join(Image, Image.id == DetectionRow.image_id)
+                .where(Image.status == OK, DetectionRow.score >= min_score)
+                .group_by(DetectionRow.tagger, DetectionRow.label)).all()
+        return sorted(({"tagger": t, "label": label, "images": n} for t, label, n in rows),
+                      key=lambda r: (-r["images"], r["label"]))
+
+    def tagged_ids(self, labels: list[str], *, min_score: float = 0.25) -> set[int]:
+        """Ids of indexed images holding every one of ``labels`` at ``min_score`` or more."""
+        _check_score(min_score)
+        with self.engine.connect() as conn:
+            found = None
+            for label in labels:  # bound parameters, one query per label, intersected
+                ids = set(conn.execute(select(DetectionRow.image_id).join(Image, Image.id == DetectionRow.image_id)
+                                       .where(Image.status == OK, DetectionRow.label == label,
+                                              DetectionRow.score >= min_score)).scalars())
+                found = ids if found is None else found & ids
+        return found or set()
+
+    def with_tags(self, labels: list[str], *, min_score: float = 0.25) -> list[ImageRecord]:
+        """Indexed images holding every one of ``labels`` (e.g. ["chair", "bed"]), in index order."""
+        if not labels:
+            raise InvalidArgument("give at least one tag")
+        ids = sorted(self.tagged_ids(labels, min_score=min_score))
+        records = self._records(ids)
+        return [records[i] for i in ids]
+
     # -- reports ----------------------------------------------------------------
     def report_clusters(self, run: str, out: str | os.PathLike) -> Path:
         """A static HTML page of ``run``: one row per cluster, medoid first; returns its path."""
@@ -622,6 +707,11 @@ class Index:
             "image_bytes": int(image_bytes),
             "index_bytes": store.dir_size(self.directory),
         }
+
+
+def _check_score(min_score: float) -> None:
+    if not 0.0 <= min_score <= 1.0:
+        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
 
 
 def _check_similarity(min_similarity: float | None) -> None:

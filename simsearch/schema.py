@@ -127,3 +127,27 @@ class ClusterMember(Base):
     cluster: Mapped[int] = mapped_column(Integer)
     distance: Mapped[float] = mapped_column()
     is_medoid: Mapped[bool] = mapped_column()
+
+
+class Detection(Base):
+    """An object a tagger found in an image: label, score and box (x1, y1, x2, y2 normalised to 0-1)."""
+
+    __tablename__ = "detections"
+    __table_args__ = (Index("ix_detections_label", "tagger", "label"), Index("ix_detections_image", "image_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    tagger: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column()
+    x1: Mapped[float] = mapped_column()
+    y1: Mapped[float] = mapped_column()
+    x2: Mapped[float] = mapped_column()
+    y2: Mapped[float] = mapped_column()
+
+
+class Tagged(Base):
+    """That a tagger has looked at an image (so an image where it found nothing is not tagged again)."""
+
+    __tablename__ = "tagged"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    tagger: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -84,3 +84,32 @@ def test_wrong_weights_are_refused(tmp_path):
         check_weights(bad)
     with pytest.raises(WeightsNotFound, match="simsearch models pull yolov3-tiny"):
         YoloTagger(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_tags_are_stored_counted_and_filter_searches(yolo, photos, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    import simsearch
+    from simsearch.cli import main
+
+    runner = CliRunner()
+    ix = str(tmp_path / "ix")
+    assert runner.invoke(main, ["index", str(photos), "--index", ix, "--workers", "1", "--embed"]).exit_code == 0
+    result = runner.invoke(main, ["tag", "--index", ix])
+    assert result.exit_code == 0 and "tagged 29 images" in result.output, result.output
+    assert "tagged 0 images" in runner.invoke(main, ["tag", "--index", ix]).output  # resumable: nothing left
+    counts = {r["label"]: r["images"] for r in json.loads(runner.invoke(main, ["tags", "--index", ix,
+                                                                                "--format", "json"]).output)}
+    assert counts.get("person", 0) >= 1  # the cameraman
+    listed = json.loads(runner.invoke(main, ["search", "--tag", "person", "--index", ix, "--format", "json"]).output)
+    assert "camera.png" in {r["path"] for r in listed}
+    idx = simsearch.open_index(ix)
+    people = idx.tagged_ids(["person"])
+    hits = idx.search(photos / "chelsea.png", by="embedding", k=3, tags=["person"])
+    assert hits and all(m.image.id in people for m in hits)
+    assert idx.with_tags(["person", "x' OR 1=1 --"]) == []  # labels are bound parameters, never SQL
+    bad = runner.invoke(main, ["search", "--index", ix])
+    assert bad.exit_code == 2 and "give an IMAGE" in bad.output
