@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .hamming import HASH_BITS
+from .store import file_stem
 
 ANN_KINDS = ("auto", "flat", "ivf")
 EXACT_BELOW = 100_000  # auto: exact search below this many vectors, IVF from here on
@@ -146,7 +147,6 @@ def binary_index(idx, method: str) -> BinaryIndex:
 
 def vector_index(idx, model: str, kind: str = "auto") -> VectorIndex:
     """The FAISS index over ``model``'s embeddings, loaded from disk or rebuilt if stale."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
     built_kind = {}
 
     def build():
@@ -155,7 +155,7 @@ def vector_index(idx, model: str, kind: str = "auto") -> VectorIndex:
         return index, ids
 
     stamp = {"data_version": idx.data_version(), "model": model, "kind": kind}
-    index, ids = _cached(Path(idx.directory) / "faiss", f"embedding-{safe}", stamp, build,
+    index, ids = _cached(Path(idx.directory) / "faiss", f"embedding-{file_stem(model)}", stamp, build,
                          faiss.read_index, faiss.write_index)
     actual = "flat" if isinstance(index, faiss.IndexFlat) else "ivf"
     if actual == "ivf":

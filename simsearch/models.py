@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InvalidArgument, SimsearchError, WeightsNotFound
+from .store import file_stem
 
 BACKENDS = ("auto", "onnx", "torch")
 ONNX_TOLERANCE = 1e-4  # max abs difference allowed between the ONNX graph and torch
@@ -259,8 +260,7 @@ def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
     """An ONNX Runtime session for the model, exporting and checking the graph on first use."""
     if not _installed("onnxruntime"):
         raise InvalidArgument("the onnx backend needs onnxruntime: pip install onnxruntime, or use --backend torch")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in entry.spec.name)
-    path = cache_dir() / "onnx" / f"{safe}-{digest[:16]}-{entry.spec.input_size}.onnx"
+    path = cache_dir() / "onnx" / f"{file_stem(entry.spec.name)}-{digest[:16]}-{entry.spec.input_size}.onnx"
     if not path.exists():
         _export_checked(entry, weights_path, path)
     import onnxruntime as ort  # noqa: PLC0415

@@ -97,6 +97,11 @@ def set_meta(conn, key: str, value: str) -> None:
         conn.execute(Meta.__table__.insert().values(key=key, value=value))
 
 
+def file_stem(name: str) -> str:
+    """A model name made safe as part of a file name (``timm:resnet50`` -> ``timm_resnet50``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def dir_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
