@@ -14,14 +14,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# index the bundled samples (hashes and embeddings), run similarity queries and a duplicate search
+# index the bundled samples (hashes, embeddings, ImageNet tags), run similarity queries, a tag search and a
+# duplicate search
 demo: $(STAMP)
 	rm -rf demo-out && mkdir -p demo-out/images && cp -r samples/images/. demo-out/images/
 	$(BIN)/python samples/make_variants.py demo-out/images
-	$(BIN)/simsearch index demo-out/images --index demo-out/index --embed
+	$(BIN)/simsearch index demo-out/images --index demo-out/index --embed --tag imagenet --min-score 0.2
 	$(BIN)/simsearch stats --index demo-out/index
 	$(BIN)/simsearch search demo-out/images/chelsea.png --index demo-out/index -k 5
 	$(BIN)/simsearch search demo-out/images/chelsea.png --index demo-out/index -k 5 --by phash
+	$(BIN)/simsearch tags --index demo-out/index
+	$(BIN)/simsearch search --tag espresso --index demo-out/index
 	$(BIN)/simsearch duplicates --index demo-out/index
 
 test: $(STAMP) chromium

@@ -17,9 +17,14 @@ import time
 
 import faiss
 import numpy as np
-
 from common import peak_rss_mb, write
-from simsearch.faiss_store import MIN_PROBES, PROBE_FRACTION, REFINE_FACTOR, build_vectors
+
+from simsearch.faiss_store import (
+    MIN_PROBES,
+    PROBE_FRACTION,
+    REFINE_FACTOR,
+    build_vectors,
+)
 
 DIM = 1280
 

@@ -6,7 +6,10 @@ import json
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,3 +40,18 @@ def write(name: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def time_index(folder: Path, *options: str, device: str = "cpu") -> tuple[float, str]:
+    """Wall seconds of a whole `simsearch index FOLDER OPTIONS` command into a fresh index, and its summary."""
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        cmd = [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(tmp / "ix"),
+               "--no-progress", *options]
+        if device == "cuda":
+            cmd += ["--backend", "torch", "--device", "cuda"]
+        start = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        return time.perf_counter() - start, out
+    finally:
+        shutil.rmtree(tmp)

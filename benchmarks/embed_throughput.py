@@ -12,32 +12,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-from common import write
+from common import time_index, write
 from hash_throughput import make_photos
 
 MODEL = "efficientnet_lite0"
-
-
-def time_index(folder: Path, device: str) -> tuple[float, str]:
-    tmp = Path(tempfile.mkdtemp())
-    try:
-        cmd = [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(tmp / "ix"),
-               "--no-progress", "--embed", MODEL, "--backend", "torch" if device == "cuda" else "auto"]
-        if device == "cuda":
-            cmd += ["--device", "cuda"]
-        start = time.perf_counter()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-        return time.perf_counter() - start, out
-    finally:
-        shutil.rmtree(tmp)
 
 
 def plain_torch_loop(files: list[Path], device: str, batch: int = 32) -> float:
@@ -78,8 +61,8 @@ def main() -> None:
     args = ap.parse_args()
     folder = make_photos(Path(tempfile.mkdtemp()) / "photos_1024x768", args.images)
     files = sorted(folder.glob("*.jpg"))
-    time_index(folder, args.device)  # warm-up: page cache, ONNX export cached
-    runs = [time_index(folder, args.device) for _ in range(args.repeats)]
+    time_index(folder, "--embed", MODEL, device=args.device)  # warm-up: page cache, ONNX export cached
+    runs = [time_index(folder, "--embed", MODEL, device=args.device) for _ in range(args.repeats)]
     ours, line = min(runs)
     plain_torch_loop(files[:64], args.device)  # warm-up
     theirs = plain_torch_loop(files, args.device)

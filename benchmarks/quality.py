@@ -16,7 +16,12 @@ from common import require_dups, write
 
 import simsearch
 from simsearch.evaluate import best, evaluate, load_ground_truth, read_exclude, score
-from simsearch.index import AUTO_MIN_SIMILARITY, DEFAULT_MAX_DISTANCE, DEFAULT_MIN_SIMILARITY, DUPLICATE_METHODS
+from simsearch.index import (
+    AUTO_MIN_SIMILARITY,
+    DEFAULT_MAX_DISTANCE,
+    DEFAULT_MIN_SIMILARITY,
+    DUPLICATE_METHODS,
+)
 
 DEFAULT_SIMILARITY = {"auto": AUTO_MIN_SIMILARITY, "embedding": DEFAULT_MIN_SIMILARITY}
 

@@ -1,7 +1,7 @@
-"""The per-file stage: read once, digest the bytes, decode once, then hash and (when
-embedding) make the network input from that one decode. Runs in worker processes,
-which on CPU also run the network on their own files (``EmbedJob``): no pixels
-cross between processes and every core does whole images."""
+"""The per-file stage: read once, digest the bytes, decode once, then hash and make
+the embedder's and the tagger's inputs from that one decode. Runs in worker
+processes, which on CPU also run the models on their own files (``ModelJobs``): no
+pixels cross between processes and every core does whole images."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from simsearch.hashing import image_hashes
 from simsearch.imageio import decode
 from simsearch.models import model_input
 from simsearch.schema import FAILED, OK
+from simsearch.taggers import tag_input
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Task:
     full_decode: bool
     max_pixels: int
     embed_size: int | None = None  # side of the embedder's input, when embedding
+    tag_input: tuple | None = None  # (resize, size, max_size) of the tagger's input, when it has its own
 
 
 @dataclass(frozen=True)
@@ -38,20 +40,28 @@ class Result:
     columns: dict  # image columns to write
     error: tuple[str, str] | None = None  # (kind, message) for a failure
     pixels: np.ndarray | None = None  # the embedder's input (uint8 HWC), when the parent embeds
-    vector: np.ndarray | None = None  # the embedding, when a worker embedded the image
+    vector: np.ndarray | None = None  # the embedding, once computed
+    tag_pixels: np.ndarray | None = None  # the tagger's input (uint8 HWC), until it has run
+    detections: list | None = None  # what the tagger found, once it has run ([]: nothing)
 
 
 @dataclass(frozen=True)
-class EmbedJob:
-    """What a worker needs to make its own CPU embedder (ONNX Runtime, from the cached graph)."""
+class ModelJobs:
+    """What a worker needs to make its own CPU models: the embedder (ONNX Runtime, from the
+    cached graph) and the tagger, each None where the parent process runs it."""
 
-    model: str
-    weights: str | None
-    batch_size: int
+    embed: str | None
+    embed_weights: str | None
+    tag: str | None
+    tag_weights: str | None
+    tag_backend: str
+    min_score: float
+    batch_size: int | None
     threads: int
+    torch_threads: int  # 1 where the parent had loaded torch: its OpenMP pool hangs in a forked child
 
 
-_worker_embedders: dict = {}
+_worker_models: dict = {}
 
 
 def extract(task: Task) -> Result:
@@ -77,23 +87,55 @@ def extract(task: Task) -> Result:
         **image_hashes(decoded.image),
     }
     pixels = model_input(decoded.image, task.embed_size) if task.embed_size else None
-    return Result(task.relpath, len(data), task.mtime_ns, OK, columns, pixels=pixels)
+    tag_pixels = tag_input(decoded.image, *task.tag_input) if task.tag_input else None
+    return Result(task.relpath, len(data), task.mtime_ns, OK, columns, pixels=pixels, tag_pixels=tag_pixels)
 
 
-def extract_many(tasks: list[Task], job: EmbedJob | None = None) -> list[Result]:
+def extract_many(tasks: list[Task], jobs: ModelJobs | None = None) -> list[Result]:
     results = [extract(task) for task in tasks]
-    todo = [n for n, r in enumerate(results) if r.pixels is not None]
-    if job is None or not todo:
+    if jobs is None:
         return results
-    if job not in _worker_embedders:  # once per worker process
-        from simsearch.models import create_embedder  # noqa: PLC0415 - only in embedding workers
+    embedder, tagger = _worker_models.get(jobs) or _make_models(jobs)
+    return infer(results, embedder, tagger, jobs.min_score)
 
-        _worker_embedders[job] = create_embedder(job.model, weights=job.weights, backend="onnx",
-                                                 batch_size=job.batch_size, threads=job.threads)
-    vectors = _worker_embedders[job].encode_arrays(np.stack([results[n].pixels for n in todo]))
-    for n, vector in zip(todo, vectors):
-        results[n] = replace(results[n], pixels=None, vector=vector)
-    return results
+
+def infer(results: list[Result], embedder, tagger, min_score: float) -> list[Result]:
+    """Run the models on the results that still carry their input: vectors and detections
+    filled in, pixels dropped. A tagger that ``shares`` the embedder reads its logits."""
+    embed = [n for n, r in enumerate(results) if r.pixels is not None] if embedder is not None else []
+    tag = [n for n, r in enumerate(results) if r.tag_pixels is not None] if tagger is not None else []
+    done: dict[int, dict] = {n: {"pixels": None} for n in embed}
+    if embed:
+        vectors, logits = embedder.run(np.stack([results[n].pixels for n in embed]))
+        for n, vector in zip(embed, vectors):
+            done[n]["vector"] = vector
+        if tagger is not None and tagger.shares(embedder):
+            for n, found in zip(embed, tagger.from_logits(logits, min_score)):
+                done[n]["detections"] = found
+    if tag:
+        for n, found in zip(tag, tagger.detect_arrays([results[n].tag_pixels for n in tag], min_score=min_score)):
+            done.setdefault(n, {}).update(tag_pixels=None, detections=found)
+    return [replace(r, **done[n]) if n in done else r for n, r in enumerate(results)]
+
+
+def _make_models(jobs: ModelJobs):
+    """Once per worker process: its own CPU embedder and tagger."""
+    from simsearch.models import create_embedder  # noqa: PLC0415 - only in workers that run models
+    from simsearch.taggers import create_tagger, tagger_needs_torch  # noqa: PLC0415
+
+    embedder = tagger = None
+    if jobs.embed:
+        embedder = create_embedder(jobs.embed, weights=jobs.embed_weights, backend="onnx",
+                                   batch_size=jobs.batch_size, threads=jobs.threads)
+    if jobs.tag:
+        if tagger_needs_torch(jobs.tag, jobs.tag_backend):
+            import torch  # noqa: PLC0415
+
+            torch.set_num_threads(jobs.torch_threads)  # before any torch op
+        tagger = create_tagger(jobs.tag, weights=jobs.tag_weights, backend=jobs.tag_backend, device="cpu",
+                               threads=jobs.threads, embedder=embedder)
+    _worker_models[jobs] = embedder, tagger
+    return embedder, tagger
 
 
 def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:

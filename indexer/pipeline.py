@@ -1,7 +1,7 @@
-"""The bulk indexing run: scan -> extract (worker processes) -> embed (this process,
-overlapping the workers' decoding) -> batched writes.
+"""The bulk indexing run: scan -> extract (worker processes: decode once, hash, and on
+CPU embed and tag) -> models the parent runs (a GPU) -> batched writes.
 
-Every batch, embeddings included, commits in one transaction, so a run killed
+Every batch, embeddings and tags included, commits in one transaction, so a run killed
 at any instant leaves an index that opens; running the same command again
 skips what was written (same size and mtime, every feature present) and
 finishes the rest, giving the index an uninterrupted run builds.
@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from tqdm import tqdm
 
 from simsearch import store
@@ -27,7 +25,7 @@ from simsearch.errors import InvalidArgument
 from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.schema import FAILED, OK, REMOVED
 
-from .features import EmbedJob, Result, Task, extract, extract_many
+from .features import ModelJobs, Result, Task, extract, extract_many, infer
 from .scan import Scan, scan_roots
 
 _IN_PROCESS_BELOW = 32  # fewer files than this run without starting worker processes
@@ -46,8 +44,9 @@ class RunSummary:
     failed: int = 0
     removed: int = 0
     restored: int = 0
-    refreshed: int = 0  # unchanged files decoded again for a missing feature (an embedding)
+    refreshed: int = 0  # unchanged files decoded again for a missing feature (an embedding, tags)
     embedded: int = 0
+    tagged: int = 0
     skipped: int = 0  # files whose extension is not an image's
     elapsed: float = 0.0  # wall seconds of the whole run
     seconds: dict = field(default_factory=dict)
@@ -55,7 +54,7 @@ class RunSummary:
     def line(self) -> str:
         return (
             f"indexed {self.indexed}, failed {self.failed}, unchanged {self.unchanged}, removed {self.removed}, "
-            f"embedded {self.embedded} (scanned {self.scanned}: {self.new} new, {self.changed} changed, "
+            f"embedded {self.embedded}, tagged {self.tagged} (scanned {self.scanned}: {self.new} new, {self.changed} changed, "
             f"{self.refreshed} completed; "
             f"{self.skipped} non-image files passed over) in {self.elapsed:.1f} s"
         )
@@ -76,12 +75,17 @@ def run(
     backend: str = "auto",
     device: str | None = None,
     embed_batch: int | None = None,
+    tag: str | None = None,
+    tag_weights: str | None = None,
+    min_score: float = 0.25,
 ) -> RunSummary:
     """Index ``paths`` (folders recursively, or files) into ``index``.
 
     ``embed`` names an embedder (``simsearch.models``) whose vectors are computed
     in the same pass; ``weights``, ``backend``, ``device`` and ``embed_batch``
-    (default: chosen for the backend) go to ``create_embedder``.
+    (default: chosen for the backend) go to ``create_embedder``. ``tag`` names a
+    tagger (``simsearch.taggers``, weights from ``tag_weights``) that keeps
+    detections scoring ``min_score`` or more, from the same decode.
     """
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
@@ -90,24 +94,56 @@ def run(
         raise InvalidArgument(f"workers must be at least 1, got {workers}")
     if batch_size < 1:
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
+    if not 0.0 <= min_score <= 1.0:
+        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
     summary = RunSummary()
     full = _decode_mode(index, full_decode)
     started = time.perf_counter()
     scans = scan_roots(paths, all_files=all_files)
     summary.seconds["scan"] = time.perf_counter() - started
     files = sum(len(scan.entries) for scan in scans)
-    # workers fork before the embedder starts its threads
+    # workers fork before the models start their threads
     workers = workers or os.cpu_count() or 1
+    torch_loaded = "torch" in sys.modules  # before the fork: a parent that ran torch leaves OpenMP unusable
     with _pool(workers, files) as pool:
         embedder = _embedder(index, embed, weights, backend, device, embed_batch) if embed else None
-        job = None
-        if pool is not None and embedder is not None and embedder.backend == "onnx":
-            # CPU: each worker runs the network on its own files, sharing the cores out
-            job = EmbedJob(embedder.spec.name, weights, embedder.batch_size, max(1, (os.cpu_count() or 1) // workers))
+        tagger = _tagger(index, tag, tag_weights, backend, device, embedder) if tag else None
+        models = _Models(embedder, tagger, min_score)
+        jobs = None
+        in_workers = pool is not None and models.cpu_work()
+        if in_workers:
+            # CPU: each worker runs the models on its own files, sharing the cores out
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            tag_backend = "onnx" if tagger is not None and tagger.backend == "onnx" else "torch"
+            jobs = ModelJobs(embed if models.worker_embeds() else None, weights,
+                             tag if models.worker_tags() else None, tag_weights, tag_backend, min_score,
+                             embed_batch, threads, 1 if torch_loaded else threads)
         for scan in scans:
-            _run_root(index, scan, summary, full, max_pixels, pool, embedder, job, batch_size, progress)
+            _run_root(index, scan, summary, full, max_pixels, pool, models, jobs, batch_size, progress)
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+@dataclass
+class _Models:
+    """The run's embedder and tagger (either may be None) and where each runs."""
+
+    embedder: object
+    tagger: object
+    min_score: float
+
+    def worker_embeds(self) -> bool:
+        return self.embedder is not None and self.embedder.backend == "onnx"
+
+    def worker_tags(self) -> bool:
+        return self.tagger is not None and self.tagger.backend in ("onnx", "torch-cpu")
+
+    def cpu_work(self) -> bool:
+        return self.worker_embeds() or self.worker_tags()
+
+    def shared(self) -> bool:
+        """The tagger reads the embedder's logits: no input of its own."""
+        return self.tagger is not None and self.tagger.shares(self.embedder)
 
 
 def _embedder(index, name, weights, backend, device, batch):
@@ -117,6 +153,15 @@ def _embedder(index, name, weights, backend, device, batch):
     with index.atomic() as conn:
         index.use_embedder(conn, embedder)
     return embedder
+
+
+def _tagger(index, name, weights, backend, device, embedder):
+    from simsearch.taggers import create_tagger  # noqa: PLC0415 - torch / onnxruntime only when tagging
+
+    tagger = create_tagger(name, weights=weights, backend=backend, device=device, embedder=embedder)
+    with index.atomic() as conn:
+        index.use_tagger(conn, tagger)
+    return tagger
 
 
 def _decode_mode(index, full_decode: bool | None) -> bool:
@@ -135,16 +180,18 @@ def _decode_mode(index, full_decode: bool | None) -> bool:
         return stored == "full"
 
 
-def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, embedder, job, batch_size,
-              progress) -> None:
+def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, models: _Models, jobs,
+              batch_size, progress) -> None:
     t0 = time.perf_counter()
-    model = embedder.spec.name if embedder else None
+    embedder, tagger = models.embedder, models.tagger
     with index.atomic() as conn:
         root_id = index.root_id(conn, scan.root)
-        known = index.known_files(conn, root_id, model)
+        known = index.known_files(conn, root_id, embedder.spec.name if embedder else None,
+                                  tagger.spec.name if tagger else None)
         index.record_errors(conn, root_id, scan.errors)
-        size = embedder.spec.input_size if embedder else None
-        tasks, restore = _plan(scan, known, full, max_pixels, size, summary)
+        inputs = {"embed_size": embedder.spec.input_size if embedder else None,
+                  "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
+        tasks, restore = _plan(scan, known, full, max_pixels, inputs, summary)
         index.set_status(conn, restore, OK)
         if scan.complete:
             present = {os.fsencode(e.relpath) for e in scan.entries}
@@ -158,19 +205,23 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, em
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
     batch: list[Result] = []
-    for result in _extract_all(tasks, pool, job, ahead=2 * batch_size):
+    for result in _extract_all(tasks, pool, jobs, ahead=2 * batch_size):
         batch.append(result)
         if len(batch) >= batch_size:
-            _write(index, root_id, batch, known, embedder, summary)
+            _write(index, root_id, batch, known, models, summary)
             bar.update(len(batch))
             batch = []
-    _write(index, root_id, batch, known, embedder, summary)
+    _write(index, root_id, batch, known, models, summary)
     bar.update(len(batch))
     bar.close()
     summary.seconds["extract+write"] = summary.seconds.get("extract+write", 0.0) + time.perf_counter() - t0
 
 
-def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, embed_size: int | None, summary: RunSummary):
+def _tag_input(spec) -> tuple:
+    return spec.resize, spec.input_size, spec.max_size
+
+
+def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, summary: RunSummary):
     tasks, restore = [], []
     for entry in scan.entries:
         summary.scanned += 1
@@ -191,7 +242,7 @@ def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, embed_size: int 
         path = os.path.join(scan.root, entry.relpath)
         # a changed file with the same bytes is not decoded again, unless a feature is missing
         known_sha = row[3] if row is not None and row[4] == OK and row[5] else None
-        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels, embed_size))
+        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels, **inputs))
     return tasks, restore
 
 
@@ -207,7 +258,7 @@ def _pool(workers: int, files: int):
         yield pool
 
 
-def _extract_all(tasks: list[Task], pool, job: EmbedJob | None, ahead: int) -> Iterator[Result]:
+def _extract_all(tasks: list[Task], pool, jobs: ModelJobs | None, ahead: int) -> Iterator[Result]:
     """Results in task order. At most ``ahead`` files are decoded ahead of the consumer, so
     memory stays bounded while the workers keep busy during inference and writes."""
     if pool is None or len(tasks) < _IN_PROCESS_BELOW:
@@ -216,23 +267,19 @@ def _extract_all(tasks: list[Task], pool, job: EmbedJob | None, ahead: int) -> I
     chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
     pending: deque = deque()
     for chunk in chunks:
-        pending.append(pool.apply_async(extract_many, (chunk, job)))
+        pending.append(pool.apply_async(extract_many, (chunk, jobs)))
         if len(pending) * _CHUNK >= ahead:
             yield from pending.popleft().get()
     while pending:
         yield from pending.popleft().get()
 
 
-def _write(index, root_id: int, batch: list[Result], known: dict, embedder, summary: RunSummary) -> None:
+def _write(index, root_id: int, batch: list[Result], known: dict, models: _Models, summary: RunSummary) -> None:
     if not batch:
         return
     t0 = time.perf_counter()
-    embedded = [n for n, r in enumerate(batch) if r.pixels is not None or r.vector is not None]
-    to_encode = [n for n in embedded if batch[n].vector is None]
-    vectors = {n: batch[n].vector for n in embedded}
-    if to_encode:  # the parent embeds: in-process runs, and GPU backends
-        vectors.update(zip(to_encode, embedder.encode_arrays(np.stack([batch[n].pixels for n in to_encode]))))
-    summary.seconds["embed"] = summary.seconds.get("embed", 0.0) + time.perf_counter() - t0
+    batch = infer(batch, models.embedder, models.tagger, models.min_score)  # what the workers left: GPU, small runs
+    summary.seconds["models"] = summary.seconds.get("models", 0.0) + time.perf_counter() - t0
     rows = []
     for r in batch:
         if r.status == "same":  # bytes unchanged: refresh size and mtime only
@@ -245,10 +292,19 @@ def _write(index, root_id: int, batch: list[Result], known: dict, embedder, summ
             summary.failed += 1
         else:
             summary.indexed += 1
+    # features of other bytes than these (or of a file that no longer decodes) are forgotten
+    stale = [n for n, r in enumerate(batch) if r.status == FAILED or (
+        r.status == OK and r.columns["sha256"] != (known.get(os.fsencode(r.relpath)) or (None,) * 4)[3])]
+    embedded = [n for n, r in enumerate(batch) if r.vector is not None]
+    tagged = [n for n, r in enumerate(batch) if r.detections is not None]
     with index.atomic() as conn:
         ids = index.write_files(conn, root_id, rows, known)
-        if embedder is not None:
-            failed = [ids[n] for n, r in enumerate(batch) if r.status == FAILED]
-            index.drop_embeddings(conn, embedder.spec.name, failed)
-            index.write_embeddings(conn, embedder.spec.name, [ids[n] for n in embedded], [vectors[n] for n in embedded])
-            summary.embedded += len(embedded)
+        index.drop_features(conn, [ids[n] for n in stale])
+        if models.embedder is not None:
+            index.write_embeddings(conn, models.embedder.spec.name, [ids[n] for n in embedded],
+                                   [batch[n].vector for n in embedded])
+        if models.tagger is not None:
+            index.write_detections(conn, models.tagger.spec.name, [ids[n] for n in tagged],
+                                   [batch[n].detections for n in tagged])
+    summary.embedded += len(embedded)
+    summary.tagged += len(tagged)

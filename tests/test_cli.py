@@ -134,4 +134,7 @@ def test_every_command_is_documented_in_the_readme():
 def test_models_list_shows_weights_status():
     rows = json.loads(run("models", "list", "--format", "json").output)
     lite0 = next(r for r in rows if r["name"] == "efficientnet_lite0")
-    assert lite0["dim"] == 1280 and lite0["weights"] in {"available", "missing"}
+    assert lite0["output"] == "1280-d vector" and lite0["weights"] == "available"  # the packaged weights
+    taggers = {r["name"]: r for r in rows if r["kind"] == "tagger"}
+    assert {"yolov3-tiny", "imagenet", "torchvision:ARCH"} <= set(taggers)
+    assert taggers["imagenet"]["weights"] == "available" and "boxes" in taggers["yolov3-tiny"]["output"]

@@ -32,9 +32,9 @@ def many(tmp_path_factory):
     return folder
 
 
-def _index_cmd(folder, index, embed):
+def _index_cmd(folder, index, features):
     return [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(index),
-            "--workers", "2", "--batch-size", "16", "--no-progress"] + (["--embed"] if embed else [])
+            "--workers", "2", "--batch-size", "16", "--no-progress", *features]
 
 
 def _rows(index_dir) -> int:
@@ -53,8 +53,18 @@ def _dump(index_dir):
     failures = con.execute("SELECT relpath, kind, message FROM failures ORDER BY relpath").fetchall()
     vectors = con.execute("SELECT relpath, model, vector FROM embeddings JOIN images ON images.id = image_id"
                           " ORDER BY relpath").fetchall()
+    tagged = con.execute("SELECT relpath, tagger FROM tagged JOIN images ON images.id = image_id"
+                         " ORDER BY relpath").fetchall()
+    detections = con.execute("SELECT relpath, tagger, label, score, x1, y1, x2, y2 FROM detections"
+                             " JOIN images ON images.id = image_id ORDER BY relpath, tagger, label, score").fetchall()
     con.close()
-    return images, failures, vectors
+    return images, failures, vectors, tagged, detections
+
+
+def _same_detections(got, want) -> bool:
+    """Same images and labels; scores and boxes equal up to float rounding."""
+    return [g[:3] for g in got] == [w[:3] for w in want] and all(
+        abs(a - b) <= 1e-3 for g, w in zip(got, want) for a, b in zip(g[3:], w[3:]))
 
 
 def _same_vectors(got, want) -> bool:
@@ -67,17 +77,22 @@ def _same_vectors(got, want) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("embed", [False, True], ids=["hashes", "embeddings"])
-def test_killed_runs_resume_to_the_uninterrupted_index(many, tmp_path, embed):
+@pytest.mark.parametrize("features", [[], ["--embed"], ["--tag", "yolov3-tiny"]],
+                         ids=["hashes", "embeddings", "tags"])
+def test_killed_runs_resume_to_the_uninterrupted_index(many, tmp_path, features, request):
+    if "--tag" in features:
+        request.getfixturevalue("yolo_folder")  # the tagger's files, in the session's model cache
     reference = tmp_path / "reference"
-    subprocess.run(_index_cmd(many, reference, embed), check=True, capture_output=True)
+    subprocess.run(_index_cmd(many, reference, features), check=True, capture_output=True)
     want = _dump(reference)
-    assert len(want[0]) == N_IMAGES + 1 and len(want[1]) == 1 and len(want[2]) == (N_IMAGES if embed else 0)
+    assert len(want[0]) == N_IMAGES + 1 and len(want[1]) == 1
+    assert len(want[2]) == (N_IMAGES if "--embed" in features else 0)
+    assert len(want[3]) == (N_IMAGES if "--tag" in features else 0)
 
     index = tmp_path / "killed"
     seen = []
     for threshold in (0, 50, 120, 190):  # rows written before the kill
-        proc = subprocess.Popen(_index_cmd(many, index, embed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        proc = subprocess.Popen(_index_cmd(many, index, features), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         while proc.poll() is None and _rows(index) <= threshold:
             time.sleep(0.02)
@@ -87,9 +102,10 @@ def test_killed_runs_resume_to_the_uninterrupted_index(many, tmp_path, embed):
         seen.append(_rows(index))
         simsearch.open_index(index).stats()  # the index opens after every kill
     assert all(0 < n < N_IMAGES + 1 for n in seen[1:]), seen
-    subprocess.run(_index_cmd(many, index, embed), check=True, capture_output=True)
+    subprocess.run(_index_cmd(many, index, features), check=True, capture_output=True)
     got = _dump(index)
     assert got[:2] == want[:2] and _same_vectors(got[2], want[2])
+    assert got[3] == want[3] and _same_detections(got[4], want[4])
     # derived FAISS data is rebuilt after the resume and agrees with the reference
     q = many / "img_0005.jpg"
     def hits(where):

