@@ -1,5 +1,5 @@
-"""simsearch's write side: the bulk indexing pipeline."""
+"""simsearch's write side: the bulk indexing pipeline (and tagging an existing index with it)."""
 
-from .pipeline import RunSummary, run
+from .pipeline import RunSummary, run, tag_indexed
 
-__all__ = ["RunSummary", "run"]
+__all__ = ["RunSummary", "run", "tag_indexed"]

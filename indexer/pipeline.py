@@ -54,8 +54,8 @@ class RunSummary:
     def line(self) -> str:
         return (
             f"indexed {self.indexed}, failed {self.failed}, unchanged {self.unchanged}, removed {self.removed}, "
-            f"embedded {self.embedded}, tagged {self.tagged} (scanned {self.scanned}: {self.new} new, {self.changed} changed, "
-            f"{self.refreshed} completed; "
+            f"embedded {self.embedded}, tagged {self.tagged} (scanned {self.scanned}: {self.new} new, "
+            f"{self.changed} changed, {self.refreshed} completed; "
             f"{self.skipped} non-image files passed over) in {self.elapsed:.1f} s"
         )
 
@@ -109,15 +109,7 @@ def run(
         embedder = _embedder(index, embed, weights, backend, device, embed_batch) if embed else None
         tagger = _tagger(index, tag, tag_weights, backend, device, embedder) if tag else None
         models = _Models(embedder, tagger, min_score)
-        jobs = None
-        in_workers = pool is not None and models.cpu_work()
-        if in_workers:
-            # CPU: each worker runs the models on its own files, sharing the cores out
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            tag_backend = "onnx" if tagger is not None and tagger.backend == "onnx" else "torch"
-            jobs = ModelJobs(embed if models.worker_embeds() else None, weights,
-                             tag if models.worker_tags() else None, tag_weights, tag_backend, min_score,
-                             embed_batch, threads, 1 if torch_loaded else threads)
+        jobs = models.worker_jobs(pool, workers, torch_loaded, weights, tag_weights, embed_batch)
         for scan in scans:
             _run_root(index, scan, summary, full, max_pixels, pool, models, jobs, batch_size, progress)
     summary.elapsed = time.perf_counter() - started
@@ -138,12 +130,21 @@ class _Models:
     def worker_tags(self) -> bool:
         return self.tagger is not None and self.tagger.backend in ("onnx", "torch-cpu")
 
-    def cpu_work(self) -> bool:
-        return self.worker_embeds() or self.worker_tags()
-
     def shared(self) -> bool:
         """The tagger reads the embedder's logits: no input of its own."""
         return self.tagger is not None and self.tagger.shares(self.embedder)
+
+    def worker_jobs(self, pool, workers: int, torch_loaded: bool, weights, tag_weights, embed_batch):
+        """What the workers run (None: nothing). On CPU each worker runs the models on its
+        own files, sharing the cores out."""
+        if pool is None or not (self.worker_embeds() or self.worker_tags()):
+            return None
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        tagger = self.tagger if self.worker_tags() else None
+        return ModelJobs(self.embedder.spec.name if self.worker_embeds() else None, weights,
+                         tagger.spec.name if tagger else None, tag_weights,
+                         "onnx" if tagger is not None and tagger.backend == "onnx" else "torch", self.min_score,
+                         embed_batch, threads, 1 if torch_loaded else threads)
 
 
 def _embedder(index, name, weights, backend, device, batch):
@@ -153,6 +154,47 @@ def _embedder(index, name, weights, backend, device, batch):
     with index.atomic() as conn:
         index.use_embedder(conn, embedder)
     return embedder
+
+
+def tag_indexed(index, tagger: str, *, weights: str | None = None, backend: str = "auto", device: str | None = None,
+                min_score: float = 0.25, workers: int | None = None, batch_size: int = 256,
+                progress: bool = False) -> int:
+    """Tag the indexed images ``tagger`` has not looked at yet, with the indexing run's
+    workers (decode and, on CPU, the tagger). An image whose bytes changed since it was
+    indexed is left for the next index run. Returns how many images were tagged."""
+    if not 0.0 <= min_score <= 1.0:
+        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
+    workers = workers or os.cpu_count() or 1
+    todo = index.untagged(tagger)  # (id, path on disk, sha256)
+    torch_loaded = "torch" in sys.modules
+    done = 0
+    with _pool(workers, len(todo)) as pool:
+        model = _tagger(index, tagger, weights, backend, device, None)
+        models = _Models(None, model, min_score)
+        jobs = models.worker_jobs(pool, workers, torch_loaded, None, weights, None)
+        tasks = [Task(path, path, 0, 0, None, index.full_decode, DEFAULT_MAX_PIXELS, tag_input=_tag_input(model.spec))
+                 for _, path, _ in todo]
+        bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
+        rows = iter(todo)
+        batch: list[tuple[int, Result]] = []
+        for result in _extract_all(tasks, pool, jobs, ahead=2 * batch_size):
+            image_id, _, sha = next(rows)  # results come in task order
+            if result.status == OK and result.columns["sha256"] == sha:
+                batch.append((image_id, result))
+            if len(batch) >= batch_size:
+                done += _write_tags(index, models, batch)
+                batch = []
+            bar.update(1)
+        done += _write_tags(index, models, batch)
+        bar.close()
+    return done
+
+
+def _write_tags(index, models: _Models, batch: list[tuple[int, Result]]) -> int:
+    results = infer([r for _, r in batch], None, models.tagger, models.min_score)
+    with index.atomic() as conn:
+        index.write_detections(conn, models.tagger.spec.name, [i for i, _ in batch], [r.detections for r in results])
+    return len(batch)
 
 
 def _tagger(index, name, weights, backend, device, embedder):

@@ -328,17 +328,17 @@ def clusters(run, number, index_dir, db, fmt):
               help="yolov3-tiny, imagenet, or torchvision:ARCH (see simsearch models list).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Keep detections this sure.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per batch (default: 8 on CPU).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: every core).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @model_options
 @index_option
 @friendly
-def tag(tagger, min_score, batch_size, progress, weights, backend, device, index_dir, db):
+def tag(tagger, min_score, workers, progress, weights, backend, device, index_dir, db):
     """Tag the objects in every indexed image not yet tagged (resumable); tags become searchable.
     (index --tag does the same in the indexing pass.)"""
     with _open(index_dir, db) as idx:
-        done = idx.tag(tagger, min_score=min_score, batch_size=batch_size, weights=weights, backend=backend,
-                       device=device, progress=sys.stderr.isatty() if progress is None else progress)
+        done = idx.tag(tagger, min_score=min_score, weights=weights, backend=backend, device=device,
+                       workers=workers, progress=sys.stderr.isatty() if progress is None else progress)
     click.echo(f"tagged {done} images with {tagger}")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import numpy as np
 from sqlalchemy import Connection, bindparam, func, select
 
 from . import store
-from .errors import IndexNotFound, InvalidArgument, SimsearchError
+from .errors import IndexNotFound, InvalidArgument
 from .hamming import HASH_BITS, connected_groups, hamming_edges
 from .hashing import DIHEDRAL, check_method, hash_image, to_uint64
 from .imageio import decode, decode_file
@@ -604,40 +603,27 @@ class Index:
         return [Member(records[i], cluster, round(float(d), 6), bool(m)) for i, d, m in rows]
 
     # -- tags -------------------------------------------------------------------
-    def tag(self, tagger: str = "yolov3-tiny", *, min_score: float = 0.25, batch_size: int | None = None,
-            weights: str | None = None, backend: str = "auto", device: str | None = None,
+    def tag(self, tagger: str = "yolov3-tiny", *, min_score: float = 0.25, weights: str | None = None,
+            backend: str = "auto", device: str | None = None, workers: int | None = None,
             progress: bool = False) -> int:
         """Run ``tagger`` (``simsearch.taggers``) over the indexed images it has not looked at
-        yet; returns how many it tagged. Each batch commits with its detections, so an
-        interrupted run resumes where it stopped. (``simsearch index --tag`` tags in the
-        indexing pass instead, from the same decode.)"""
-        from tqdm import tqdm  # noqa: PLC0415
-
-        from .taggers import create_tagger  # noqa: PLC0415 - torch loads on use
+        yet, with the indexing pipeline's worker processes; returns how many it tagged. Each
+        batch commits with its detections, so an interrupted run resumes where it stopped.
+        (``add(..., tag=...)`` tags in the indexing pass instead, from the same decode.)"""
+        from indexer import tag_indexed  # noqa: PLC0415 - the write side, imported on use as in add()
 
         _check_score(min_score)
-        model = create_tagger(tagger, weights=weights, backend=backend, device=device, batch_size=batch_size)
-        with self.atomic() as conn:
-            self.use_tagger(conn, model)
+        return tag_indexed(self, tagger, weights=weights, backend=backend, device=device, min_score=min_score,
+                           workers=workers, progress=progress)
+
+    def untagged(self, tagger: str) -> list[tuple[int, str, str]]:
+        """(id, path on disk, sha256) of the indexed images ``tagger`` has not looked at, in id order."""
+        with self.engine.connect() as conn:
             done = select(Tagged.image_id).where(Tagged.tagger == tagger)
-            todo = conn.execute(select(Image.id).where(Image.status == OK, Image.id.not_in(done))
-                                .order_by(Image.id)).scalars().all()
-        records = self._records(todo)
-        bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
-        for start in range(0, len(todo), model.batch_size):
-            ids, arrays = [], []
-            for i in todo[start : start + model.batch_size]:
-                try:
-                    arrays.append(model.prepare(decode_file(records[i].abspath, full=self.full_decode).image))
-                    ids.append(i)
-                except SimsearchError:
-                    continue  # gone or changed since indexing: the next index run records it
-            found = model.detect_arrays(arrays, min_score=min_score)
-            with self.atomic() as conn:
-                self.write_detections(conn, tagger, ids, found)
-            bar.update(len(todo[start : start + model.batch_size]))
-        bar.close()
-        return len(todo)
+            ids = conn.execute(select(Image.id, Image.sha256).where(Image.status == OK, Image.id.not_in(done))
+                               .order_by(Image.id)).all()
+        records = self._records(i for i, _ in ids)
+        return [(i, records[i].abspath, sha) for i, sha in ids]
 
     def taggers(self) -> dict[str, dict]:
         """The taggers that wrote into this index -> their stored specs."""

@@ -13,6 +13,7 @@ from PIL import Image
 import simsearch
 from simsearch.cli import main
 from simsearch.errors import WeightsNotFound
+from simsearch.taggers import list_taggers
 
 from .conftest import REPO, SHARED
 
@@ -257,3 +258,29 @@ def test_torchvision_detector_loads_a_state_dict_of_its_architecture(tmp_path):
     found = tagger.detect([Image.open(REPO / "samples" / "images" / "chelsea.png")], min_score=0.0)
     assert len(found) == 1 and {d.label for d in found[0]} <= set(tagger.labels)
     assert all(0.0 <= v <= 1.0 for d in found[0] for v in d.box)
+
+
+@pytest.mark.parametrize("spec", list_taggers(), ids=lambda s: s.name)
+def test_every_registered_tagger_names_objects_in_its_own_labels(spec, request):
+    from simsearch.taggers import create_tagger
+
+    if spec.name == "yolov3-tiny":
+        request.getfixturevalue("yolo_folder")
+    tagger = create_tagger(spec.name)
+    photos = [Image.open(REPO / "samples" / "images" / name) for name in ("camera.png", "chelsea.png")]
+    found = tagger.detect(photos, min_score=0.05)
+    assert len(found) == 2 and all(found)
+    for detections in found:
+        assert [d.score for d in detections] == sorted((d.score for d in detections), reverse=True)
+        for d in detections:
+            x1, y1, x2, y2 = d.box
+            assert d.label in tagger.labels and 0.05 <= d.score <= 1.0
+            assert 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0
+            assert spec.boxes or d.box == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_tagging_afterwards_leaves_files_changed_since_indexing(built, photos):
+    (photos / "chelsea.png").write_bytes((photos / "coffee.png").read_bytes())
+    assert built.tag("imagenet", min_score=0.1) == len(built.images()) - 1
+    chelsea = next(r for r in built.images() if r.path == "chelsea.png")
+    assert built.detections(chelsea.id) == [] and chelsea.id in {i for i, _, _ in built.untagged("imagenet")}
