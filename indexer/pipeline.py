@@ -259,6 +259,14 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, mo
     summary.seconds["extract+write"] = summary.seconds.get("extract+write", 0.0) + time.perf_counter() - t0
 
 
+def _stale(result: Result, row: tuple | None) -> bool:
+    """Whether a known image's stored features (every model's embeddings and tags) belong
+    to other bytes than these, or to a file that no longer decodes."""
+    if row is None or result.status == "same":
+        return False
+    return result.status == FAILED or result.columns["sha256"] != row[3]
+
+
 def _tag_input(spec) -> tuple:
     return spec.resize, spec.input_size, spec.max_size
 
@@ -334,9 +342,7 @@ def _write(index, root_id: int, batch: list[Result], known: dict, models: _Model
             summary.failed += 1
         else:
             summary.indexed += 1
-    # features of other bytes than these (or of a file that no longer decodes) are forgotten
-    stale = [n for n, r in enumerate(batch) if r.status == FAILED or (
-        r.status == OK and r.columns["sha256"] != (known.get(os.fsencode(r.relpath)) or (None,) * 4)[3])]
+    stale = [n for n, r in enumerate(batch) if _stale(r, known.get(os.fsencode(r.relpath)))]
     embedded = [n for n, r in enumerate(batch) if r.vector is not None]
     tagged = [n for n, r in enumerate(batch) if r.detections is not None]
     with index.atomic() as conn:
