@@ -24,6 +24,7 @@ from simsearch import store
 from simsearch.errors import InvalidArgument
 from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.schema import FAILED, OK, REMOVED
+from simsearch.taggers import check_min_score
 
 from .features import ModelJobs, Result, Task, extract, extract_many, infer
 from .scan import Scan, scan_roots
@@ -94,8 +95,7 @@ def run(
         raise InvalidArgument(f"workers must be at least 1, got {workers}")
     if batch_size < 1:
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
-    if not 0.0 <= min_score <= 1.0:
-        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
+    check_min_score(min_score)
     summary = RunSummary()
     full = _decode_mode(index, full_decode)
     started = time.perf_counter()
@@ -162,8 +162,7 @@ def tag_indexed(index, tagger: str, *, weights: str | None = None, backend: str 
     """Tag the indexed images ``tagger`` has not looked at yet, with the indexing run's
     workers (decode and, on CPU, the tagger). An image whose bytes changed since it was
     indexed is left for the next index run. Returns how many images were tagged."""
-    if not 0.0 <= min_score <= 1.0:
-        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
+    check_min_score(min_score)
     workers = workers or os.cpu_count() or 1
     todo = index.untagged(tagger)  # (id, path on disk, sha256)
     torch_loaded = "torch" in sys.modules

@@ -21,6 +21,7 @@ from .imageio import decode, decode_file
 from .schema import (FAILED, HASH_METHODS, OK, REMOVED, ClusterMember, ClusteringRun, Embedder, Embedding, Failure,
                      Image, Root, Tagged, Tagger)
 from .schema import Detection as DetectionRow
+from .taggers import check_min_score
 
 DEFAULT_INDEX_DIR = ".simsearch"
 DEFAULT_EMBEDDER = "efficientnet_lite0"
@@ -612,7 +613,6 @@ class Index:
         (``add(..., tag=...)`` tags in the indexing pass instead, from the same decode.)"""
         from indexer import tag_indexed  # noqa: PLC0415 - the write side, imported on use as in add()
 
-        _check_score(min_score)
         return tag_indexed(self, tagger, weights=weights, backend=backend, device=device, min_score=min_score,
                            workers=workers, progress=progress)
 
@@ -633,7 +633,7 @@ class Index:
     def tags(self, *, min_score: float = 0.0, tagger: str | None = None) -> list[dict]:
         """Images per label (most first), counting detections at or above ``min_score``
         (of ``tagger`` only, if given)."""
-        _check_score(min_score)
+        check_min_score(min_score)
         query = (select(DetectionRow.tagger, DetectionRow.label, func.count(func.distinct(DetectionRow.image_id)))
                  .join(Image, Image.id == DetectionRow.image_id)
                  .where(Image.status == OK, DetectionRow.score >= min_score)
@@ -648,7 +648,7 @@ class Index:
     def tagged_ids(self, labels: list[str], *, min_score: float = 0.25, tagger: str | None = None) -> set[int]:
         """Ids of indexed images holding every one of ``labels`` at ``min_score`` or more
         (found by ``tagger``, if given; else by any tagger)."""
-        _check_score(min_score)
+        check_min_score(min_score)
         with self.engine.connect() as conn:
             found = None
             for label in labels:  # bound parameters, one query per label, intersected
@@ -754,11 +754,6 @@ class Index:
             "image_bytes": int(image_bytes),
             "index_bytes": store.dir_size(self.directory),
         }
-
-
-def _check_score(min_score: float) -> None:
-    if not 0.0 <= min_score <= 1.0:
-        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
 
 
 def _check_similarity(min_similarity: float | None) -> None:

@@ -84,6 +84,11 @@ class _Entry:
     torch: bool = True  # whether it needs torch at all (imagenet on ONNX Runtime does not)
 
 
+def check_min_score(min_score: float) -> None:
+    if not 0.0 <= min_score <= 1.0:
+        raise InvalidArgument(f"min score must be between 0 and 1, got {min_score}")
+
+
 def tag_input(rgb: Image.Image, resize: str, size: int, max_size: int | None = None) -> np.ndarray:
     """A tagger's input from one decoded image (uint8 HWC). Cheap and model-free, so the
     indexing workers make it from the same decode as the hashes."""
