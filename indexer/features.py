@@ -65,18 +65,27 @@ _worker_models: dict = {}
 
 
 def extract(task: Task) -> Result:
+    """One file's features, or its failure: nothing one file holds can raise out of here."""
     try:
         with open(task.path, "rb") as fh:
             data = fh.read()
-    except OSError as exc:
-        return _failed(task, None, "unreadable", f"cannot read file: {exc.strerror or exc}")
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte from a file list
+        return _failed(task, None, "unreadable", f"cannot read file: {getattr(exc, 'strerror', None) or exc}")
     sha = hashlib.sha256(data).hexdigest()
     if sha == task.known_sha256:
         return Result(task.relpath, len(data), task.mtime_ns, "same", {})
     try:
-        decoded = decode(data, full=task.full_decode, max_pixels=task.max_pixels)
+        return _features(task, data, sha)
     except ImageError as exc:
         return _failed(task, sha, exc.kind, str(exc))
+    except MemoryError:
+        return _failed(task, sha, "too_large", "ran out of memory on this image")
+    except Exception as exc:  # noqa: BLE001 - the boundary of one file: record it, go on with the rest
+        return _failed(task, sha, "error", f"{type(exc).__name__}: {exc}")
+
+
+def _features(task: Task, data: bytes, sha: str) -> Result:
+    decoded = decode(data, full=task.full_decode, max_pixels=task.max_pixels)
     columns = {
         "sha256": sha,
         "pixel_digest": decoded.pixel_digest,
@@ -136,6 +145,12 @@ def _make_models(jobs: ModelJobs):
                                threads=jobs.threads, embedder=embedder)
     _worker_models[jobs] = embedder, tagger
     return embedder, tagger
+
+
+def crashed(task: Task) -> Result:
+    """The failure of a file whose decoding killed the worker process (a codec crash, out of memory)."""
+    return _failed(task, None, "crashed", "the worker process decoding this file died (a decoder crash or "
+                   "the system running out of memory); the rest of the run went on")
 
 
 def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:

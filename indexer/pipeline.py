@@ -9,13 +9,9 @@ finishes the rest, giving the index an uninterrupted run builds.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -26,11 +22,10 @@ from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.schema import FAILED, OK, REMOVED
 from simsearch.taggers import check_min_score
 
-from .features import ModelJobs, Result, Task, extract, extract_many, infer
+from .features import ModelJobs, Result, Task, infer
 from .scan import Scan, scan_roots
+from .workers import extract_all, worker_pool
 
-_IN_PROCESS_BELOW = 32  # fewer files than this run without starting worker processes
-_CHUNK = 16  # files per task sent to a worker
 
 
 @dataclass
@@ -105,7 +100,7 @@ def run(
     # workers fork before the models start their threads
     workers = workers or os.cpu_count() or 1
     torch_loaded = "torch" in sys.modules  # before the fork: a parent that ran torch leaves OpenMP unusable
-    with _pool(workers, files) as pool:
+    with worker_pool(workers, files) as pool:
         embedder = _embedder(index, embed, weights, backend, device, embed_batch) if embed else None
         tagger = _tagger(index, tag, tag_weights, backend, device, embedder) if tag else None
         models = _Models(embedder, tagger, min_score)
@@ -167,7 +162,7 @@ def tag_indexed(index, tagger: str, *, weights: str | None = None, backend: str 
     todo = index.untagged(tagger)  # (id, path on disk, sha256)
     torch_loaded = "torch" in sys.modules
     done = 0
-    with _pool(workers, len(todo)) as pool:
+    with worker_pool(workers, len(todo)) as pool:
         model = _tagger(index, tagger, weights, backend, device, None)
         models = _Models(None, model, min_score)
         jobs = models.worker_jobs(pool, workers, torch_loaded, None, weights, None)
@@ -176,7 +171,7 @@ def tag_indexed(index, tagger: str, *, weights: str | None = None, backend: str 
         bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
         rows = iter(todo)
         batch: list[tuple[int, Result]] = []
-        for result in _extract_all(tasks, pool, jobs, ahead=2 * batch_size):
+        for result in extract_all(tasks, pool, jobs, ahead=2 * batch_size):
             image_id, _, sha = next(rows)  # results come in task order
             if result.status == OK and result.columns["sha256"] == sha:
                 batch.append((image_id, result))
@@ -246,7 +241,7 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, mo
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
     batch: list[Result] = []
-    for result in _extract_all(tasks, pool, jobs, ahead=2 * batch_size):
+    for result in extract_all(tasks, pool, jobs, ahead=2 * batch_size):
         batch.append(result)
         if len(batch) >= batch_size:
             _write(index, root_id, batch, known, models, summary)
@@ -293,34 +288,6 @@ def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, su
         known_sha = row[3] if row is not None and row[4] == OK and row[5] else None
         tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels, **inputs))
     return tasks, restore
-
-
-@contextmanager
-def _pool(workers: int, files: int):
-    """Worker processes, or None where the work is too small to share out."""
-    if workers == 1 or files < _IN_PROCESS_BELOW:
-        yield None
-        return
-    # fork: callers need no __main__ guard; the parent has started no threads yet (no FAISS, no model)
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with ctx.Pool(workers) as pool:
-        yield pool
-
-
-def _extract_all(tasks: list[Task], pool, jobs: ModelJobs | None, ahead: int) -> Iterator[Result]:
-    """Results in task order. At most ``ahead`` files are decoded ahead of the consumer, so
-    memory stays bounded while the workers keep busy during inference and writes."""
-    if pool is None or len(tasks) < _IN_PROCESS_BELOW:
-        yield from map(extract, tasks)
-        return
-    chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
-    pending: deque = deque()
-    for chunk in chunks:
-        pending.append(pool.apply_async(extract_many, (chunk, jobs)))
-        if len(pending) * _CHUNK >= ahead:
-            yield from pending.popleft().get()
-    while pending:
-        yield from pending.popleft().get()
 
 
 def _write(index, root_id: int, batch: list[Result], known: dict, models: _Models, summary: RunSummary) -> None:

@@ -66,20 +66,22 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
             if fmt == "JPEG" and not full:
                 img.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))
             img.seek(0)
-            img.load()
+            _load_strict(img)
             img = _oriented(img)
             rgb = _to_rgb(img)
+            digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError("not_an_image", "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         raise ImageError("too_large", str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {exc}") from None
     except MemoryError:
         raise ImageError("too_large", "ran out of memory decoding the image") from None
-    digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a codec may raise anything (bad AVIF: RuntimeError): one file fails
+        raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {type(exc).__name__}: {exc}") from None
     return Decoded(rgb, width, height, fmt, mode, digest)
 
 
@@ -93,13 +95,31 @@ def decode_file(path: str, **kw) -> Decoded:
     return decode(data, **kw)
 
 
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
 def fmt_name(data: bytes) -> str:
     """A short name for the format the bytes claim, for error messages."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "JPEG data"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG data"
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return f"{name} data"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP data"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        return "AVIF data" if brand in (b"avif", b"avis") else "HEIF data"
     return "image data"
+
+
+def _load_strict(img: Image.Image) -> None:
+    """Load the pixels with truncated files refused, whatever the host application set."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a failure, not a grey image
+    try:
+        img.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 def _oriented(img: Image.Image) -> Image.Image:
@@ -130,5 +150,3 @@ def _deep_to_rgb(img: Image.Image) -> Image.Image:
     grey = np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8)
     return Image.fromarray(grey, "L").convert("RGB")
 
-
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a failure, not a grey image
