@@ -16,7 +16,7 @@ from common import require_dups, write
 
 import simsearch
 from simsearch.evaluate import best, evaluate, load_ground_truth, read_exclude, score
-from simsearch.index import (
+from simsearch.duplicates import (
     AUTO_MIN_SIMILARITY,
     DEFAULT_MAX_DISTANCE,
     DEFAULT_MIN_SIMILARITY,

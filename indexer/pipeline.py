@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
 from tqdm import tqdm
 
 from simsearch import store
@@ -23,7 +24,9 @@ from simsearch.schema import FAILED, OK, REMOVED
 from simsearch.taggers import check_min_score
 
 from .features import ModelJobs, Result, Task, infer
+from . import write
 from .scan import Scan, scan_roots
+from .write import KnownFile
 from .workers import extract_all, worker_pool
 
 
@@ -57,7 +60,7 @@ class RunSummary:
 
 
 def run(
-    index,
+    engine: Engine,
     paths: list[str],
     *,
     workers: int | None = None,
@@ -75,7 +78,7 @@ def run(
     tag_weights: str | None = None,
     min_score: float = 0.25,
 ) -> RunSummary:
-    """Index ``paths`` (folders recursively, or files) into ``index``.
+    """Index ``paths`` (folders recursively, or files) into the index database behind ``engine``.
 
     ``embed`` names an embedder (``simsearch.models``) whose vectors are computed
     in the same pass; ``weights``, ``backend``, ``device`` and ``embed_batch``
@@ -92,7 +95,7 @@ def run(
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
     check_min_score(min_score)
     summary = RunSummary()
-    full = _decode_mode(index, full_decode)
+    full = _decode_mode(engine, full_decode)
     started = time.perf_counter()
     scans = scan_roots(paths, all_files=all_files)
     summary.seconds["scan"] = time.perf_counter() - started
@@ -101,12 +104,12 @@ def run(
     workers = workers or os.cpu_count() or 1
     torch_loaded = "torch" in sys.modules  # before the fork: a parent that ran torch leaves OpenMP unusable
     with worker_pool(workers, files) as pool:
-        embedder = _embedder(index, embed, weights, backend, device, embed_batch) if embed else None
-        tagger = _tagger(index, tag, tag_weights, backend, device, embedder) if tag else None
+        embedder = _embedder(engine, embed, weights, backend, device, embed_batch) if embed else None
+        tagger = _tagger(engine, tag, tag_weights, backend, device, embedder) if tag else None
         models = _Models(embedder, tagger, min_score)
         jobs = models.worker_jobs(pool, workers, torch_loaded, weights, tag_weights, embed_batch)
         for scan in scans:
-            _run_root(index, scan, summary, full, max_pixels, pool, models, jobs, batch_size, progress)
+            _run_root(engine, scan, summary, full, max_pixels, pool, models, jobs, batch_size, progress)
     summary.elapsed = time.perf_counter() - started
     return summary
 
@@ -142,16 +145,16 @@ class _Models:
                          embed_batch, threads, 1 if torch_loaded else threads)
 
 
-def _embedder(index, name, weights, backend, device, batch):
+def _embedder(engine: Engine, name, weights, backend, device, batch):
     from simsearch.models import create_embedder  # noqa: PLC0415 - torch / onnxruntime only when embedding
 
     embedder = create_embedder(name, weights=weights, backend=backend, device=device, batch_size=batch)
-    with index.atomic() as conn:
-        index.use_embedder(conn, embedder)
+    with engine.begin() as conn:
+        write.use_embedder(conn, embedder)
     return embedder
 
 
-def tag_indexed(index, tagger: str, *, weights: str | None = None, backend: str = "auto", device: str | None = None,
+def tag_indexed(engine: Engine, tagger: str, *, weights: str | None = None, backend: str = "auto", device: str | None = None,
                 min_score: float = 0.25, workers: int | None = None, batch_size: int = 256,
                 progress: bool = False) -> int:
     """Tag the indexed images ``tagger`` has not looked at yet, with the indexing run's
@@ -159,80 +162,72 @@ def tag_indexed(index, tagger: str, *, weights: str | None = None, backend: str 
     indexed is left for the next index run. Returns how many images were tagged."""
     check_min_score(min_score)
     workers = workers or os.cpu_count() or 1
-    todo = index.untagged(tagger)  # (id, path on disk, sha256)
+    with engine.connect() as conn:
+        todo = write.untagged(conn, tagger)
+        full = store.get_meta(conn, "decode", "draft") == "full"
     torch_loaded = "torch" in sys.modules
     done = 0
     with worker_pool(workers, len(todo)) as pool:
-        model = _tagger(index, tagger, weights, backend, device, None)
+        model = _tagger(engine, tagger, weights, backend, device, None)
         models = _Models(None, model, min_score)
         jobs = models.worker_jobs(pool, workers, torch_loaded, None, weights, None)
-        tasks = [Task(path, path, 0, 0, None, index.full_decode, DEFAULT_MAX_PIXELS, tag_input=_tag_input(model.spec))
-                 for _, path, _ in todo]
+        tasks = [Task(t.path, t.path, 0, 0, None, full, DEFAULT_MAX_PIXELS, tag_input=_tag_input(model.spec))
+                 for t in todo]
         bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
         rows = iter(todo)
         batch: list[tuple[int, Result]] = []
         for result in extract_all(tasks, pool, jobs, ahead=2 * batch_size):
-            image_id, _, sha = next(rows)  # results come in task order
-            if result.status == OK and result.columns["sha256"] == sha:
-                batch.append((image_id, result))
+            row = next(rows)  # results come in task order
+            if result.status == OK and result.columns["sha256"] == row.sha256:
+                batch.append((row.id, result))
             if len(batch) >= batch_size:
-                done += _write_tags(index, models, batch)
+                done += _write_tags(engine, models, batch)
                 batch = []
             bar.update(1)
-        done += _write_tags(index, models, batch)
+        done += _write_tags(engine, models, batch)
         bar.close()
     return done
 
 
-def _write_tags(index, models: _Models, batch: list[tuple[int, Result]]) -> int:
+def _write_tags(engine: Engine, models: _Models, batch: list[tuple[int, Result]]) -> int:
     results = infer([r for _, r in batch], None, models.tagger, models.min_score)
-    with index.atomic() as conn:
-        index.write_detections(conn, models.tagger.spec.name, [i for i, _ in batch], [r.detections for r in results])
+    with engine.begin() as conn:
+        write.write_detections(conn, models.tagger.spec.name, [i for i, _ in batch], [r.detections for r in results])
     return len(batch)
 
 
-def _tagger(index, name, weights, backend, device, embedder):
+def _tagger(engine: Engine, name, weights, backend, device, embedder):
     from simsearch.taggers import create_tagger  # noqa: PLC0415 - torch / onnxruntime only when tagging
 
     tagger = create_tagger(name, weights=weights, backend=backend, device=device, embedder=embedder)
-    with index.atomic() as conn:
-        index.use_tagger(conn, tagger)
+    with engine.begin() as conn:
+        write.use_tagger(conn, tagger)
     return tagger
 
 
-def _decode_mode(index, full_decode: bool | None) -> bool:
-    """The index's decode mode, fixed by its first run; a different one is refused."""
-    with index.atomic() as conn:
-        stored = store.get_meta(conn, "decode")
-        wanted = None if full_decode is None else ("full" if full_decode else "draft")
-        if stored is None:
-            store.set_meta(conn, "decode", wanted or "draft")
-            return wanted == "full"
-        if wanted is not None and wanted != stored:
-            raise InvalidArgument(
-                f"this index decodes JPEGs in {stored} mode; it cannot switch to {wanted} "
-                "(build a new index to change it)"
-            )
-        return stored == "full"
+def _decode_mode(engine: Engine, full_decode: bool | None) -> bool:
+    """Whether the index decodes JPEGs at full size, fixed by its first run; a different mode is refused."""
+    with engine.begin() as conn:
+        return write.decode_mode(conn, None if full_decode is None else ("full" if full_decode else "draft")) == "full"
 
 
-def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, models: _Models, jobs,
+def _run_root(engine: Engine, scan: Scan, summary: RunSummary, full, max_pixels, pool, models: _Models, jobs,
               batch_size, progress) -> None:
     t0 = time.perf_counter()
     embedder, tagger = models.embedder, models.tagger
-    with index.atomic() as conn:
-        root_id = index.root_id(conn, scan.root)
-        known = index.known_files(conn, root_id, embedder.spec.name if embedder else None,
+    with engine.begin() as conn:
+        root_id = write.root_id(conn, scan.root)
+        known = write.known_files(conn, root_id, embedder.spec.name if embedder else None,
                                   tagger.spec.name if tagger else None)
-        index.record_errors(conn, root_id, scan.errors)
+        write.record_errors(conn, root_id, scan.errors)
         inputs = {"embed_size": embedder.spec.input_size if embedder else None,
                   "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
         tasks, restore = _plan(scan, known, full, max_pixels, inputs, summary)
-        index.set_status(conn, restore, OK)
+        write.set_status(conn, restore, OK)
         if scan.complete:
             present = {os.fsencode(e.relpath) for e in scan.entries}
-            gone = [row[0] for raw, row in known.items() if raw not in present and row[4] != REMOVED]
-            index.set_status(conn, gone, REMOVED)
+            gone = [row.id for raw, row in known.items() if raw not in present and row.status != REMOVED]
+            write.set_status(conn, gone, REMOVED)
             summary.removed += len(gone)
     summary.failed += len(scan.errors)
     summary.skipped += scan.skipped
@@ -244,21 +239,21 @@ def _run_root(index, scan: Scan, summary: RunSummary, full, max_pixels, pool, mo
     for result in extract_all(tasks, pool, jobs, ahead=2 * batch_size):
         batch.append(result)
         if len(batch) >= batch_size:
-            _write(index, root_id, batch, known, models, summary)
+            _write(engine, root_id, batch, known, models, summary)
             bar.update(len(batch))
             batch = []
-    _write(index, root_id, batch, known, models, summary)
+    _write(engine, root_id, batch, known, models, summary)
     bar.update(len(batch))
     bar.close()
     summary.seconds["extract+write"] = summary.seconds.get("extract+write", 0.0) + time.perf_counter() - t0
 
 
-def _stale(result: Result, row: tuple | None) -> bool:
+def _stale(result: Result, row: KnownFile | None) -> bool:
     """Whether a known image's stored features (every model's embeddings and tags) belong
     to other bytes than these, or to a file that no longer decodes."""
     if row is None or result.status == "same":
         return False
-    return result.status == FAILED or result.columns["sha256"] != row[3]
+    return result.status == FAILED or result.columns["sha256"] != row.sha256
 
 
 def _tag_input(spec) -> tuple:
@@ -269,12 +264,12 @@ def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, su
     tasks, restore = [], []
     for entry in scan.entries:
         summary.scanned += 1
-        row = known.get(os.fsencode(entry.relpath))  # (id, size, mtime_ns, sha256, status, complete)
-        same_file = row is not None and row[1] == entry.size and row[2] == entry.mtime_ns
-        if same_file and row[5]:
+        row = known.get(os.fsencode(entry.relpath))
+        same_file = row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns
+        if same_file and row.complete:
             summary.unchanged += 1
-            if row[4] == REMOVED:
-                restore.append(row[0])
+            if row.status == REMOVED:
+                restore.append(row.id)
                 summary.restored += 1
             continue
         if same_file:
@@ -285,12 +280,12 @@ def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, su
             summary.changed += 1
         path = os.path.join(scan.root, entry.relpath)
         # a changed file with the same bytes is not decoded again, unless a feature is missing
-        known_sha = row[3] if row is not None and row[4] == OK and row[5] else None
+        known_sha = row.sha256 if row is not None and row.status == OK and row.complete else None
         tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels, **inputs))
     return tasks, restore
 
 
-def _write(index, root_id: int, batch: list[Result], known: dict, models: _Models, summary: RunSummary) -> None:
+def _write(engine: Engine, root_id: int, batch: list[Result], known: dict, models: _Models, summary: RunSummary) -> None:
     if not batch:
         return
     t0 = time.perf_counter()
@@ -311,14 +306,14 @@ def _write(index, root_id: int, batch: list[Result], known: dict, models: _Model
     stale = [n for n, r in enumerate(batch) if _stale(r, known.get(os.fsencode(r.relpath)))]
     embedded = [n for n, r in enumerate(batch) if r.vector is not None]
     tagged = [n for n, r in enumerate(batch) if r.detections is not None]
-    with index.atomic() as conn:
-        ids = index.write_files(conn, root_id, rows, known)
-        index.drop_features(conn, [ids[n] for n in stale])
+    with engine.begin() as conn:
+        ids = write.write_files(conn, root_id, rows, known)
+        write.drop_features(conn, [ids[n] for n in stale])
         if models.embedder is not None:
-            index.write_embeddings(conn, models.embedder.spec.name, [ids[n] for n in embedded],
+            write.write_embeddings(conn, models.embedder.spec.name, [ids[n] for n in embedded],
                                    [batch[n].vector for n in embedded])
         if models.tagger is not None:
-            index.write_detections(conn, models.tagger.spec.name, [ids[n] for n in tagged],
+            write.write_detections(conn, models.tagger.spec.name, [ids[n] for n in tagged],
                                    [batch[n].detections for n in tagged])
     summary.embedded += len(embedded)
     summary.tagged += len(tagged)

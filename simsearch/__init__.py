@@ -1,7 +1,10 @@
 """simsearch: image similarity and duplicate search with a persistent index."""
 
 from .errors import ImageError, IndexNotFound, IndexTooNew, InvalidArgument, SimsearchError
-from .index import Index, ImageRecord, Match, Member, open_index
+from .clusterings import Member
+from .index import Index, open_index
+from .queries import Match
+from .reads import ImageRecord
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,9 @@ import sys
 import click
 
 from .errors import SimsearchError
-from .index import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, DUPLICATE_METHODS, SEARCH_METHODS, open_index
+from .duplicates import DUPLICATE_METHODS
+from .index import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, open_index
+from .queries import SEARCH_METHODS
 
 BACKEND_CHOICES = ("auto", "onnx", "torch")  # simsearch.models.BACKENDS, without importing it
 ANN_CHOICES = ("auto", "flat", "ivf")  # simsearch.faiss_store.ANN_KINDS, without importing FAISS
@@ -195,23 +197,18 @@ def search(image, by, k, max_distance, min_similarity, model, rotations, tags, m
 @friendly
 def duplicates(by, max_distance, min_similarity, model, move_to, manifest, index_dir, db, fmt):
     """Exact duplicates and near-duplicate groups. JSON is imagededup's {path: [duplicates]} map."""
+    options = {"by": by, "max_distance": max_distance, "min_similarity": min_similarity, "model": model}
     with _open(index_dir, db) as idx:
-        groups = idx.duplicates(by=by, max_distance=max_distance, min_similarity=min_similarity, model=model)
         if move_to:
-            from .moves import move_duplicates  # noqa: PLC0415
-
             manifest = manifest or os.path.join(move_to, "simsearch-moves.jsonl")
-            os.makedirs(move_to, exist_ok=True)
-            moved = move_duplicates(idx, groups, move_to, manifest)
-            click.echo(f"moved {len(moved)} files from {len(groups)} groups; undo with: simsearch undo {manifest}")
+            moved, groups = idx.move_duplicates(move_to, manifest, **options)
+            where = f" --index {idx.directory}" + (" --db URL" if db else "")
+            click.echo(f"moved {moved} files from {groups} groups; undo with: simsearch undo {manifest}{where}")
             return
         if fmt == "json":
-            mapping = {r.path: [] for r in idx.images()}
-            for group in groups:
-                for rec in group:
-                    mapping[rec.path] = [o.path for o in group if o is not rec]
-            click.echo(json.dumps(mapping, indent=2))
+            click.echo(json.dumps(idx.duplicate_map(**options), indent=2))
             return
+        groups = idx.duplicates(**options)
     rows = [{"group": n, "keep": "*" if i == 0 else "", "path": r.path, "width": r.width, "height": r.height,
              "bytes": r.size} for n, g in enumerate(groups, 1) for i, r in enumerate(g)]
     emit(rows, fmt, ["group", "keep", "path", "width", "height", "bytes"])

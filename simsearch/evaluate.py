@@ -76,7 +76,7 @@ def evaluate(index, ground_truth: str, *, methods=None, distances=None, similari
         raise InvalidArgument("no ground-truth path is in the index: index the folder the map's paths are relative to")
     embedded = bool(index.embedding_models())
     if methods is None:
-        from .index import DUPLICATE_METHODS  # noqa: PLC0415 - evaluate is imported by index users only
+        from .duplicates import DUPLICATE_METHODS  # noqa: PLC0415
 
         methods = [m for m in DUPLICATE_METHODS if m != "embedding" or embedded]
     scores = []

@@ -133,30 +133,31 @@ def ivf_lists(n: int) -> int:
     return int(max(1, min(target, 65536, n // 39)))
 
 
-def binary_index(idx, method: str) -> BinaryIndex:
-    """The FAISS index for hash ``method``, loaded from disk or rebuilt if stale."""
+def binary_index(folder: Path, method: str, version: int, load: Callable) -> BinaryIndex:
+    """The FAISS index for hash ``method`` in ``folder``, loaded, or rebuilt from ``load()`` -> (ids, codes)
+    if it was built from another data ``version``."""
 
     def build():
-        ids, codes = idx.hash_codes(method)
+        ids, codes = load()
         return build_binary(codes), ids
 
-    index, ids = _cached(Path(idx.directory) / "faiss", method, {"data_version": idx.data_version(),
-                         "method": method}, build, faiss.read_index_binary, faiss.write_index_binary)
+    index, ids = _cached(folder, method, {"data_version": version, "method": method}, build,
+                         faiss.read_index_binary, faiss.write_index_binary)
     return BinaryIndex(index, ids)
 
 
-def vector_index(idx, model: str, kind: str = "auto") -> VectorIndex:
-    """The FAISS index over ``model``'s embeddings, loaded from disk or rebuilt if stale."""
+def vector_index(folder: Path, model: str, kind: str, version: int, load: Callable) -> VectorIndex:
+    """The FAISS index over ``model``'s embeddings in ``folder``, loaded, or rebuilt from ``load()`` ->
+    (ids, vectors) if stale."""
     built_kind = {}
 
     def build():
-        ids, vectors = idx.vectors(model)
+        ids, vectors = load()
         index, built_kind["kind"] = build_vectors(vectors, kind)
         return index, ids
 
-    stamp = {"data_version": idx.data_version(), "model": model, "kind": kind}
-    index, ids = _cached(Path(idx.directory) / "faiss", f"embedding-{file_stem(model)}", stamp, build,
-                         faiss.read_index, faiss.write_index)
+    stamp = {"data_version": version, "model": model, "kind": kind}
+    index, ids = _cached(folder, f"embedding-{file_stem(model)}", stamp, build, faiss.read_index, faiss.write_index)
     actual = "flat" if isinstance(index, faiss.IndexFlat) else "ivf"
     if actual == "ivf":
         _set_search_params(index)

@@ -88,3 +88,26 @@ def _thumbnail(source: str, target: Path) -> bool:
     image.save(tmp, "JPEG", quality=85)
     os.replace(tmp, target)
     return True
+
+
+def clusters_page(reads, run: str, out: str | os.PathLike) -> Path:
+    """The page of clustering ``run``: one row per cluster, medoid first."""
+    from .clusterings import cluster_members, clusters, run_info  # noqa: PLC0415
+
+    info = run_info(reads, run)
+    rows = []
+    for c in clusters(reads, run):
+        tiles = [Tile(m.image, "medoid" if m.medoid else f"distance {m.distance:.4f}", m.medoid)
+                 for m in cluster_members(reads, run, c["cluster"])]
+        rows.append((f"cluster {c['cluster']}: {c['size']} images, mean distance {c['mean_distance']}", tiles))
+    scheme = "FasterPAM on every image" if info["scheme"] == "exact" else "CLARA (sampled FasterPAM)"
+    summary = f"{info['images']} images by {info['by']}, k={info['k']}, {scheme}, made {info['created']}"
+    return write_page(out, f"simsearch clusters: {run}", summary, rows)
+
+
+def duplicates_page(groups: list, out: str | os.PathLike, by: str) -> Path:
+    """The page of duplicate groups: one row per group, the image to keep first."""
+    rows = [(f"group {n}: {len(g)} images", [Tile(r, f"{r.width}x{r.height}, {r.size:,} bytes" + (
+        ", keep" if i == 0 else ""), i == 0) for i, r in enumerate(g)]) for n, g in enumerate(groups, 1)]
+    summary = f"{len(groups)} groups, {sum(len(g) for g in groups)} images, by {by}"
+    return write_page(out, "simsearch duplicates", summary, rows)

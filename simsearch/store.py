@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import IndexNotFound, IndexTooNew
+from .errors import IndexNotFound, IndexTooNew, InvalidArgument
 from .schema import Meta
 
 DB_FILE = "simsearch.db"
@@ -111,3 +111,13 @@ def dir_size(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def check_spec(stored: dict, spec: dict, name: str, what: str) -> None:
+    """Refuse a model whose spec differs from the one the index's ``what`` were made with."""
+    if stored != spec:
+        raise InvalidArgument(
+            f"this index holds {name} {what} made with other weights or settings "
+            f"(weights sha256 {stored.get('weights_sha256', '?')[:12]}); pass --weights PATH "
+            "to those weights, or build a new index"
+        )

@@ -1,0 +1,253 @@
+"""The write layer: every row the write side puts into an index goes through these
+functions, each taking an open connection, so a caller groups them into one
+transaction (``with engine.begin() as conn``). Nothing here calls the read side's
+``Index`` façade."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from sqlalchemy import Connection, bindparam, select
+
+from simsearch import store
+from simsearch.errors import InvalidArgument
+from simsearch.schema import OK, Detection, Embedder, Embedding, Failure, Image, Root, Tagged, Tagger
+
+_IN_CHUNK = 900  # ids per IN (...) clause
+
+
+class KnownFile(NamedTuple):
+    """What the index holds of a file under a root."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    status: str
+    complete: bool  # False for a decoded image that lacks a feature this run computes
+
+
+class Untagged(NamedTuple):
+    id: int
+    path: str  # on disk
+    sha256: str
+
+
+def chunks(items: list) -> Iterator[list]:
+    """Slices short enough for one IN (...) clause."""
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def bump_version(conn: Connection) -> None:
+    """Mark the data changed, so derived FAISS indexes are rebuilt."""
+    store.set_meta(conn, "data_version", str(int(store.get_meta(conn, "data_version", "0")) + 1))
+
+
+def root_id(conn: Connection, path: str) -> int:
+    raw = os.fsencode(path)
+    found = conn.execute(select(Root.id).where(Root.path_raw == raw)).scalar()
+    if found is not None:
+        return found
+    display = raw.decode("utf-8", "backslashreplace")
+    return conn.execute(Root.__table__.insert().values(path=display, path_raw=raw)).inserted_primary_key[0]
+
+
+def known_files(conn: Connection, root: int, model: str | None = None,
+                tagger: str | None = None) -> dict[bytes, KnownFile]:
+    """relpath bytes -> ``KnownFile`` for a root's files. ``complete`` is False for a decoded
+    image that lacks the rotation hashes, an embedding by ``model`` or tags by ``tagger``."""
+    rows = conn.execute(select(Image.relpath_raw, Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.status,
+                               Image.phash_dihedral.is_not(None).label("rotations"))
+                        .where(Image.root_id == root)).all()
+    in_root = Image.root_id == root
+    embedded = tagged = None
+    if model is not None:
+        embedded = set(conn.execute(select(Embedding.image_id).join(Image, Image.id == Embedding.image_id).where(
+            in_root, Embedding.model == model)).scalars())
+    if tagger is not None:
+        tagged = set(conn.execute(select(Tagged.image_id).join(Image, Image.id == Tagged.image_id).where(
+            in_root, Tagged.tagger == tagger)).scalars())
+
+    def complete(r) -> bool:
+        return r.status != OK or (bool(r.rotations) and (embedded is None or r.id in embedded)
+                                  and (tagged is None or r.id in tagged))
+
+    return {r.relpath_raw: KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete(r)) for r in rows}
+
+
+def write_files(conn: Connection, root: int, rows: list[dict], known: dict[bytes, KnownFile]) -> list[int]:
+    """Insert or update image rows (keys: Image columns plus ``error``: (kind, message) or None)
+    and keep the failures table in step: one row per failing path, none for a good one.
+    Returns the rows' image ids, in order."""
+    stamp = time.time()
+    inserts, updates, failures, cleared = [], [], [], []
+    for row in rows:
+        raw = os.fsencode(row.pop("relpath"))
+        error = row.pop("error")
+        row.update(root_id=root, relpath_raw=raw, relpath=raw.decode("utf-8", "backslashreplace"), indexed_at=stamp)
+        if raw in known:
+            updates.append({"_id": known[raw].id, **row})
+        else:
+            inserts.append(row)
+        cleared.append(raw)
+        if error is not None:
+            failures.append(_failure_row(root, raw, *error, stamp))
+    _delete_failures(conn, root, cleared)
+    if inserts:
+        conn.execute(Image.__table__.insert(), _same_keys(inserts))
+    table = Image.__table__
+    for group in _by_keys(updates):
+        values = {k: bindparam(k) for k in group[0] if k != "_id"}
+        conn.execute(table.update().where(table.c.id == bindparam("_id")).values(values), group)
+    if failures:
+        conn.execute(Failure.__table__.insert(), failures)
+    bump_version(conn)
+    ids = {raw: known[raw].id for raw in cleared if raw in known}
+    for chunk in chunks([raw for raw in cleared if raw not in known]):
+        ids.update(conn.execute(select(Image.relpath_raw, Image.id).where(
+            Image.root_id == root, Image.relpath_raw.in_(chunk))).all())
+    return [ids[raw] for raw in cleared]
+
+
+def use_embedder(conn: Connection, embedder) -> None:
+    """Record the embedder's spec, or check that it is the one the index was built with."""
+    _use_model(conn, Embedder, embedder.spec.name, embedder.stored_spec(), "embeddings")
+
+
+def use_tagger(conn: Connection, tagger) -> None:
+    """Record the tagger's spec, or check that it is the one that tagged the index."""
+    _use_model(conn, Tagger, tagger.spec.name, tagger.stored_spec(), "tags")
+
+
+def _use_model(conn: Connection, table, name: str, spec: str, what: str) -> None:
+    stored = conn.execute(select(table.spec).where(table.name == name)).scalar()
+    if stored is None:
+        conn.execute(table.__table__.insert().values(name=name, spec=spec, created_at=time.time()))
+    else:
+        store.check_spec(json.loads(stored), json.loads(spec), name, what)
+
+
+def write_embeddings(conn: Connection, model: str, ids: list[int], vectors) -> None:
+    """Store (replace) one vector per image id."""
+    drop_embeddings(conn, model, ids)
+    if ids:
+        rows = [{"image_id": i, "model": model, "vector": np.asarray(v, "<f4").tobytes()} for i, v in zip(ids, vectors)]
+        conn.execute(Embedding.__table__.insert(), rows)
+
+
+def drop_embeddings(conn: Connection, model: str | None, ids: list[int]) -> None:
+    table = Embedding.__table__
+    for chunk in chunks(ids):
+        where = table.c.image_id.in_(chunk)
+        conn.execute(table.delete().where(where if model is None else where & (table.c.model == model)))
+
+
+def write_detections(conn: Connection, tagger: str, ids: list[int], found: list[list]) -> None:
+    """Store (replace) what ``tagger`` found in each image, and that it looked."""
+    drop_detections(conn, tagger, ids)
+    rows = [{"image_id": i, "tagger": tagger, "label": d.label, "score": d.score,
+             "x1": d.box[0], "y1": d.box[1], "x2": d.box[2], "y2": d.box[3]}
+            for i, dets in zip(ids, found) for d in dets]
+    if rows:
+        conn.execute(Detection.__table__.insert(), rows)
+    if ids:
+        conn.execute(Tagged.__table__.insert(), [{"image_id": i, "tagger": tagger} for i in ids])
+
+
+def drop_detections(conn: Connection, tagger: str | None, ids: list[int]) -> None:
+    for table in (Detection.__table__, Tagged.__table__):
+        for chunk in chunks(ids):
+            where = table.c.image_id.in_(chunk)
+            conn.execute(table.delete().where(where if tagger is None else where & (table.c.tagger == tagger)))
+
+
+def drop_features(conn: Connection, ids: list[int]) -> None:
+    """Forget every embedding and tag of images whose bytes changed (or that no longer decode)."""
+    drop_embeddings(conn, None, ids)
+    drop_detections(conn, None, ids)
+
+
+def record_errors(conn: Connection, root: int, errors: list[tuple[str, str, str]]) -> None:
+    """Failures of entries that are not files to decode (unlistable folders, broken links)."""
+    stamp = time.time()
+    raws = [os.fsencode(rel) for rel, _, _ in errors]
+    _delete_failures(conn, root, raws)
+    if errors:
+        conn.execute(Failure.__table__.insert(), [
+            _failure_row(root, raw, kind, message, stamp) for raw, (_, kind, message) in zip(raws, errors)
+        ])
+
+
+def set_status(conn: Connection, ids: list[int], status: str) -> None:
+    """Mark images removed (gone or moved aside) or ok again (back, unchanged)."""
+    for chunk in chunks(ids):
+        conn.execute(Image.__table__.update().where(Image.id.in_(chunk)).values(status=status))
+    if ids:
+        bump_version(conn)
+
+
+def restore_paths(conn: Connection, paths: Iterable[str]) -> int:
+    """Mark the records of files moved back into place as indexed again; returns how many."""
+    roots = {rid: raw + b"/" for rid, raw in conn.execute(select(Root.id, Root.path_raw))}
+    ids = []
+    for path in paths:
+        raw = os.fsencode(os.path.abspath(path))
+        for rid, prefix in roots.items():
+            if raw.startswith(prefix):
+                found = conn.execute(select(Image.id).where(
+                    Image.root_id == rid, Image.relpath_raw == raw[len(prefix):])).scalar()
+                if found is not None:
+                    ids.append(found)
+    set_status(conn, ids, OK)
+    return len(ids)
+
+
+def untagged(conn: Connection, tagger: str) -> list[Untagged]:
+    """The indexed images ``tagger`` has not looked at, in id order."""
+    roots = dict(conn.execute(select(Root.id, Root.path_raw)).all())
+    done = select(Tagged.image_id).where(Tagged.tagger == tagger)
+    rows = conn.execute(select(Image.id, Image.root_id, Image.relpath_raw, Image.sha256)
+                        .where(Image.status == OK, Image.id.not_in(done)).order_by(Image.id)).all()
+    return [Untagged(r.id, os.path.join(os.fsdecode(roots[r.root_id]), os.fsdecode(r.relpath_raw)), r.sha256)
+            for r in rows]
+
+
+def decode_mode(conn: Connection, wanted: str | None) -> str:
+    """The index's JPEG decode mode (``full`` or ``draft``), fixed by its first write."""
+    stored = store.get_meta(conn, "decode")
+    if stored is None:
+        store.set_meta(conn, "decode", wanted or "draft")
+        return wanted or "draft"
+    if wanted is not None and wanted != stored:
+        raise InvalidArgument(f"this index decodes JPEGs in {stored} mode; it cannot switch to {wanted} "
+                              "(build a new index to change it)")
+    return stored
+
+
+def _delete_failures(conn: Connection, root: int, raws: list[bytes]) -> None:
+    for chunk in chunks(raws):
+        conn.execute(Failure.__table__.delete().where(Failure.root_id == root, Failure.relpath_raw.in_(chunk)))
+
+
+def _failure_row(root: int, raw: bytes, kind: str, message: str, stamp: float) -> dict:
+    return {"root_id": root, "relpath": raw.decode("utf-8", "backslashreplace"), "relpath_raw": raw,
+            "kind": kind, "message": message, "recorded_at": stamp}
+
+
+def _by_keys(rows: list[dict]) -> list[list[dict]]:
+    """Rows grouped by their key sets, so each group is one executemany."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
+def _same_keys(rows: list[dict]) -> list[dict]:
+    keys = set().union(*rows)
+    return [{k: row.get(k) for k in keys} for row in rows]

@@ -1,0 +1,183 @@
+"""Reading an index: image records, hash codes, vectors, settings and counts. The
+query modules (search, duplicates, clusters, tags, reports) read through a ``Reads``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from . import store
+from .errors import InvalidArgument
+from .hashing import check_method, to_uint64
+from .schema import FAILED, HASH_METHODS, OK, REMOVED, Embedder, Embedding, Failure, Image, Root, Tagged
+
+DEFAULT_EMBEDDER = "efficientnet_lite0"
+_IN_CHUNK = 900  # ids per IN (...) clause
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An indexed image as queries return it."""
+
+    id: int
+    path: str  # relative to its root (absolute where the index has several roots)
+    abspath: str  # where the file is on disk
+    size: int
+    width: int
+    height: int
+    format: str
+    mtime_ns: int
+    sha256: str
+
+
+class Reads:
+    """Read access to one index database (and the folder its derived files live in)."""
+
+    def __init__(self, engine: Engine, directory: Path):
+        self.engine = engine
+        self.directory = directory
+        self._roots: dict[int, tuple[str, str]] | None = None
+
+    # -- settings -----------------------------------------------------------
+    def meta(self, key: str, default: str) -> str:
+        with self.engine.connect() as conn:
+            return store.get_meta(conn, key, default)
+
+    def data_version(self) -> int:
+        return int(self.meta("data_version", "0"))
+
+    @property
+    def full_decode(self) -> bool:
+        return self.meta("decode", "draft") == "full"
+
+    # -- records ------------------------------------------------------------
+    def root_paths(self) -> dict[int, tuple[str, str]]:
+        """root id -> (filesystem path, display prefix: '' for a lone root)."""
+        if self._roots is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(Root.id, Root.path_raw, Root.path)).all()
+            single = len(rows) == 1
+            self._roots = {rid: (os.fsdecode(raw), "" if single else disp + "/") for rid, raw, disp in rows}
+        return self._roots
+
+    def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
+        ids = list(ids)
+        roots = self.root_paths()
+        out: dict[int, ImageRecord] = {}
+        cols = (Image.id, Image.root_id, Image.relpath, Image.relpath_raw, Image.size, Image.width,
+                Image.height, Image.format, Image.mtime_ns, Image.sha256)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                for row in conn.execute(select(*cols).where(Image.id.in_(ids[start : start + _IN_CHUNK]))):
+                    root, prefix = roots[row.root_id]
+                    out[row.id] = ImageRecord(
+                        row.id, prefix + row.relpath, os.path.join(root, os.fsdecode(row.relpath_raw)),
+                        row.size, row.width, row.height, row.format, row.mtime_ns, row.sha256,
+                    )
+        return out
+
+    def ordered(self, ids: list[int]) -> list[ImageRecord]:
+        records = self.records(ids)
+        return [records[i] for i in ids]
+
+    def image_ids(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return conn.execute(select(Image.id).where(Image.status == OK).order_by(Image.id)).scalars().all()
+
+    def hash_codes(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        column = getattr(Image, check_method(method))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Image.id, column).where(Image.status == OK).order_by(Image.id)).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, to_uint64([r[1] for r in rows])
+
+    # -- embeddings ---------------------------------------------------------
+    def embedding_models(self) -> dict[str, dict]:
+        """name -> stored spec (with the weights' sha256) of each embedder the index holds vectors of."""
+        with self.engine.connect() as conn:
+            return {name: json.loads(spec) for name, spec in conn.execute(select(Embedder.name, Embedder.spec))}
+
+    def model(self, model: str | None) -> str:
+        """The embedder to use: ``model`` if the index holds its vectors, else the index's default."""
+        models = self.embedding_models()
+        if model is None:
+            if not models:
+                raise InvalidArgument("this index has no embeddings; add them with: simsearch index PATH --embed")
+            return DEFAULT_EMBEDDER if DEFAULT_EMBEDDER in models else sorted(models)[0]
+        if model not in models:
+            have = ", ".join(models) or "none"
+            raise InvalidArgument(f"this index has no {model} embeddings (it has: {have}); "
+                                  f"add them with: simsearch index PATH --embed {model}")
+        return model
+
+    def vectors(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, float32 vectors) of the indexed images' ``model`` embeddings, in id order."""
+        query = (select(Embedding.image_id, Embedding.vector).join(Image, Image.id == Embedding.image_id)
+                 .where(Embedding.model == model, Image.status == OK))
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(query.subquery())).scalar()
+            dim = int(json.loads(conn.execute(select(Embedder.spec).where(Embedder.name == model)).scalar())["dim"])
+            ids = np.empty(count, dtype=np.int64)
+            vectors = np.empty((count, dim), dtype=np.float32)
+            # streamed into preallocated arrays: 1M x 1280 floats is 5 GB, so never hold it twice
+            streamed = conn.execution_options(stream_results=True, yield_per=10_000)
+            rows = streamed.execute(query.order_by(Embedding.image_id))
+            for n, (image_id, blob) in enumerate(rows):
+                ids[n] = image_id
+                vectors[n] = np.frombuffer(blob, dtype="<f4")
+        return ids, vectors
+
+    # -- derived indexes ----------------------------------------------------
+    def binary_index(self, method: str):
+        from .faiss_store import binary_index  # noqa: PLC0415 - FAISS loads only when searching
+
+        return binary_index(self.directory / "faiss", method, self.data_version(), lambda: self.hash_codes(method))
+
+    def vector_index(self, model: str):
+        from .faiss_store import vector_index  # noqa: PLC0415
+
+        return vector_index(self.directory / "faiss", model, self.meta("ann", "auto"), self.data_version(),
+                            lambda: self.vectors(model))
+
+    # -- counts -------------------------------------------------------------
+    def failures(self) -> list[dict]:
+        roots = self.root_paths()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Failure).order_by(Failure.id)).all()
+        return [{"path": roots[r.root_id][1] + r.relpath, "kind": r.kind, "message": r.message} for r in rows]
+
+    def stats(self) -> dict:
+        """Counts of images, failures, removed files, hashes, embeddings (per model), tagged images (per
+        tagger), and sizes on disk."""
+        with self.engine.connect() as conn:
+            by_status = dict(conn.execute(select(Image.status, func.count()).group_by(Image.status)).all())
+            failures = dict(conn.execute(select(Failure.kind, func.count()).group_by(Failure.kind)).all())
+            hashed = conn.execute(select(func.count()).where(Image.phash.is_not(None), Image.status == OK)).scalar()
+            image_bytes = conn.execute(select(func.coalesce(func.sum(Image.size), 0)).where(Image.status == OK)).scalar()
+            roots = conn.execute(select(func.count()).select_from(Root)).scalar()
+            embedded = dict(conn.execute(
+                select(Embedding.model, func.count()).join(Image, Image.id == Embedding.image_id)
+                .where(Image.status == OK).group_by(Embedding.model)).all())
+            tagged = dict(conn.execute(
+                select(Tagged.tagger, func.count()).join(Image, Image.id == Tagged.image_id)
+                .where(Image.status == OK).group_by(Tagged.tagger)).all())
+        return {
+            "index": str(self.directory),
+            "roots": roots,
+            "images": by_status.get(OK, 0),
+            "failed": by_status.get(FAILED, 0),
+            "removed": by_status.get(REMOVED, 0),
+            "failures": sum(failures.values()),
+            "failure_kinds": failures,
+            "hashes": hashed * len(HASH_METHODS),
+            "embeddings": embedded,
+            "tagged": tagged,
+            "image_bytes": int(image_bytes),
+            "index_bytes": store.dir_size(self.directory),
+        }
