@@ -13,6 +13,7 @@ import sys
 import click
 
 from .errors import SimsearchError
+from .decide import LEVELS
 from .duplicates import DUPLICATE_METHODS
 from .index import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, open_index
 from .queries import SEARCH_METHODS
@@ -182,12 +183,25 @@ def search(image, by, k, max_distance, min_similarity, model, rotations, tags, m
          ["rank", score, "path"])
 
 
+def level_options(fn):
+    """How duplicates are decided: the level and the probability cut."""
+    fn = click.option("--cut", type=click.FloatRange(0, 1, min_open=True), default=None,
+                      help="auto: the least probability for a pair to be duplicates (default: the level's "
+                           "calibrated cut).")(fn)
+    return click.option("--level", type=click.Choice(LEVELS), default="copy", show_default=True,
+                        help="auto: copy (the same picture after edits) or scene (also other shots of the "
+                             "same scene).")(fn)
+
+
 @main.command()
 @click.option("--by", type=click.Choice(DUPLICATE_METHODS), default="auto", show_default=True,
-              help="auto: exact + pHash over rotations and flips + embeddings (when indexed); or one method.")
+              help="auto: calibrated decisions at --level; or one single-feature rule (exact, embedding, a hash).")
+@level_options
 @click.option("--max-distance", type=int, default=None, help="Hamming distance for hash methods (default per method).")
-@click.option("--min-similarity", type=float, default=None, help="Cosine similarity for embeddings (default 0.98).")
+@click.option("--min-similarity", type=float, default=None, help="Cosine similarity for --by embedding (default 0.98).")
 @click.option("--model", default=None, help="Embedder whose vectors to use (default: the index's).")
+@click.option("--explain", is_flag=True, help="auto, json: each group with its keeper's pair with every member "
+                                              "(score, inputs, transform).")
 @click.option("--move-to", type=click.Path(file_okay=False), default=None,
               help="Keep the first of each group (largest, then biggest file, then oldest) and move the rest here.")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
@@ -195,15 +209,23 @@ def search(image, by, k, max_distance, min_similarity, model, rotations, tags, m
 @index_option
 @format_option
 @friendly
-def duplicates(by, max_distance, min_similarity, model, move_to, manifest, index_dir, db, fmt):
-    """Exact duplicates and near-duplicate groups. JSON is imagededup's {path: [duplicates]} map."""
-    options = {"by": by, "max_distance": max_distance, "min_similarity": min_similarity, "model": model}
+def duplicates(by, level, cut, max_distance, min_similarity, model, explain, move_to, manifest, index_dir, db, fmt):
+    """Duplicate groups, the image to keep first. JSON is imagededup's {path: [duplicates]} map
+    (with --explain: the groups with each pair's decision)."""
+    if explain and (by != "auto" or fmt != "json"):
+        raise click.UsageError("--explain goes with --by auto and --format json")
+    options = {"by": by, "level": level, "cut": cut, "max_distance": max_distance, "min_similarity": min_similarity,
+               "model": model}
     with _open(index_dir, db) as idx:
         if move_to:
             manifest = manifest or os.path.join(move_to, "simsearch-moves.jsonl")
             moved, groups = idx.move_duplicates(move_to, manifest, **options)
             where = f" --index {idx.directory}" + (" --db URL" if db else "")
             click.echo(f"moved {moved} files from {groups} groups; undo with: simsearch undo {manifest}{where}")
+            return
+        if explain:
+            groups = idx.duplicate_pairs(level=level, cut=cut, model=model)
+            click.echo(json.dumps([{"keep": g[0].a.path, "pairs": [p.as_dict() for p in g]} for g in groups], indent=2))
             return
         if fmt == "json":
             click.echo(json.dumps(idx.duplicate_map(**options), indent=2))
@@ -212,6 +234,28 @@ def duplicates(by, max_distance, min_similarity, model, move_to, manifest, index
     rows = [{"group": n, "keep": "*" if i == 0 else "", "path": r.path, "width": r.width, "height": r.height,
              "bytes": r.size} for n, g in enumerate(groups, 1) for i, r in enumerate(g)]
     emit(rows, fmt, ["group", "keep", "path", "width", "height", "bytes"])
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@level_options
+@click.option("--model", default=None, help="Embedder whose vectors to use (default: the index's).")
+@index_option
+@format_option
+@friendly
+def explain(a, b, level, cut, model, index_dir, db, fmt):
+    """Why indexed images A and B are, or are not, duplicates: the inputs, the probability, the
+    decision, and the transform from B to A where local features verified it."""
+    with _open(index_dir, db) as idx:
+        pair = idx.explain(a, b, level=level, cut=cut, model=model).as_dict()
+    if fmt == "json":
+        click.echo(json.dumps(pair, indent=2))
+        return
+    rows = [{"field": k, "value": v} for k, v in pair.items() if k not in ("inputs", "transform")]
+    rows += [{"field": f"input {k}", "value": v} for k, v in pair["inputs"].items()]
+    rows += [{"field": f"transform {k}", "value": v} for k, v in (pair["transform"] or {}).items()]
+    emit(rows, fmt, ["field", "value"])
 
 
 @main.command()
@@ -236,24 +280,30 @@ def undo(manifest, index_dir, db):
 @click.option("--exclude", type=click.Path(dir_okay=False), default=None, help="Paths to leave out, one a line.")
 @click.option("--by", "methods", multiple=True, type=click.Choice(DUPLICATE_METHODS),
               help="Methods to score (default: every method the index supports).")
+@click.option("--level", type=click.Choice(LEVELS), default="copy", show_default=True,
+              help="auto: the level whose decisions are scored.")
 @click.option("--sweep/--no-sweep", default=True, show_default=True,
-              help="Score distances 0-20 and similarities 0.80-0.995, not only each method's best.")
+              help="Score cuts, distances 0-20 and similarities 0.80-0.995, not only the default and the best.")
 @index_option
 @format_option
 @friendly
-def evaluate(ground_truth, exclude, methods, sweep, index_dir, db, fmt):
-    """Pair-level precision, recall and F1 of duplicate groups against GROUND_TRUTH."""
+def evaluate(ground_truth, exclude, methods, level, sweep, index_dir, db, fmt):
+    """Pair-level precision, recall and F1 of duplicate groups against GROUND_TRUTH, and for auto the
+    average precision of its pair scores (threshold-free)."""
     from .evaluate import best, evaluate as run_eval  # noqa: PLC0415
 
     with _open(index_dir, db) as idx:
-        scores = run_eval(idx, ground_truth, methods=methods or None, exclude=exclude)
-    chosen = scores if sweep else list(best(scores).values())
+        scores = run_eval(idx, ground_truth, methods=methods or None, exclude=exclude, level=level)
     top = {id(s) for s in best(scores).values()}
-    emit([{"method": s.method, "max_distance": "" if s.max_distance is None else s.max_distance,
+    chosen = scores if sweep else [s for s in scores if id(s) in top or s.default]
+    emit([{"method": s.method, "level": s.level or "", "cut": "" if s.cut is None else s.cut,
+           "max_distance": "" if s.max_distance is None else s.max_distance,
            "min_similarity": "" if s.min_similarity is None else s.min_similarity,
            "precision": round(s.precision, 4), "recall": round(s.recall, 4), "f1": round(s.f1, 4),
-           "best": "*" if id(s) in top else ""} for s in chosen], fmt,
-         ["method", "max_distance", "min_similarity", "precision", "recall", "f1", "best"])
+           "average_precision": "" if s.average_precision is None else round(s.average_precision, 4),
+           "default": "*" if s.default else "", "best": "*" if id(s) in top else ""} for s in chosen], fmt,
+         ["method", "level", "cut", "max_distance", "min_similarity", "precision", "recall", "f1",
+          "average_precision", "default", "best"])
 
 
 @main.command()
@@ -399,14 +449,17 @@ def report_clusters(run, out, index_dir, db):
 @report.command("duplicates")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and thumbs/.")
 @click.option("--by", type=click.Choice(DUPLICATE_METHODS), default="auto", show_default=True)
+@level_options
 @click.option("--max-distance", type=int, default=None, help="Hamming distance for hash methods.")
 @click.option("--min-similarity", type=float, default=None, help="Cosine similarity for embeddings.")
 @index_option
 @friendly
-def report_duplicates(out, by, max_distance, min_similarity, index_dir, db):
-    """A page of the duplicate groups: one row per group, the image to keep first."""
+def report_duplicates(out, by, level, cut, max_distance, min_similarity, index_dir, db):
+    """A page of the duplicate groups: one row per group, the image to keep first, each member with
+    its probability and, where verified, the transform."""
     with _open(index_dir, db) as idx:
-        path = idx.report_duplicates(out, by=by, max_distance=max_distance, min_similarity=min_similarity)
+        path = idx.report_duplicates(out, by=by, level=level, cut=cut, max_distance=max_distance,
+                                     min_similarity=min_similarity)
     click.echo(f"wrote {path}")
 
 

@@ -1,47 +1,182 @@
-"""Duplicate groups: exact copies, hash neighbours and embedding neighbours, and the
-image each group keeps."""
+"""Duplicate groups and the image each group keeps.
+
+``auto`` (the default) decides every candidate pair with the calibrated models of
+``simsearch.decide`` at a level (``copy`` or ``scene``) and groups without chaining. The other
+methods are single-feature rules (equal bytes or pixels, one hash within a distance, cosine
+above a similarity), grouped as connected components, kept for comparison and special uses."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
 
+from .decide import Decider, Decisions, check_level, star_groups, transform_dict
 from .errors import InvalidArgument
 from .hamming import connected_groups, hamming_edges
-from .hashing import DIHEDRAL
+from .pairs import FEATURES, Collection, candidate_pairs, load_collection, pair_features
 from .queries import check_distance, check_similarity
 from .reads import ImageRecord, Reads
 from .schema import HASH_METHODS, OK, Image
 
-# defaults chosen on the development duplicate set (see README, "Choosing thresholds")
+# the single-feature rules' defaults (chosen on the development set; see README)
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
 DEFAULT_MIN_SIMILARITY = 0.98  # cosine, embeddings alone
-AUTO_MAX_DISTANCE = 1  # pHash over the 8 rotations and flips, in --by auto
-AUTO_MIN_SIMILARITY = 0.985  # cosine, in --by auto
 DUPLICATE_METHODS = ("auto", "exact", "embedding") + HASH_METHODS
 
 
+@dataclass(frozen=True)
+class Pair:
+    """A decided pair: its probability at the level, the inputs it was decided on, and the transform
+    mapping ``b`` onto ``a`` where geometric verification ran."""
+
+    a: ImageRecord
+    b: ImageRecord
+    level: str
+    score: float
+    cheap_score: float
+    duplicate: bool
+    verified: bool
+    exact: bool
+    inputs: dict
+    transform: dict | None = None
+
+    def as_dict(self) -> dict:
+        return {"a": self.a.path, "b": self.b.path, "level": self.level, "score": round(self.score, 4),
+                "duplicate": self.duplicate, "exact": self.exact, "verified": self.verified,
+                "score_without_verification": round(self.cheap_score, 4), "inputs": self.inputs,
+                "transform": self.transform}
+
+
+@dataclass
+class Decided:
+    """A collection's candidate pairs decided at one level, with what is needed to group them."""
+
+    collection: Collection
+    decisions: Decisions
+    records: dict[int, ImageRecord]  # of every image in a candidate pair
+
+    def row_record(self, row: int) -> ImageRecord:
+        return self.records[int(self.collection.ids[row])]
+
+    def pair(self, k: int) -> Pair:
+        d, pairs = self.decisions, self.decisions.pairs
+        check = d.checks.get(k)
+        inputs = {name: round(float(pairs.features[k, n]), 4) for n, name in enumerate(FEATURES)}
+        if check is not None:
+            inputs.update(matches=check.matches, inliers=check.inliers,
+                          inlier_fraction=round(check.inlier_fraction, 4), residual=round(check.residual * 1000, 3))
+        return Pair(self.row_record(pairs.left[k]), self.row_record(pairs.right[k]), d.level, float(d.score[k]),
+                    float(d.cheap[k]), bool(d.score[k] >= d.cut), bool(d.verified[k]), bool(pairs.exact[k]), inputs,
+                    transform_dict(check.transform) if check is not None else None)
+
+    def groups(self) -> list[list[int]]:
+        """Star groups of collection rows, keeper first."""
+        matched = self.decisions.matched()
+        left, right = self.decisions.pairs.left[matched], self.decisions.pairs.right[matched]
+        rows = np.unique(np.concatenate([left, right]))
+        rank = np.zeros(len(self.collection.ids), dtype=np.int64)
+        order = sorted(rows.tolist(), key=lambda r: keeper_order(self.row_record(r)))
+        rank[order] = np.arange(len(order))
+        return star_groups(len(self.collection.ids), left, right, rank)
+
+
+def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: str | None = None,
+           verify: bool = True) -> Decided:
+    """Every candidate pair of the index decided at ``level`` (embeddings used when the index has them)."""
+    check_level(level)
+    model = reads.model(model) if (model is not None or reads.embedding_models()) else None
+    col = load_collection(reads, model)
+    pairs = candidate_pairs(col)
+    involved = np.unique(np.concatenate([pairs.left, pairs.right])) if len(pairs.left) else np.zeros(0, np.int64)
+    records = reads.records(col.ids[involved].tolist())
+    paths = [""] * len(col.ids)
+    for row in involved.tolist():
+        paths[row] = records[int(col.ids[row])].abspath
+    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode)
+    return Decided(col, decider.decide(pairs, paths, verify), records)
+
+
+def calibrated_groups(reads: Reads, level: str = "copy", cut: float | None = None,
+                      model: str | None = None) -> list[list[int]]:
+    """Duplicate groups as image ids, keeper first, largest group first."""
+    decided = decide(reads, level, cut, model)
+    return [decided.collection.ids[g].tolist() for g in decided.groups()]
+
+
+def group_pairs(decided: Decided) -> list[list[Pair]]:
+    """Each group as the pairs that put its members in it: the keeper's pair with each member, or,
+    for a member that joined by matching the group, its best pair with an earlier member."""
+    d = decided.decisions
+    index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(d.pairs.left, d.pairs.right))}
+    out = []
+    for group in decided.groups():
+        pairs = []
+        for position, member in enumerate(group[1:], 1):
+            links = [index.get((min(o, member), max(o, member))) for o in group[:position]]
+            links = [k for k in links if k is not None and d.score[k] >= d.cut]
+            direct = index.get((min(group[0], member), max(group[0], member)))
+            k = direct if direct in links else max(links, key=lambda k: d.score[k])
+            pair = decided.pair(k)
+            if pair.b.id != decided.row_record(member).id:  # the member second
+                pair = Pair(pair.b, pair.a, **{f: getattr(pair, f) for f in (
+                    "level", "score", "cheap_score", "duplicate", "verified", "exact", "inputs", "transform")})
+            pairs.append(pair)
+        out.append(pairs)
+    return out
+
+
+def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None = None,
+            model: str | None = None) -> Pair:
+    """The decision on one pair of indexed images (by id), verified whatever its cheap score."""
+    check_level(level)
+    model = reads.model(model) if (model is not None or reads.embedding_models()) else None
+    col = load_collection(reads, model)
+    rows = np.searchsorted(col.ids, [a, b])
+    if any(r >= len(col.ids) or col.ids[r] != i for r, i in zip(rows, (a, b))):
+        raise InvalidArgument("both images must be indexed (and not removed)")
+    from .pairs import row_density  # noqa: PLC0415
+
+    density = row_density(col, rows)
+    pairs = pair_features(col, np.array([rows[0]]), np.array([rows[1]]), density)
+    records = reads.records([a, b])
+    paths = [""] * len(col.ids)
+    paths[rows[0]], paths[rows[1]] = records[a].abspath, records[b].abspath
+    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode)
+    decider.band = (0.0, 1.0 + 1e-9)  # explain always verifies
+    decided = Decided(col, decider.decide(pairs, paths), records)
+    pair = decided.pair(0)
+    in_band = Decider(level, embeddings=model is not None).band
+    if not pairs.exact[0] and not in_band[0] <= pair.cheap_score < in_band[1]:
+        # outside the band `duplicates` decides without verification: report that decision
+        pair = Pair(pair.a, pair.b, pair.level, pair.cheap_score, pair.cheap_score,
+                    pair.cheap_score >= decider.cut, False, False, pair.inputs, pair.transform)
+    return pair
+
+
 def duplicate_ids(reads: Reads, by: str = "auto", max_distance: int | None = None,
-                  min_similarity: float | None = None, model: str | None = None) -> list[list[int]]:
-    """Duplicate groups as lists of image ids, largest first (connected components of the pairs)."""
+                  min_similarity: float | None = None, model: str | None = None, *, level: str = "copy",
+                  cut: float | None = None) -> list[list[int]]:
+    """Duplicate groups as lists of image ids, largest first: ``auto`` by calibrated decisions at
+    ``level`` (keeper first), the single-feature rules as connected components of their pairs."""
     if by not in DUPLICATE_METHODS:
         raise InvalidArgument(f"unknown duplicate method {by!r}; choose one of {', '.join(DUPLICATE_METHODS)}")
     check_distance(max_distance)
     check_similarity(min_similarity)
+    if by == "auto":
+        return calibrated_groups(reads, level, cut, model)
     with reads.engine.connect() as conn:
-        rows = conn.execute(select(Image.id, Image.sha256, Image.pixel_digest, Image.phash_dihedral)
+        rows = conn.execute(select(Image.id, Image.sha256, Image.pixel_digest)
                             .where(Image.status == OK).order_by(Image.id)).all()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     edges = [equal_edges([r[1] for r in rows]), equal_edges([r[2] for r in rows])]
     if by in HASH_METHODS:
         _, codes = reads.hash_codes(by)
         edges.append(hamming_edges(codes, DEFAULT_MAX_DISTANCE[by] if max_distance is None else max_distance))
-    if by == "auto":
-        distance = AUTO_MAX_DISTANCE if max_distance is None else max_distance
-        edges.append(dihedral_edges([r[3] for r in rows], distance))
-    if by == "embedding" or (by == "auto" and reads.embedding_models()):
-        default = DEFAULT_MIN_SIMILARITY if by == "embedding" else AUTO_MIN_SIMILARITY
-        edges.append(_embedding_edges(reads, ids, model, default if min_similarity is None else min_similarity))
+    if by == "embedding":
+        threshold = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
+        edges.append(_embedding_edges(reads, ids, model, threshold))
     i = np.concatenate([e[0] for e in edges])
     j = np.concatenate([e[1] for e in edges])
     return [ids[g].tolist() for g in connected_groups(len(ids), i, j)]
@@ -74,20 +209,6 @@ def _embedding_edges(reads: Reads, ids: np.ndarray, model: str | None, min_simil
     left, right = reads.vector_index(model).pairs(vectors, min_similarity)
     rows = np.searchsorted(ids, vec_ids)  # both in id order; every embedded image is in ids
     return rows[left], rows[right]
-
-
-def dihedral_edges(packed: list[bytes | None], max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row pairs whose pHash is within ``max_distance`` under some rotation or flip of one of them."""
-    n_variants = len(DIHEDRAL)
-    have = [r for r, p in enumerate(packed) if p is not None]
-    if not have:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    codes = np.frombuffer(b"".join(packed[r] for r in have), dtype="<u8").astype(np.uint64)
-    i, j = hamming_edges(codes, max_distance)
-    owner = np.asarray(have, dtype=np.int64)
-    a, b = owner[i // n_variants], owner[j // n_variants]
-    keep = a != b
-    return a[keep], b[keep]
 
 
 def equal_edges(values: list) -> tuple[np.ndarray, np.ndarray]:

@@ -172,26 +172,50 @@ class Index:
             raise InvalidArgument("tag filters apply to embedding search: search by embedding")
         return queries.search_hash(self._reads, image, by, k, max_distance)
 
-    def duplicates(self, *, by: str = "auto", max_distance: int | None = None,
-                   min_similarity: float | None = None, model: str | None = None) -> list[list[ImageRecord]]:
+    def duplicates(self, *, by: str = "auto", level: str = "copy", cut: float | None = None,
+                   max_distance: int | None = None, min_similarity: float | None = None,
+                   model: str | None = None) -> list[list[ImageRecord]]:
         """Duplicate groups, largest first; in each, the image to keep comes first.
 
-        ``exact`` groups same bytes or same decoded pixels; a hash method adds every pair within
-        ``max_distance`` bits; ``embedding`` adds every pair of cosine similarity at least
-        ``min_similarity``; ``auto`` (the default) combines exact matches, pHash over the 8
-        rotations and flips, and embeddings when the index has them.
+        ``auto`` (the default) decides each candidate pair with calibrated models at ``level``:
+        ``copy`` (the same picture after edits) or ``scene`` (also other shots of the same scene),
+        at probability ``cut`` (default: the level's calibrated cut); every member of a group
+        matches its keeper. ``exact``, a hash method (within ``max_distance`` bits) and
+        ``embedding`` (cosine at least ``min_similarity``) are single-feature rules whose
+        pairs are grouped as connected components.
         """
-        groups = self.duplicate_ids(by, max_distance, min_similarity, model)
+        groups = self.duplicate_ids(by, max_distance, min_similarity, model, level=level, cut=cut)
         return [duplicates.keep_first(self._reads, g) for g in groups]
 
-    def duplicate_ids(self, by: str = "auto", max_distance: int | None = None,
-                      min_similarity: float | None = None, model: str | None = None) -> list[list[int]]:
+    def duplicate_ids(self, by: str = "auto", max_distance: int | None = None, min_similarity: float | None = None,
+                      model: str | None = None, *, level: str = "copy", cut: float | None = None) -> list[list[int]]:
         """Duplicate groups as lists of image ids."""
-        return duplicates.duplicate_ids(self._reads, by, max_distance, min_similarity, model)
+        return duplicates.duplicate_ids(self._reads, by, max_distance, min_similarity, model, level=level, cut=cut)
 
     def duplicate_map(self, **options) -> dict[str, list[str]]:
         """imagededup's ``{path: [paths of its duplicates]}`` map (``options`` as for ``duplicates``)."""
         return duplicates.imagededup_map(self._reads, self.duplicates(**options))
+
+    def duplicate_pairs(self, *, level: str = "copy", cut: float | None = None,
+                        model: str | None = None) -> list[list[duplicates.Pair]]:
+        """The calibrated groups explained: per group, the keeper's pair with each member (score,
+        inputs, and the transform where verified)."""
+        return duplicates.group_pairs(duplicates.decide(self._reads, level, cut, model))
+
+    def explain(self, a, b, *, level: str = "copy", cut: float | None = None,
+                model: str | None = None) -> duplicates.Pair:
+        """The decision on two indexed images (ids, or paths as listed or on disk): inputs, score,
+        decision, and the estimated transform (verification always runs here)."""
+        return duplicates.explain(self._reads, self._image_id(a), self._image_id(b), level, cut, model)
+
+    def _image_id(self, image) -> int:
+        if isinstance(image, int):
+            return image
+        wanted = os.fspath(image)
+        for record in self.images():
+            if wanted in (record.path, record.abspath) or os.path.abspath(wanted) == record.abspath:
+                return record.id
+        raise InvalidArgument(f"{wanted} is not in the index; index it first")
 
     def move_duplicates(self, target: str | os.PathLike, manifest: str | os.PathLike, **options) -> tuple[int, int]:
         """Keep the first image of each duplicate group and move the others under ``target``, recording
@@ -251,7 +275,11 @@ class Index:
         return clusters_page(self._reads, run, out)
 
     def report_duplicates(self, out: str | os.PathLike, **options) -> Path:
-        """A static HTML page of the duplicate groups (``options`` as for ``duplicates``), keeper first."""
-        from .report import duplicates_page  # noqa: PLC0415
+        """A static HTML page of the duplicate groups (``options`` as for ``duplicates``), keeper first;
+        for ``auto``, each member with its probability and the reason."""
+        from .report import duplicates_page, pair_groups_page  # noqa: PLC0415
 
-        return duplicates_page(self.duplicates(**options), out, options.get("by", "auto"))
+        if options.get("by", "auto") == "auto":
+            level, cut, model = options.get("level", "copy"), options.get("cut"), options.get("model")
+            return pair_groups_page(self.duplicate_pairs(level=level, cut=cut, model=model), out, level)
+        return duplicates_page(self.duplicates(**options), out, options["by"])

@@ -111,3 +111,28 @@ def duplicates_page(groups: list, out: str | os.PathLike, by: str) -> Path:
         ", keep" if i == 0 else ""), i == 0) for i, r in enumerate(g)]) for n, g in enumerate(groups, 1)]
     summary = f"{len(groups)} groups, {sum(len(g) for g in groups)} images, by {by}"
     return write_page(out, "simsearch duplicates", summary, rows)
+
+
+def pair_groups_page(groups: list, out: str | os.PathLike, level: str) -> Path:
+    """The page of calibrated duplicate groups: the keeper, then each member with the probability
+    that it is a duplicate of the keeper and why (exact, or the transform local features verified)."""
+    rows = []
+    for n, pairs in enumerate(groups, 1):
+        keeper = pairs[0].a
+        tiles = [Tile(keeper, f"{keeper.width}x{keeper.height}, {keeper.size:,} bytes, keep", True)]
+        tiles += [Tile(p.b, f"{p.b.width}x{p.b.height}, p={p.score:.3f}, {reason(p)}") for p in pairs]
+        rows.append((f"group {n}: {len(pairs) + 1} images", tiles))
+    summary = f"{len(rows)} groups, {sum(len(g) + 1 for g in groups)} images, level {level}"
+    return write_page(out, "simsearch duplicates", summary, rows)
+
+
+def reason(pair) -> str:
+    """Why a pair was decided: equal content, a verified transform, or the features alone."""
+    if pair.exact:
+        return "same bytes or pixels"
+    t = pair.transform
+    if pair.verified and t is not None:
+        crop = "whole" if t["crop"] == [0, 0, 1, 1] else "crop " + ",".join(f"{v:.2f}" for v in t["crop"])
+        return (f"verified ({pair.inputs.get('inliers', 0)} points): scale {t['scale']}, rotation {t['rotation']}, "
+                f"{'mirrored, ' if t['flipped'] else ''}{crop}")
+    return f"cosine {pair.inputs.get('cosine', 0):.3f}, pHash {round(pair.inputs.get('phash', 0) * 64)} bits"

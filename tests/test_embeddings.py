@@ -186,14 +186,17 @@ def test_cli_embed_search_and_duplicates(photos, tmp_path):
 
 
 @pytest.mark.slow
-def test_auto_meets_the_f1_target_on_the_development_set(tmp_path):
+def test_calibrated_default_holds_on_the_development_set(tmp_path):
+    """The default decision (level copy, its calibrated cut), scored the strict way, and the scene level."""
     dups = shared("dups")
     idx = simsearch.open_index(tmp_path / "ix", create=True)
     idx.add([dups / "images"], embed=MODEL)
-    from simsearch.evaluate import best, evaluate
+    from simsearch.evaluate import evaluate
 
-    scores = evaluate(idx, str(dups / "ground_truth.json"), methods=["auto", "embedding"],
-                      similarities=[0.98, 0.985], exclude=str(dups / "unlabeled_exclude.txt"))
-    default_auto = next(s for s in scores if s.method == "auto" and s.min_similarity == 0.985)
-    assert default_auto.f1 >= 0.95, default_auto
-    assert best(scores)["auto"].f1 >= best(scores)["embedding"].f1
+    exclude = str(dups / "unlabeled_exclude.txt")
+    copy = next(s for s in evaluate(idx, str(dups / "ground_truth.json"), methods=["auto"], exclude=exclude)
+                if s.default)
+    assert copy.f1 >= 0.95 and copy.average_precision >= 0.97, copy
+    groups = idx.duplicates()  # the same default through the façade
+    predicted = {frozenset((a.path, b.path)) for g in groups for a in g for b in g if a.path < b.path}
+    assert copy.predicted_pairs <= len(predicted)

@@ -1,0 +1,225 @@
+"""Fit the duplicate decision models shipped in simsearch/data/duplicate_model.json.
+
+1. Generate edited-copy collections with ``copies.py`` (seeded; bases split into fit and val by group).
+2. Index both with embeddings, take every candidate pair (``simsearch.pairs``) and verify all of them
+   geometrically (``simsearch.verify``), so both the cheap and the verified model have inputs.
+3. For each level (copy, scene) and each variant (with embeddings, hashes only), fit a cheap and a
+   verified model (gradient-boosted trees, monotone in every input, exported as arrays) on the fit split only; choose the borderline band (the cheap scores
+   for which verification runs) and the cut on the fit split only.
+4. Report pair-level precision, recall, F1 and average precision on the val split, whose images
+   were never fitted on, and write the models with their provenance.
+
+``../shared/data/holdout/`` is never read.
+
+Usage: python benchmarks/calibrate.py [--seed 0] [--copies 6] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import copies
+import simsearch
+from simsearch.decide import MODEL_FILE, inputs, verification_row
+from simsearch.evaluate import load_ground_truth
+from simsearch.pairs import candidate_pairs, load_collection
+from simsearch.verify import keypoints, verify
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "simsearch" / "data" / MODEL_FILE
+CHEAP = ["cosine", "cosine2", "margin", "phash", "phash0", "dhash", "ahash", "aspect", "area"]
+CHEAP_HASHES = ["phash", "phash0", "dhash", "ahash", "aspect", "area"]
+VERIFY = ["matches", "inliers", "inlier_fraction", "residual"]
+BAND_RECALL = 0.995  # the band's low end keeps this share of the fit split's true pairs
+BAND_PRECISION = 0.995  # above the band's high end, fit pairs are this precise without verification
+
+
+# +1: more of it means more likely a duplicate; -1: less likely; 0: either
+MONOTONE = {"cosine": 1, "cosine2": 1, "margin": 1, "phash": -1, "phash0": 1, "dhash": -1, "ahash": -1,
+            "aspect": -1, "area": 0, "matches": 1, "inliers": 1, "inlier_fraction": 1, "residual": -1}
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
+    """Gradient-boosted trees (scikit-learn), monotone in each input, exported as plain arrays."""
+    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 - a benchmark dependency
+
+    clf = HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1, l2_regularization=1.0,
+                                         min_samples_leaf=20, monotonic_cst=[MONOTONE[n] for n in names],
+                                         random_state=0)
+    clf.fit(x, y)
+    trees = []
+    for (predictor,) in clf._predictors:
+        nodes = predictor.nodes
+        leaf = nodes["is_leaf"].astype(bool)
+        trees.append({"feature": nodes["feature_idx"].tolist(), "threshold": nodes["num_threshold"].tolist(),
+                      "left": np.where(leaf, -1, nodes["left"].astype(np.int64)).tolist(),
+                      "right": np.where(leaf, -1, nodes["right"].astype(np.int64)).tolist(),
+                      "value": nodes["value"].tolist(), "depth": int(nodes["depth"].max())})
+    model = {"inputs": names, "baseline": float(np.ravel(clf._baseline_prediction)[0]), "trees": trees}
+    check = predict(model, {n: x[:, k] for k, n in enumerate(names)}, names)
+    gap = float(np.abs(check - clf.predict_proba(x)[:, 1]).max())
+    assert gap < 1e-6, f"exported trees disagree with scikit-learn by {gap}"
+    return model
+
+
+def predict(model: dict, cols: dict, names: list[str]) -> np.ndarray:
+    from simsearch.decide import probability  # noqa: PLC0415
+
+    return probability({**model, "inputs": names}, cols)
+
+
+def split_data(folder: Path, work: Path) -> dict:
+    """Candidates, features, verification and labels of one generated split, both variants."""
+    idx = simsearch.open_index(work / f"{folder.name}-index", create=True)
+    idx.add([folder / "images"], workers=2, embed="efficientnet_lite0")
+    records = {r.id: r for r in idx.images()}
+    out = {}
+    for variant, model in (("", "efficientnet_lite0"), ("_hashes", None)):
+        col = load_collection(idx._reads, model)
+        pairs = candidate_pairs(col)
+        paths = [records[i].abspath for i in col.ids.tolist()]
+        names = [records[i].path for i in col.ids.tolist()]
+        points = {}
+
+        def kp(row):
+            if row not in points:
+                points[row] = keypoints(paths[row])
+            return points[row]
+
+        checks = [verify(kp(a), kp(b)) for a, b in zip(pairs.left.tolist(), pairs.right.tolist())]
+        found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, 4)
+        labels = {}
+        for level in ("copy", "scene"):
+            _, truth = load_ground_truth(str(folder / f"{level}.json"))
+            labels[level] = (np.array([tuple(sorted((names[a], names[b]))) in truth
+                                       for a, b in zip(pairs.left, pairs.right)], dtype=bool), len(truth))
+        out[variant] = {"pairs": pairs, "cols": inputs(pairs, found), "labels": labels}
+    idx.close()
+    return out
+
+
+def choose_band(cheap: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    lo = float(np.quantile(cheap[y], 1 - BAND_RECALL)) if y.any() else 0.5
+    hi = 1.0
+    for t in np.linspace(0.5, 1.0, 51):
+        above = cheap >= t
+        if above.any() and y[above].mean() >= BAND_PRECISION:
+            hi = float(t)
+            break
+    return round(min(lo, 0.5), 4), round(max(hi, 0.5), 4)
+
+
+def final_scores(level: dict, cols: dict, exact: np.ndarray, variant: str) -> np.ndarray:
+    cheap = predict(level["cheap" + variant], cols, level["cheap" + variant]["inputs"])
+    cheap[exact] = 1.0
+    lo, hi = level["band" + variant]
+    border = (cheap >= lo) & (cheap < hi) & ~exact
+    score = cheap.copy()
+    score[border] = predict(level["verified" + variant], {k: v[border] for k, v in cols.items()},
+                            level["verified" + variant]["inputs"])
+    return score
+
+
+def pair_metrics(score: np.ndarray, y: np.ndarray, total: int, cut: float) -> dict:
+    predicted = score >= cut
+    tp = int((predicted & y).sum())
+    precision = tp / max(int(predicted.sum()), 1)
+    recall = tp / max(total, 1)
+    order = np.argsort(-score, kind="stable")
+    hits = np.cumsum(y[order])
+    ap = float((hits / np.arange(1, len(order) + 1))[y[order]].sum() / max(total, 1))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "average_precision": round(ap, 4), "true_pairs": total, "candidates": len(y)}
+
+
+def verified_share(level: dict, cols: dict, exact: np.ndarray, variant: str) -> float:
+    cheap = predict(level["cheap" + variant], cols, level["cheap" + variant]["inputs"])
+    lo, hi = level["band" + variant]
+    return round(float(((cheap >= lo) & (cheap < hi) & ~exact).mean()), 4)
+
+
+def fit_level(fit: dict, level_name: str) -> dict:
+    level = {}
+    for variant, names in (("", CHEAP), ("_hashes", CHEAP_HASHES)):
+        data = fit[variant]
+        y, _ = data["labels"][level_name]
+        cols, exact = data["cols"], data["pairs"].exact
+        level["cheap" + variant] = fit_trees(np.column_stack([cols[n] for n in names]), y, names)
+        p = predict(level["cheap" + variant], cols, names)
+        p[exact] = 1.0
+        level["band" + variant] = list(choose_band(p[~exact], y[~exact]))
+        # the verified model sees the pairs it will be asked about: those at or above the band's low end
+        asked = (p >= level["band" + variant][0]) & ~exact
+        verified_names = names + VERIFY
+        level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
+                                                verified_names)
+    y, total = fit[""]["labels"][level_name]
+    score = final_scores(level, fit[""]["cols"], fit[""]["pairs"].exact, "")
+    cuts = np.round(np.arange(0.1, 0.95, 0.05), 2)
+    level["cut"] = float(max(cuts, key=lambda c: pair_metrics(score, y, total, c)["f1"]))
+    return level
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--copies", type=int, default=6)
+    parser.add_argument("--work", default=None, help="keep the generated collections and indexes here")
+    opts = parser.parse_args()
+    if not (copies.DUPS / "groups.json").exists():
+        print(f"SKIPPED: {copies.DUPS} is absent (the development data set lives in ../shared/data)")
+        sys.exit(0)
+    work = Path(opts.work or tempfile.mkdtemp())
+    started = time.time()
+    try:
+        if (work / "summary.json").exists():
+            shutil.rmtree(work)
+        sys.argv = ["copies.py", str(work / "collections"), "--seed", str(opts.seed), "--copies", str(opts.copies)]
+        copies.main()
+        fit = split_data(work / "collections" / "fit", work)
+        val = split_data(work / "collections" / "val", work)
+        levels, report = {}, {}
+        for name in ("copy", "scene"):
+            levels[name] = fit_level(fit, name)
+            report[name] = {}
+            for split, data in (("fit", fit), ("val", val)):
+                for variant in ("", "_hashes"):
+                    y, total = data[variant]["labels"][name]
+                    score = final_scores(levels[name], data[variant]["cols"], data[variant]["pairs"].exact, variant)
+                    report[name][f"{split}{variant or '_embeddings'}"] = {
+                        **pair_metrics(score, y, total, levels[name]["cut"]),
+                        "verified_share": verified_share(levels[name], data[variant]["cols"],
+                                                         data[variant]["pairs"].exact, variant)}
+        summary = json.loads((work / "collections" / "summary.json").read_text())
+        model = {
+            "provenance": {
+                "made_by": "python benchmarks/calibrate.py " + " ".join(f"--{k} {v}" for k, v in
+                                                                       (("seed", opts.seed), ("copies", opts.copies))),
+                "date": time.strftime("%Y-%m-%d"),
+                "data": "edited copies (benchmarks/copies.py) of the ../shared/data/dups bases and samples/, "
+                        "bases split by group into fit and val; fitted on fit only; holdout never read",
+                "collections": summary,
+                "pair_metrics_before_grouping": report,
+                "seconds": round(time.time() - started, 1),
+            },
+            "levels": levels,
+        }
+        OUT.parent.mkdir(exist_ok=True)
+        OUT.write_text(json.dumps(model, indent=1) + "\n")
+        print(json.dumps(model["provenance"], indent=1))
+    finally:
+        if opts.work is None:
+            shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

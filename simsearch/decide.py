@@ -1,0 +1,193 @@
+"""Duplicate decisions: a calibrated probability for every candidate pair, one default cut per
+level, and groups that do not chain.
+
+Levels: ``copy`` (the same picture after edits) and ``scene`` (also other shots of the same
+scene). Each level has logistic models fitted by ``benchmarks/calibrate.py`` on generated
+edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
+
+- a *cheap* model on the pair features of ``simsearch.pairs`` (no image decoded);
+- a *verified* model that adds geometric verification (``simsearch.verify``), used for the
+  pairs whose cheap probability lies in the level's borderline band, and only for them;
+- both in a variant for indexes without embeddings (hashes only).
+
+Pairs of equal bytes or equal decoded pixels are duplicates at probability 1.
+
+Grouping: images are taken in keeper order (largest image, then largest file, then oldest,
+then path); each image not yet in a group that has matches not yet in a group becomes a
+keeper, and its group is it plus those direct matches, plus any image that matches at least
+half of the group and at least two of its members. So one false link adds at most one image
+to a group (the keeper's) and never joins two groups.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+from .errors import InvalidArgument
+from .pairs import FEATURES, Collection, Pairs
+from .verify import Keypoints, Transform, Verification, keypoints, verify
+
+LEVELS = ("copy", "scene")
+MODEL_FILE = "duplicate_model.json"
+
+
+@cache
+def model_data() -> dict:
+    """The shipped calibration: models, cuts and bands per level, and their provenance."""
+    return json.loads(resources.files("simsearch").joinpath("data", MODEL_FILE).read_text())
+
+
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise InvalidArgument(f"unknown duplicate level {level!r}; choose one of {', '.join(LEVELS)}")
+    return level
+
+
+def default_cut(level: str) -> float:
+    return float(model_data()["levels"][check_level(level)]["cut"])
+
+
+def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every named model input of each pair; ``verification`` is (pairs, 4): matches, inliers, inlier
+    fraction and residual (``verify.Verification``)."""
+    cols = {name: pairs.features[:, k] for k, name in enumerate(FEATURES)}
+    cols["cosine2"] = cols["cosine"] ** 2
+    cols["phash0"] = (cols["phash"] == 0).astype(np.float64)
+    if verification is not None:
+        cols["matches"] = np.log1p(verification[:, 0])
+        cols["inliers"] = np.log1p(verification[:, 1])
+        cols["inlier_fraction"] = np.minimum(verification[:, 2], 1.0)
+        cols["residual"] = np.minimum(verification[:, 3] * 1000.0, 10.0)  # per mille of the diagonal
+    return cols
+
+
+def probability(model: dict, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """A fitted model's probability: boosted trees over named inputs (``benchmarks/calibrate.py``)."""
+    x = np.column_stack([cols[name] for name in model["inputs"]]).astype(np.float64)
+    raw = np.full(len(x), float(model["baseline"]))
+    rows = np.arange(len(x))
+    for tree in model["trees"]:
+        feature, threshold = np.asarray(tree["feature"]), np.asarray(tree["threshold"])
+        left, right, value = np.asarray(tree["left"]), np.asarray(tree["right"]), np.asarray(tree["value"])
+        leaf = left < 0
+        node = np.zeros(len(x), dtype=np.int64)
+        for _ in range(int(tree["depth"])):
+            go_left = x[rows, feature[node]] <= threshold[node]
+            node = np.where(leaf[node], node, np.where(go_left, left[node], right[node]))
+        raw += value[node]
+    return 1.0 / (1.0 + np.exp(-np.clip(raw, -40, 40)))
+
+
+@dataclass
+class Decisions:
+    """Every candidate pair's probability at one level, and what verification found."""
+
+    pairs: Pairs
+    level: str
+    cut: float
+    cheap: np.ndarray  # probability without verification
+    score: np.ndarray  # final probability
+    verified: np.ndarray  # bool: geometric verification decided this pair
+    checks: dict[int, Verification] = field(default_factory=dict)  # pair index -> verification
+
+    def matched(self) -> np.ndarray:
+        return self.score >= self.cut
+
+
+class Decider:
+    """Scores candidate pairs at a level, verifying the borderline ones with the images on disk."""
+
+    def __init__(self, level: str = "copy", *, cut: float | None = None, embeddings: bool = True,
+                 full_decode: bool = False):
+        data = model_data()["levels"][check_level(level)]
+        variant = "" if embeddings else "_hashes"
+        self.level = level
+        self.cheap_model = data["cheap" + variant]
+        self.verified_model = data["verified" + variant]
+        self.band = tuple(data["band" + variant])
+        self.cut = default_cut(level) if cut is None else float(cut)
+        if not 0.0 < self.cut <= 1.0:
+            raise InvalidArgument(f"the cut is a probability in (0, 1], got {self.cut}")
+        self.full_decode = full_decode
+        self._keypoints: dict[int, Keypoints | None] = {}
+
+    def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
+        """``paths``: every collection row's file on disk (for verification)."""
+        cheap = probability(self.cheap_model, inputs(pairs))
+        cheap[pairs.exact] = 1.0
+        score = cheap.copy()
+        lo, hi = self.band
+        todo = np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact) if verify_pairs else np.zeros(0, int)
+        checks = {int(k): self._verify(paths, int(pairs.left[k]), int(pairs.right[k])) for k in todo}
+        verified = np.zeros(len(cheap), dtype=bool)
+        if len(todo):
+            found = np.array([verification_row(c) for c in checks.values()], dtype=np.float64)
+            sub = Pairs(pairs.left[todo], pairs.right[todo], pairs.exact[todo], pairs.features[todo])
+            score[todo] = probability(self.verified_model, inputs(sub, found))
+            verified[todo] = True
+        return Decisions(pairs, self.level, self.cut, cheap, score, verified, checks)
+
+    def _verify(self, paths: list[str], a: int, b: int) -> Verification:
+        for row in (a, b):
+            if row not in self._keypoints:
+                self._keypoints[row] = keypoints(paths[row], full_decode=self.full_decode)
+        return verify(self._keypoints[a], self._keypoints[b])
+
+
+def verification_row(check: Verification) -> list[float]:
+    return [check.matches, check.inliers, check.inlier_fraction, check.residual]
+
+
+def star_groups(n: int, left: np.ndarray, right: np.ndarray, keeper_rank: np.ndarray) -> list[list[int]]:
+    """Groups of rows (keeper first, then members in keeper order) from matched pairs: see the module
+    docstring. ``keeper_rank[row]``: lower is kept first."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in zip(left.tolist(), right.tolist()):
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    assigned = np.zeros(n, dtype=bool)
+    groups = []
+    for row in sorted(neighbours, key=lambda r: keeper_rank[r]):
+        if assigned[row]:
+            continue
+        group = [row] + [m for m in neighbours[row] if not assigned[m]]
+        if len(group) == 1:
+            continue
+        assigned[group] = True
+        _add_agreed(group, neighbours, assigned)
+        groups.append([row, *sorted(group[1:], key=lambda r: keeper_rank[r])])
+    groups.sort(key=lambda g: (-len(g), keeper_rank[g[0]]))
+    return groups
+
+
+def _add_agreed(group: list[int], neighbours: dict[int, set[int]], assigned: np.ndarray) -> None:
+    """Add the images the keeper missed that match at least half of the group, and at least two
+    of its members: one false link alone never brings an image in."""
+    while True:
+        members = set(group)
+        votes: dict[int, int] = {}
+        for m in group:
+            for other in neighbours.get(m, ()):
+                if not assigned[other]:
+                    votes[other] = votes.get(other, 0) + 1
+        joining = [r for r, v in votes.items() if v >= max(2, (len(members) + 1) // 2)]
+        if not joining:
+            return
+        group.extend(joining)
+        assigned[joining] = True
+
+
+def transform_dict(t: Transform | None) -> dict | None:
+    if t is None:
+        return None
+    return {"scale": t.scale, "aspect": t.aspect, "rotation": t.rotation, "flipped": t.flipped,
+            "crop": list(t.crop)}
+
+
+def collection_has_vectors(col: Collection) -> bool:
+    return col.vectors is not None and bool(col.has_vector.any())

@@ -1,0 +1,236 @@
+"""Candidate duplicate pairs, generated generously, and the features each pair is decided on.
+
+Candidates: every image's nearest embedding neighbours, every pair whose pHash is close under
+some rotation or flip, and every pair with equal bytes or equal decoded pixels. Features are
+cheap to compute for all of them at once (no image is decoded here):
+
+- ``cosine``: embedding similarity;
+- ``margin``: the cosine less the larger of the two images' similarity to their ``DENSITY_K``-th
+  neighbour, so that a pair inside a dense burst of similar photos needs to stand out of it;
+- ``phash``: the least pHash distance over the 8 rotations and flips (bits / 64);
+- ``dhash``, ``ahash``: distances of the unrotated hashes (bits / 64), or the pHash distance where
+  the pair is closest turned or flipped;
+- ``aspect``: |log| of the aspect ratios' quotient, the rotated one if closer;
+- ``area``: |log| of the pixel counts' quotient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from .hamming import hamming_pairs_unique
+from .hashing import DIHEDRAL, to_uint64
+from .reads import Reads
+from .schema import OK, Image
+
+NEIGHBOURS = 20  # embedding neighbours per image taken as candidates
+DENSITY_K = 5  # the neighbour whose similarity measures how crowded an image's surroundings are
+CANDIDATE_PHASH = 12  # dihedral pHash distance up to which a pair is a candidate
+EXACT_KNN_BELOW = 20_000  # exact neighbour search below this many vectors; IVF over PCA above
+_PCA_DIM = 256
+_SAME_CODE_CAP = 64  # rows per hash value paired (more share one value only in degenerate images)
+_BLOCK = 4096
+FEATURES = ("cosine", "margin", "phash", "dhash", "ahash", "aspect", "area")
+
+
+@dataclass
+class Collection:
+    """What pair decisions read of every indexed image, row-aligned with ``ids`` (id order)."""
+
+    ids: np.ndarray
+    sha256: list
+    pixel_digest: list
+    dihedral: np.ndarray  # (n, 8) uint64, zeros where missing
+    dhash: np.ndarray
+    ahash: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    vectors: np.ndarray | None  # (n, d) float32 unit vectors; rows without one are zeros
+    has_vector: np.ndarray  # bool (n,)
+
+
+@dataclass
+class Pairs:
+    """Candidate pairs (rows into the collection, ``left < right``) with their features."""
+
+    left: np.ndarray
+    right: np.ndarray
+    exact: np.ndarray  # bool: same bytes or same decoded pixels
+    features: np.ndarray  # (pairs, len(FEATURES)) float64
+
+    def feature(self, name: str) -> np.ndarray:
+        return self.features[:, FEATURES.index(name)]
+
+
+def load_collection(reads: Reads, model: str | None) -> Collection:
+    with reads.engine.connect() as conn:
+        rows = conn.execute(select(Image.id, Image.sha256, Image.pixel_digest, Image.phash_dihedral, Image.dhash,
+                                   Image.ahash, Image.width, Image.height)
+                            .where(Image.status == OK).order_by(Image.id)).all()
+    n = len(rows)
+    ids = np.array([r.id for r in rows], dtype=np.int64)
+    dihedral = np.zeros((n, len(DIHEDRAL)), dtype=np.uint64)
+    for k, r in enumerate(rows):
+        if r.phash_dihedral is not None:
+            dihedral[k] = np.frombuffer(r.phash_dihedral, dtype="<u8")
+    vectors, has = None, np.zeros(n, dtype=bool)
+    if model is not None:
+        vec_ids, vecs = reads.vectors(model)
+        at = np.searchsorted(ids, vec_ids)
+        vectors = np.zeros((n, vecs.shape[1]), dtype=np.float32)
+        vectors[at] = vecs
+        has[at] = True
+    return Collection(ids, [r.sha256 for r in rows], [r.pixel_digest for r in rows], dihedral,
+                      to_uint64([r.dhash or 0 for r in rows]), to_uint64([r.ahash or 0 for r in rows]),
+                      np.array([r.width or 1 for r in rows], dtype=np.float64),
+                      np.array([r.height or 1 for r in rows], dtype=np.float64), vectors, has)
+
+
+def candidate_pairs(col: Collection) -> Pairs:
+    """Every candidate pair of the collection, with its features."""
+    n = len(col.ids)
+    density = np.zeros(n)
+    parts = [_equal_pairs(col.sha256), _equal_pairs(col.pixel_digest), _dihedral_pairs(col.dihedral)]
+    if col.vectors is not None and col.has_vector.sum() > 1:
+        left, right, density = _neighbour_pairs(col)
+        parts.append((left, right))
+    left = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    right = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    lo, hi = np.minimum(left, right), np.maximum(left, right)
+    keep = lo != hi
+    key = np.unique(lo[keep] * n + hi[keep])
+    left, right = key // n, key % n
+    return pair_features(col, left, right, density)
+
+
+def pair_features(col: Collection, left: np.ndarray, right: np.ndarray, density: np.ndarray) -> Pairs:
+    exact = np.array([_same(col.sha256, a, b) or _same(col.pixel_digest, a, b) for a, b in zip(left, right)],
+                     dtype=bool)
+    feats = np.zeros((len(left), len(FEATURES)))
+    if col.vectors is not None:
+        cos = np.einsum("ij,ij->i", col.vectors[left], col.vectors[right]).astype(np.float64)
+        missing = ~(col.has_vector[left] & col.has_vector[right])
+        cos[missing] = 0.0
+        feats[:, 0] = cos
+        feats[:, 1] = np.where(missing, -1.0, cos - np.maximum(density[left], density[right]))
+    distances = np.bitwise_count(col.dihedral[left][:, :1] ^ col.dihedral[right]).astype(np.float64)
+    phash = distances.min(axis=1)
+    feats[:, 2] = phash / 64.0
+    # dHash and aHash are not rotation-invariant: for a pair closest when turned or flipped, they
+    # say nothing, and take the pHash distance instead
+    turned = distances[:, 0] > phash
+    for column, codes in ((3, col.dhash), (4, col.ahash)):
+        feats[:, column] = np.where(turned, phash, np.bitwise_count(codes[left] ^ codes[right])) / 64.0
+    ar = np.log(col.width / col.height)
+    feats[:, 5] = np.minimum(np.abs(ar[left] - ar[right]), np.abs(ar[left] + ar[right]))
+    area = np.log(col.width * col.height)
+    feats[:, 6] = np.abs(area[left] - area[right])
+    return Pairs(left, right, exact, feats)
+
+
+def _same(values: list, a: int, b: int) -> bool:
+    return values[a] is not None and values[a] == values[b]
+
+
+def _equal_pairs(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of rows with equal, non-null values (groups of equal values are small)."""
+    by_value: dict = {}
+    for row, v in enumerate(values):
+        if v is not None:
+            by_value.setdefault(v, []).append(row)
+    left, right = [], []
+    for rows in by_value.values():
+        for x in range(len(rows)):
+            for y in range(x + 1, len(rows)):
+                left.append(rows[x])
+                right.append(rows[y])
+    return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+
+
+def _dihedral_pairs(dihedral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of rows whose pHashes are within ``CANDIDATE_PHASH`` under some rotation or flip."""
+    have = np.flatnonzero(dihedral.any(axis=1))
+    if len(have) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    codes = dihedral[have].reshape(-1)
+    owner = np.repeat(have, dihedral.shape[1])
+    values, inverse = np.unique(codes, return_inverse=True)
+    ui, uj = hamming_pairs_unique(values, CANDIDATE_PHASH)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(values) + 1))
+    shared = np.flatnonzero(np.diff(starts) > 1)  # values held by several codes pair among themselves
+    ui, uj = np.concatenate([ui, shared]), np.concatenate([uj, shared])
+    left, right = [], []
+    for u, v in zip(ui.tolist(), uj.tolist()):
+        rows_u = owner[order[starts[u] : starts[u + 1]]][:_SAME_CODE_CAP]
+        rows_v = owner[order[starts[v] : starts[v + 1]]][:_SAME_CODE_CAP]
+        if u == v and len(rows_u) < 2:
+            continue
+        left.append(np.repeat(rows_u, len(rows_v)))
+        right.append(np.tile(rows_v, len(rows_u)))
+    if not left:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = np.concatenate(left), np.concatenate(right)
+    keep = a != b
+    return a[keep], b[keep]
+
+
+def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right) rows of each embedded image's ``NEIGHBOURS`` nearest neighbours, and every row's
+    similarity to its ``DENSITY_K``-th neighbour."""
+    import faiss  # noqa: PLC0415 - loads on use
+
+    rows = np.flatnonzero(col.has_vector)
+    vectors = np.ascontiguousarray(col.vectors[rows])
+    k = min(NEIGHBOURS + 1, len(rows))
+    index = _knn_index(vectors, faiss)
+    left, right = [], []
+    density = np.zeros(len(col.ids))
+    for start in range(0, len(rows), _BLOCK):
+        _, found = index.search(vectors[start : start + _BLOCK], k)
+        query = np.arange(start, start + len(found))
+        # exact similarities, best first (the index may rank on reduced vectors)
+        sims = np.einsum("qd,qkd->qk", vectors[query], vectors[np.maximum(found, 0)])
+        sims[found < 0] = -2.0
+        order = np.argsort(-sims, axis=1, kind="stable")
+        sims, found = np.take_along_axis(sims, order, 1), np.take_along_axis(found, order, 1)
+        # the k-th neighbour other than the image itself (column 0 is usually itself)
+        density[rows[query]] = sims[:, min(DENSITY_K, k - 1)]
+        ok = (found >= 0) & (found != query[:, None])
+        left.append(rows[np.repeat(query, ok.sum(axis=1))])
+        right.append(rows[found[ok]])
+    return np.concatenate(left), np.concatenate(right), density
+
+
+def _knn_index(vectors: np.ndarray, faiss):
+    """Exact inner product for small collections; above, an inverted file over PCA-reduced
+    vectors (near duplicates are close, so few lists need probing)."""
+    n, dim = vectors.shape
+    if n < EXACT_KNN_BELOW:
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index
+    nlist = int(4 * np.sqrt(n))
+    index = faiss.index_factory(dim, f"PCA{min(_PCA_DIM, dim)},IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+    sample = vectors[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
+    index.train(sample)
+    index.add(vectors)
+    faiss.extract_index_ivf(index).nprobe = 16
+    return index
+
+
+def row_density(col: Collection, rows: np.ndarray) -> np.ndarray:
+    """Every row's crowding measure as ``candidate_pairs`` computes it, for only the given rows
+    (exact: the similarity of each to its ``DENSITY_K``-th nearest embedded image)."""
+    density = np.zeros(len(col.ids))
+    if col.vectors is None:
+        return density
+    embedded = col.vectors[col.has_vector]
+    for row in rows:
+        if col.has_vector[row]:
+            sims = np.sort(embedded @ col.vectors[row])[::-1]
+            density[row] = sims[min(DENSITY_K, len(sims) - 1)]
+    return density

@@ -1,0 +1,136 @@
+"""Geometric verification of a candidate pair with local features: ORB keypoints matched with
+a ratio test, then an affine transform fitted by RANSAC (OpenCV). A copy (crop, rotation,
+scale, tilt, aspect change, borders, overlays) keeps most of its points where the transform
+puts them; another shot of the same scene does not. The mirror image is tried too, since ORB
+descriptors are not mirror-invariant.
+
+The fitted transform is reported as what it means for the pair: scale, rotation, flip, and
+the box of the first image that the second one shows (its crop)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import ImageError
+from .imageio import decode_file
+
+WORK_SIDE = 512  # images are matched at this longer side
+ORB_FEATURES = 1000
+RATIO = 0.8  # Lowe's ratio test
+RANSAC_PIXELS = 0.012  # reprojection tolerance, a fraction of the work image's diagonal
+MIN_MATCHES = 6
+
+
+@dataclass(frozen=True)
+class Transform:
+    """How the second image of a pair maps onto the first."""
+
+    scale: float  # the second image's size against the first's (geometric mean of the two axes)
+    aspect: float  # x scale over y scale (1: aspect kept)
+    rotation: float  # degrees, counter-clockwise
+    flipped: bool  # mirrored
+    crop: tuple[float, float, float, float]  # the part of the first image the second shows, (x1, y1, x2, y2) in 0-1
+
+
+@dataclass(frozen=True)
+class Verification:
+    matches: int  # ratio-test matches
+    inliers: int  # matches the transform explains
+    keypoints: int  # the fewer keypoints of the two images
+    transform: Transform | None
+    residual: float = 1.0  # median distance of the inliers from where the transform puts them, / diagonal
+
+    @property
+    def inlier_fraction(self) -> float:
+        return self.inliers / self.keypoints if self.keypoints else 0.0
+
+
+@dataclass
+class Keypoints:
+    size: tuple[int, int]  # of the work image
+    scale: float  # work image pixels per pixel of the stored image
+    points: np.ndarray  # (n, 2) float32
+    descriptors: np.ndarray | None  # (n, 32) uint8
+    mirrored_points: np.ndarray
+    mirrored_descriptors: np.ndarray | None
+
+
+def keypoints(path: str, *, full_decode: bool = False) -> Keypoints | None:
+    """ORB keypoints of the image at ``path`` and of its mirror image; None if it cannot be read."""
+    import cv2  # noqa: PLC0415 - OpenCV loads only for borderline pairs
+
+    try:
+        decoded = decode_file(path, full=full_decode)
+    except ImageError:
+        return None
+    grey = decoded.image.convert("L")
+    scale = WORK_SIDE / max(grey.size)  # small images are enlarged: ORB needs room around each point
+    grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                       Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC)
+    pixels = np.asarray(grey)
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES)
+    kp, desc = orb.detectAndCompute(pixels, None)
+    mkp, mdesc = orb.detectAndCompute(np.ascontiguousarray(pixels[:, ::-1]), None)
+    width = pixels.shape[1]
+    points = np.array([k.pt for k in kp], dtype=np.float32).reshape(-1, 2)
+    mirrored = np.array([(width - 1 - k.pt[0], k.pt[1]) for k in mkp], dtype=np.float32).reshape(-1, 2)
+    return Keypoints((pixels.shape[1], pixels.shape[0]), pixels.shape[1] / decoded.width, points, desc, mirrored,
+                     mdesc)
+
+
+def verify(a: Keypoints | None, b: Keypoints | None) -> Verification:
+    """The best of matching ``b`` and ``b``'s mirror image against ``a``."""
+    if a is None or b is None or a.descriptors is None:
+        return Verification(0, 0, 0, None)
+    fewest = min(len(a.points), len(b.points))
+    straight = _fit(a, b, b.points, b.descriptors, flipped=False)
+    mirrored = _fit(a, b, b.mirrored_points, b.mirrored_descriptors, flipped=True)
+    best = max(straight, mirrored, key=lambda v: v[1])
+    return Verification(best[0], best[1], fewest, best[2], best[3])
+
+
+def _fit(a: Keypoints, b: Keypoints, points: np.ndarray, descriptors, *, flipped: bool):
+    """(matches, inliers, transform) of an affine fit mapping ``points`` of b onto a."""
+    import cv2  # noqa: PLC0415
+
+    if descriptors is None or len(points) < 2 or len(a.points) < 2:
+        return 0, 0, None, 1.0
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(descriptors, a.descriptors, k=2)
+    good = {}
+    for m in pairs:  # ratio test, then one match per point of a (the closest)
+        if len(m) == 2 and m[0].distance < RATIO * m[1].distance:
+            if m[0].trainIdx not in good or m[0].distance < good[m[0].trainIdx].distance:
+                good[m[0].trainIdx] = m[0]
+    good = list(good.values())
+    if len(good) < MIN_MATCHES:
+        return len(good), 0, None, 1.0
+    src = points[[m.queryIdx for m in good]]
+    dst = a.points[[m.trainIdx for m in good]]
+    tolerance = RANSAC_PIXELS * math.hypot(*a.size)
+    matrix, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=tolerance,
+                                           maxIters=2000, confidence=0.995)
+    if matrix is None:
+        return len(good), 0, None, 1.0
+    keep = inliers.ravel().astype(bool)
+    moved = src[keep] @ matrix[:, :2].T + matrix[:, 2]
+    residual = float(np.median(np.hypot(*(moved - dst[keep]).T))) / math.hypot(*a.size)
+    return len(good), int(keep.sum()), _describe(matrix, a, b, flipped), residual
+
+
+def _describe(matrix: np.ndarray, a: Keypoints, b: Keypoints, flipped: bool) -> Transform:
+    linear = matrix[:, :2]
+    sx, sy = np.hypot(linear[0, 0], linear[1, 0]), np.hypot(linear[0, 1], linear[1, 1])
+    rotation = math.degrees(math.atan2(linear[1, 0], linear[0, 0]))
+    w, h = b.size
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64)
+    mapped = corners @ linear.T + matrix[:, 2]
+    x1, y1 = np.clip(mapped.min(axis=0) / a.size, 0, 1)
+    x2, y2 = np.clip(mapped.max(axis=0) / a.size, 0, 1)
+    # b's stored pixels per pixel of a's stored image, over the part of a that b shows
+    scale = a.scale / (b.scale * math.sqrt(max(sx * sy, 1e-12)))
+    return Transform(round(float(scale), 3), round(float(sx / max(sy, 1e-12)), 3), round(-rotation, 1), flipped,
+                     tuple(round(float(v), 3) for v in (x1, y1, x2, y2)))

@@ -1,0 +1,198 @@
+"""Calibrated duplicate decisions: the hard edits are found, unrelated photos are not joined,
+groups do not chain, a decision can be explained, and the shipped models say where they came from."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+import simsearch
+from simsearch.cli import main
+from simsearch.decide import LEVELS, default_cut, model_data, star_groups
+from simsearch.verify import keypoints, verify
+
+from .conftest import REPO
+
+BASES = ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut_like.png")
+
+
+def _hard_copies(img: Image.Image) -> dict[str, Image.Image]:
+    """The edits a re-uploaded listing photo goes through, the ones pHash misses among them."""
+    w, h = img.size
+    text = img.copy()
+    ImageDraw.Draw(text).text((w // 10, h // 3), "SALE -30%", fill=(255, 255, 0),
+                              font=ImageFont.load_default(size=max(12, h // 9)), stroke_width=2, stroke_fill=(0, 0, 0))
+    return {
+        "crop30.jpg": img.crop((w // 10, h // 8, w - w // 12, h - h // 10)),
+        "text.jpg": text,
+        "tilt6.jpg": img.rotate(6, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255)),
+        "border.png": ImageOps.expand(img, border=(w // 12, h // 12), fill=(0, 0, 0)),
+        "mirror_small.webp": ImageOps.mirror(img).resize((w // 2, h // 2)),
+        "grey_q30.jpg": ImageOps.grayscale(img),
+    }
+
+
+@pytest.fixture(scope="module")
+def copies_index(tmp_path_factory):
+    """Four bases (three samples and a brick photo tinted and cropped to stand apart) with six hard
+    copies each, plus the other samples as distractors, indexed with embeddings."""
+    pytest.importorskip("onnxruntime")
+    base = tmp_path_factory.mktemp("decide")
+    folder = base / "photos"
+    folder.mkdir()
+    samples = REPO / "samples" / "images"
+    for p in samples.iterdir():
+        shutil.copy(p, folder / p.name)
+    brick = Image.open(samples / "brick.png").convert("RGB")
+    ImageOps.colorize(brick.convert("L"), (40, 10, 60), (250, 220, 120)).save(folder / "astronaut_like.png")
+    (folder / "brick.png").unlink()  # only its tinted version: no pair of bases is a copy
+    for name in BASES:
+        img = Image.open(folder / name).convert("RGB")
+        for suffix, copy in _hard_copies(img).items():
+            options = {"quality": 30} if suffix.endswith("q30.jpg") else {}
+            copy.save(folder / f"{name.split('.')[0]}__{suffix}", **options)
+    idx = simsearch.open_index(base / "index", create=True)
+    idx.add([folder], workers=1, embed="efficientnet_lite0")
+    yield idx
+    idx.close()
+
+
+def _base(path: str) -> str:
+    return path.split("__")[0].split(".")[0]
+
+
+def test_hard_copies_are_grouped_with_their_base(copies_index):
+    groups = copies_index.duplicates()
+    by_base = {}
+    for group in groups:
+        bases = {_base(r.path) for r in group}
+        assert len(bases) == 1, f"a group mixes pictures: {[r.path for r in group]}"
+        by_base.setdefault(bases.pop(), set()).update(r.path for r in group)
+    found = sum(len(members) for members in by_base.values())
+    assert found >= 0.85 * len(BASES) * 7, by_base  # recall over the 28 copies and bases
+    for group in groups:  # the keeper is the largest image
+        assert group[0].width * group[0].height == max(r.width * r.height for r in group)
+
+
+def test_explain_verifies_and_estimates_the_transform(copies_index):
+    crop = copies_index.explain("chelsea.png", "chelsea__crop30.jpg")
+    assert crop.duplicate and crop.transform is not None and crop.inputs["inliers"] > 20
+    x1, y1, x2, y2 = crop.transform["crop"]
+    assert abs(x1 - 0.1) < 0.05 and abs(y1 - 0.125) < 0.05 and abs(x2 - 0.917) < 0.05 and abs(y2 - 0.9) < 0.05
+    mirrored = copies_index.explain("chelsea.png", "chelsea__mirror_small.webp")
+    assert mirrored.transform["flipped"] and abs(mirrored.transform["scale"] - 0.5) < 0.1
+    unrelated = copies_index.explain("chelsea.png", "coffee.png")
+    assert not unrelated.duplicate and unrelated.score < 0.2
+
+
+def test_scene_level_finds_at_least_what_copy_finds(copies_index):
+    copy_pairs = _pairs(copies_index.duplicates(level="copy"))
+    scene_pairs = _pairs(copies_index.duplicates(level="scene"))
+    assert len(copy_pairs & scene_pairs) >= 0.8 * len(copy_pairs)
+
+
+def _pairs(groups) -> set:
+    return {frozenset((a.path, b.path)) for g in groups for a in g for b in g if a.path < b.path}
+
+
+def test_a_higher_cut_never_finds_more(copies_index):
+    loose = _pairs(copies_index.duplicates(cut=0.2))
+    strict = _pairs(copies_index.duplicates(cut=0.95))
+    assert len(strict) <= len(loose)
+
+
+def test_evaluate_reports_average_precision_and_the_default(copies_index, tmp_path):
+    paths = [r.path for r in copies_index.images()]
+    truth = {p: [o for o in paths if o != p and _base(o) == _base(p) and _base(p) in {_base(b) for b in BASES}]
+             for p in paths}
+    gt = tmp_path / "truth.json"
+    gt.write_text(json.dumps(truth))
+    from simsearch.evaluate import evaluate
+
+    scores = evaluate(copies_index, str(gt), methods=["auto"])
+    [default] = [s for s in scores if s.default]
+    assert default.cut == default_cut("copy") and default.level == "copy"
+    assert default.average_precision >= 0.8 and default.f1 >= 0.8, default
+
+
+def test_cli_explain_and_duplicates_explain(copies_index):
+    ix = str(copies_index.directory)
+    result = CliRunner().invoke(main, ["explain", "coffee.png", "coffee__text.jpg", "--index", ix, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    pair = json.loads(result.output)
+    assert pair["duplicate"] and pair["level"] == "copy" and set(pair["inputs"]) >= {"cosine", "phash", "inliers"}
+    result = CliRunner().invoke(main, ["duplicates", "--explain", "--format", "json", "--index", ix])
+    groups = json.loads(result.output)
+    assert groups and all(p["duplicate"] and p["score"] >= default_cut("copy") for g in groups for p in g["pairs"])
+    bad = CliRunner().invoke(main, ["duplicates", "--explain", "--index", ix])
+    assert bad.exit_code == 2 and "--explain goes with" in bad.output
+    missing = CliRunner().invoke(main, ["explain", "nope.jpg", "coffee.png", "--index", ix])
+    assert missing.exit_code == 1 and missing.output.startswith("Error: nope.jpg is not in the index")
+
+
+def test_hash_only_index_still_decides(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    img = Image.open(REPO / "samples" / "images" / "coffee.png").convert("RGB")
+    img.save(folder / "coffee.png")
+    img.resize((img.width // 2, img.height // 2)).save(folder / "coffee_half.jpg", quality=80)
+    ImageOps.mirror(img).save(folder / "coffee_mirror.png")
+    shutil.copy(REPO / "samples" / "images" / "rocket.jpg", folder / "rocket.jpg")
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1)
+        [group] = idx.duplicates()
+        assert {r.path for r in group} == {"coffee.png", "coffee_half.jpg", "coffee_mirror.png"}
+
+
+def test_groups_do_not_chain():
+    # a-b, b-c, c-d, d-e: a chain of single links; the keeper order is a, b, c, d, e
+    left, right = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
+    assert star_groups(5, left, right, np.arange(5)) == [[0, 1], [2, 3]]
+    # an image the keeper missed joins when it matches half the group and two of its members
+    left, right = np.array([0, 0, 0, 1, 2]), np.array([1, 2, 3, 4, 4])
+    assert star_groups(5, left, right, np.arange(5)) == [[0, 1, 2, 3, 4]]
+    # one link to one member is not enough
+    assert star_groups(5, np.array([0, 0, 1]), np.array([1, 2, 4]), np.arange(5)) == [[0, 1, 2]]
+
+
+def test_verification_survives_tiny_and_unreadable_images(tmp_path):
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (3, 2), (10, 20, 30)).save(tiny)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really")
+    photo = keypoints(str(REPO / "samples" / "images" / "chelsea.png"))
+    for other in (keypoints(str(tiny)), keypoints(str(broken)), keypoints(str(tmp_path / "missing.png"))):
+        check = verify(photo, other)
+        assert check.inliers == 0 and check.transform is None
+
+
+def test_shipped_models_state_their_provenance():
+    data = model_data()
+    provenance = data["provenance"]
+    assert provenance["made_by"].startswith("python benchmarks/calibrate.py")
+    assert "holdout never read" in provenance["data"]
+    for level in LEVELS:
+        models = data["levels"][level]
+        assert 0 < models["cut"] < 1 and 0 <= models["band"][0] < models["band"][1] <= 1
+        for name in ("cheap", "verified", "cheap_hashes", "verified_hashes"):
+            assert models[name]["trees"] and models[name]["inputs"]
+        assert provenance["pair_metrics_before_grouping"][level]["val_embeddings"]["f1"] > 0.7
+
+
+def test_bad_level_and_cut_are_one_line_errors(copies_index):
+    ix = str(copies_index.directory)
+    result = CliRunner().invoke(main, ["duplicates", "--level", "room", "--index", ix])
+    assert result.exit_code == 2
+    with pytest.raises(simsearch.InvalidArgument, match="unknown duplicate level"):
+        copies_index.duplicates(level="room")
+    with pytest.raises(simsearch.InvalidArgument, match="cut is a probability"):
+        copies_index.duplicates(cut=1.5)
+
+
+def test_every_level_is_documented():
+    readme = (REPO / "README.md").read_text()
+    for level in LEVELS:
+        assert f"--level {level}" in readme
