@@ -53,8 +53,8 @@ def default_cut(level: str) -> float:
 
 
 def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every named model input of each pair; ``verification`` is (pairs, 4): matches, inliers, inlier
-    fraction and residual (``verify.Verification``)."""
+    """Every named model input of each pair; ``verification`` is (pairs, 5): matches, inliers, inlier
+    fraction, residual and keypoints (``verify.Verification``)."""
     cols = {name: pairs.features[:, k] for k, name in enumerate(FEATURES)}
     cols["cosine2"] = cols["cosine"] ** 2
     cols["phash0"] = (cols["phash"] == 0).astype(np.float64)
@@ -63,6 +63,7 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
         cols["inliers"] = np.log1p(verification[:, 1])
         cols["inlier_fraction"] = np.minimum(verification[:, 2], 1.0)
         cols["residual"] = np.minimum(verification[:, 3] * 1000.0, 10.0)  # per mille of the diagonal
+        cols["keypoints"] = np.log1p(verification[:, 4])  # how much the verification could see
     return cols
 
 
@@ -140,7 +141,7 @@ class Decider:
 
 
 def verification_row(check: Verification) -> list[float]:
-    return [check.matches, check.inliers, check.inlier_fraction, check.residual]
+    return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints]
 
 
 def star_groups(n: int, left: np.ndarray, right: np.ndarray, keeper_rank: np.ndarray) -> list[list[int]]:

@@ -66,7 +66,8 @@ class Decided:
         inputs = {name: round(float(pairs.features[k, n]), 4) for n, name in enumerate(FEATURES)}
         if check is not None:
             inputs.update(matches=check.matches, inliers=check.inliers,
-                          inlier_fraction=round(check.inlier_fraction, 4), residual=round(check.residual * 1000, 3))
+                          inlier_fraction=round(check.inlier_fraction, 4), residual=round(check.residual * 1000, 3),
+                          keypoints=check.keypoints)
         return Pair(self.row_record(pairs.left[k]), self.row_record(pairs.right[k]), d.level, float(d.score[k]),
                     float(d.cheap[k]), bool(d.score[k] >= d.cut), bool(d.verified[k]), bool(pairs.exact[k]), inputs,
                     transform_dict(check.transform) if check is not None else None)
@@ -107,14 +108,14 @@ def calibrated_groups(reads: Reads, level: str = "copy", cut: float | None = Non
 
 def group_pairs(decided: Decided) -> list[list[Pair]]:
     """Each group as the pairs that put its members in it: the keeper's pair with each member, or,
-    for a member that joined by matching the group, its best pair with an earlier member."""
+    for a member that joined by matching the group, its best pair with another member."""
     d = decided.decisions
     index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(d.pairs.left, d.pairs.right))}
     out = []
     for group in decided.groups():
         pairs = []
-        for position, member in enumerate(group[1:], 1):
-            links = [index.get((min(o, member), max(o, member))) for o in group[:position]]
+        for member in group[1:]:
+            links = [index.get((min(o, member), max(o, member))) for o in group if o != member]
             links = [k for k in links if k is not None and d.score[k] >= d.cut]
             direct = index.get((min(group[0], member), max(group[0], member)))
             k = direct if direct in links else max(links, key=lambda k: d.score[k])

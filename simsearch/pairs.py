@@ -26,8 +26,8 @@ from .hashing import DIHEDRAL, to_uint64
 from .reads import Reads
 from .schema import OK, Image
 
-NEIGHBOURS = 20  # embedding neighbours per image taken as candidates
-DENSITY_K = 5  # the neighbour whose similarity measures how crowded an image's surroundings are
+NEIGHBOURS = 30  # embedding neighbours per image taken as candidates
+DENSITY_K = 20  # the neighbour whose similarity measures how crowded an image's surroundings are (beyond most groups)
 CANDIDATE_PHASH = 12  # dihedral pHash distance up to which a pair is a candidate
 EXACT_KNN_BELOW = 20_000  # exact neighbour search below this many vectors; IVF over PCA above
 _PCA_DIM = 256
