@@ -28,11 +28,12 @@ from .schema import OK, Image
 
 NEIGHBOURS = 30  # embedding neighbours per image taken as candidates
 DENSITY_K = 20  # the neighbour whose similarity measures how crowded an image's surroundings are (beyond most groups)
-CANDIDATE_PHASH = 12  # dihedral pHash distance up to which a pair is a candidate
+CANDIDATE_PHASH = 8  # dihedral pHash distance up to which a pair is a candidate
 EXACT_KNN_BELOW = 20_000  # exact neighbour search below this many vectors; IVF over PCA above
 _PCA_DIM = 256
 _SAME_CODE_CAP = 64  # rows per hash value paired (more share one value only in degenerate images)
-_BLOCK = 4096
+_BLOCK = 1024
+_PAIR_BLOCK = 16_384
 FEATURES = ("cosine", "margin", "phash", "dhash", "ahash", "aspect", "area")
 
 
@@ -94,24 +95,29 @@ def candidate_pairs(col: Collection) -> Pairs:
     n = len(col.ids)
     density = np.zeros(n)
     parts = [_equal_pairs(col.sha256), _equal_pairs(col.pixel_digest), _dihedral_pairs(col.dihedral)]
+    parts = [(a, b, np.full(len(a), np.nan)) for a, b in parts]
     if col.vectors is not None and col.has_vector.sum() > 1:
-        left, right, density = _neighbour_pairs(col)
-        parts.append((left, right))
+        left, right, sims, density = _neighbour_pairs(col)
+        parts.insert(0, (left, right, sims))  # first: their similarity is already known
     left = np.concatenate([p[0] for p in parts]).astype(np.int64)
     right = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    sims = np.concatenate([p[2] for p in parts])
     lo, hi = np.minimum(left, right), np.maximum(left, right)
     keep = lo != hi
-    key = np.unique(lo[keep] * n + hi[keep])
-    left, right = key // n, key % n
-    return pair_features(col, left, right, density)
+    key, first = np.unique(lo[keep] * n + hi[keep], return_index=True)
+    return pair_features(col, key // n, key % n, density, sims[keep][first])
 
 
-def pair_features(col: Collection, left: np.ndarray, right: np.ndarray, density: np.ndarray) -> Pairs:
-    exact = np.array([_same(col.sha256, a, b) or _same(col.pixel_digest, a, b) for a, b in zip(left, right)],
-                     dtype=bool)
+def pair_features(col: Collection, left: np.ndarray, right: np.ndarray, density: np.ndarray,
+                  known: np.ndarray | None = None) -> Pairs:
+    """Features of the pairs (``left``, ``right``); ``known``: their cosines where already computed (else NaN)."""
+    exact = np.zeros(len(left), dtype=bool)
+    for values in (col.sha256, col.pixel_digest):
+        codes = _value_codes(values)
+        exact |= (codes[left] == codes[right]) & (codes[left] >= 0)
     feats = np.zeros((len(left), len(FEATURES)))
     if col.vectors is not None:
-        cos = np.einsum("ij,ij->i", col.vectors[left], col.vectors[right]).astype(np.float64)
+        cos = _cosines(col, left, right, known)
         missing = ~(col.has_vector[left] & col.has_vector[right])
         cos[missing] = 0.0
         feats[:, 0] = cos
@@ -131,8 +137,19 @@ def pair_features(col: Collection, left: np.ndarray, right: np.ndarray, density:
     return Pairs(left, right, exact, feats)
 
 
-def _same(values: list, a: int, b: int) -> bool:
-    return values[a] is not None and values[a] == values[b]
+def _cosines(col: Collection, left: np.ndarray, right: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    cos = np.full(len(left), np.nan) if known is None else known.astype(np.float64)
+    todo = np.flatnonzero(np.isnan(cos))
+    for start in range(0, len(todo), _PAIR_BLOCK):  # blocks: never two (pairs x dim) copies of the vectors
+        at = todo[start : start + _PAIR_BLOCK]
+        cos[at] = np.einsum("ij,ij->i", col.vectors[left[at]], col.vectors[right[at]])
+    return cos
+
+
+def _value_codes(values: list) -> np.ndarray:
+    """Each value as a number, equal for equal values; -1 for a missing one."""
+    numbers: dict = {}
+    return np.array([-1 if v is None else numbers.setdefault(v, len(numbers)) for v in values], dtype=np.int64)
 
 
 def _equal_pairs(values: list) -> tuple[np.ndarray, np.ndarray]:
@@ -178,16 +195,16 @@ def _dihedral_pairs(dihedral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
-def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(left, right) rows of each embedded image's ``NEIGHBOURS`` nearest neighbours, and every row's
-    similarity to its ``DENSITY_K``-th neighbour."""
+def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right, cosine) of each embedded image's ``NEIGHBOURS`` nearest neighbours, and every
+    row's similarity to its ``DENSITY_K``-th neighbour."""
     import faiss  # noqa: PLC0415 - loads on use
 
     rows = np.flatnonzero(col.has_vector)
     vectors = np.ascontiguousarray(col.vectors[rows])
     k = min(NEIGHBOURS + 1, len(rows))
     index = _knn_index(vectors, faiss)
-    left, right = [], []
+    left, right, cosines = [], [], []
     density = np.zeros(len(col.ids))
     for start in range(0, len(rows), _BLOCK):
         _, found = index.search(vectors[start : start + _BLOCK], k)
@@ -202,7 +219,8 @@ def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarra
         ok = (found >= 0) & (found != query[:, None])
         left.append(rows[np.repeat(query, ok.sum(axis=1))])
         right.append(rows[found[ok]])
-    return np.concatenate(left), np.concatenate(right), density
+        cosines.append(sims[ok].astype(np.float64))
+    return np.concatenate(left), np.concatenate(right), np.concatenate(cosines), density
 
 
 def _knn_index(vectors: np.ndarray, faiss):
@@ -218,7 +236,7 @@ def _knn_index(vectors: np.ndarray, faiss):
     sample = vectors[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
     index.train(sample)
     index.add(vectors)
-    faiss.extract_index_ivf(index).nprobe = 16
+    faiss.extract_index_ivf(index).nprobe = max(16, nlist // 8)  # an eighth of the lists
     return index
 
 

@@ -1,0 +1,156 @@
+"""The cost of `duplicates` (calibrated, level copy) over 100k embedded images on this machine.
+
+The index is generated: seeded 1280-d vectors shaped like CNN embeddings (``ann.embeddings_like``) and
+random 64-bit pHashes, with 10 % of the images planted as near copies of others (vectors nudged,
+hashes with a few bits flipped). The files do not exist, so the borderline pairs that would be
+verified are counted, and verification is timed separately on real photos (the ``dups`` set): the
+projected total is the measured run plus that count times the measured cost per verified pair.
+
+Peer, in the same run: exact brute-force FAISS neighbour search (the candidate generation it
+replaces) over a 20k subset, against simsearch's candidate search over the same subset.
+
+Usage: python benchmarks/duplicates_scale.py [--n 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+from ann import make_data
+from common import DUPS, peak_rss_mb, write
+
+import simsearch
+from simsearch import duplicates as dup
+from simsearch.hashing import DIHEDRAL, to_signed
+from simsearch.pairs import NEIGHBOURS, candidate_pairs, load_collection
+from simsearch.schema import Embedder, Root
+
+MODEL = "efficientnet_lite0"
+
+
+def planted(n: int, seed: int = 0):
+    """(vectors, dihedral pHashes) with 10 % near copies."""
+    rng = np.random.default_rng(seed)
+    vectors, _ = make_data(n, 1, seed)
+    codes = rng.integers(0, 2**63, size=(n, len(DIHEDRAL)), dtype=np.int64).view(np.uint64)
+    copies = rng.choice(n, n // 10, replace=False)
+    sources = rng.integers(0, n, len(copies))
+    noise = rng.standard_normal((len(copies), vectors.shape[1]), dtype=np.float32) * 0.006
+    vectors[copies] = vectors[sources] + noise
+    vectors[copies] /= np.linalg.norm(vectors[copies], axis=1, keepdims=True)
+    flips = np.zeros(len(copies), dtype=np.uint64)
+    for _ in range(3):
+        flips |= np.uint64(1) << rng.integers(0, 64, len(copies)).astype(np.uint64)
+    codes[copies] = codes[sources] ^ flips[:, None]
+    return vectors, codes
+
+
+def build_index(folder: Path, vectors: np.ndarray, codes: np.ndarray):
+    from indexer import write as w  # noqa: PLC0415
+
+    idx = simsearch.open_index(folder, create=True)
+    spec = json.dumps({"name": MODEL, "dim": int(vectors.shape[1]), "weights_sha256": "synthetic"})
+    with idx.atomic() as conn:
+        conn.execute(Root.__table__.insert().values(path="/synthetic", path_raw=b"/synthetic"))
+        conn.execute(Embedder.__table__.insert().values(name=MODEL, spec=spec, created_at=0.0))
+    for start in range(0, len(vectors), 10_000):
+        rows = [{"relpath": f"img{n:07d}.jpg", "size": 100_000 + n, "mtime_ns": n, "status": "ok", "error": None,
+                 "sha256": f"{n:064x}", "pixel_digest": f"{n:064x}", "width": 1024, "height": 768, "format": "JPEG",
+                 "mode": "RGB", "phash": to_signed(int(codes[n, 0])), "dhash": to_signed(int(codes[n, 1])),
+                 "whash": 0, "ahash": to_signed(int(codes[n, 2])), "phash_dihedral": codes[n].astype("<u8").tobytes()}
+                for n in range(start, min(start + 10_000, len(vectors)))]
+        with idx.atomic() as conn:
+            ids = w.write_files(conn, 1, rows, {})
+            w.write_embeddings(conn, MODEL, ids, vectors[start : start + len(rows)])
+    return idx
+
+
+def timed_run(idx) -> dict:
+    t0 = time.perf_counter()
+    decided = dup.decide(idx._reads, "copy", verify=False)  # every stage but verification (no files)
+    t1 = time.perf_counter()
+    groups = decided.groups()
+    t2 = time.perf_counter()
+    d = decided.decisions
+    lo, hi = dup.Decider("copy").band
+    borderline = int(((d.cheap >= lo) & (d.cheap < hi) & ~d.pairs.exact).sum())
+    return {"candidates": len(d.cheap), "borderline_pairs": borderline, "groups": len(groups),
+            "grouped_images": sum(len(g) for g in groups), "seconds_to_decide": round(t1 - t0, 2),
+            "seconds_to_group": round(t2 - t1, 2)}
+
+
+def verification_cost() -> dict:
+    """Seconds per verified pair on real photos: the dups set's borderline candidates, keypoints included."""
+    if not (DUPS / "images").is_dir():
+        return {"skipped": f"{DUPS} is absent"}
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        idx = simsearch.open_index(tmp / "ix", create=True)
+        idx.add([DUPS / "images"], workers=2, embed=MODEL)
+        t0 = time.perf_counter()
+        decided = dup.decide(idx._reads, "copy")
+        total = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        dup.decide(idx._reads, "copy", verify=False)
+        cheap = time.perf_counter() - t0
+        verified = int(decided.decisions.verified.sum())
+        idx.close()
+    finally:
+        shutil.rmtree(tmp)
+    return {"images": 623, "verified_pairs": verified, "seconds_verifying": round(total - cheap, 2),
+            "seconds_per_verified_pair": round((total - cheap) / max(verified, 1), 4)}
+
+
+def peer(vectors: np.ndarray) -> dict:
+    """Candidate search over 20k vectors: brute-force FAISS against simsearch's (exact below 20k: same kind)."""
+    sub = np.ascontiguousarray(vectors[:20_000])
+    t0 = time.perf_counter()
+    flat = faiss.IndexFlatIP(sub.shape[1])
+    flat.add(sub)
+    flat.search(sub, NEIGHBOURS + 1)
+    brute = time.perf_counter() - t0
+    from simsearch.pairs import _knn_index  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    ivf = _knn_index(np.ascontiguousarray(np.vstack([sub, sub[:1]])), faiss)  # 20,001: the IVF path
+    _, found_ivf = ivf.search(sub, NEIGHBOURS + 1)
+    ours = time.perf_counter() - t0
+    _, found_flat = flat.search(sub[:2000], 2)
+    recall = float(np.mean([found_flat[q, 1] in found_ivf[q] for q in range(2000)]))
+    return {"vectors": 20_000, "brute_force_seconds": round(brute, 2), "simsearch_ivf_seconds": round(ours, 2),
+            "speedup": round(brute / ours, 2), "nearest_neighbour_recall": round(recall, 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    opts = parser.parse_args()
+    vectors, codes = planted(opts.n)
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        t0 = time.perf_counter()
+        idx = build_index(tmp / "ix", vectors, codes)
+        built = time.perf_counter() - t0
+        run = timed_run(idx)
+        idx.close()
+    finally:
+        shutil.rmtree(tmp)
+    cost = verification_cost()
+    per_pair = cost.get("seconds_per_verified_pair", 0.0)
+    projected = run["seconds_to_decide"] + run["seconds_to_group"] + run["borderline_pairs"] * per_pair
+    write("duplicates_scale", {
+        "n": opts.n, "index_build_seconds": round(built, 1), "run": run, "verification": cost,
+        "projected_total_seconds": round(projected, 1), "target_seconds": 120,
+        "peer_candidate_search": peer(vectors), "peak_rss_mb": round(peak_rss_mb()),
+    })
+
+
+if __name__ == "__main__":
+    main()
