@@ -36,10 +36,15 @@ chromium:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium is not installed: the browser test of the HTML reports will be skipped"
 
-# benchmarks compare against imagededup, installed only here
+# benchmarks compare against imagededup (installed only here) and Immaculate, a peer that needs Python >= 3.12
+# and runs from its own environment, .venv-peers (never a dependency of simsearch)
+PEERS_PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1[23]*/bin/python3.1[23]),$(shell $(p) -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && echo $(p))))
 bench: $(STAMP)
 	$(BIN)/pip install -q -r requirements-bench.lock
+	@if [ -n "$(PEERS_PYTHON)" ]; then [ -x .venv-peers/bin/immaculate ] || { $(PEERS_PYTHON) -m venv .venv-peers \
+	  && .venv-peers/bin/pip install -q "immaculate[sscd]==0.3.0"; }; \
+	else echo "no Python >= 3.12: Immaculate is left out of the quality benchmark"; fi
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-out
+	rm -rf $(VENV) .venv-peers demo-out
