@@ -53,7 +53,7 @@ def planted(n: int, seed: int = 0):
 
 
 def build_index(folder: Path, vectors: np.ndarray, codes: np.ndarray):
-    from indexer import write as w  # noqa: PLC0415
+    from simsearch.indexer import write as w  # noqa: PLC0415
 
     idx = simsearch.open_index(folder, create=True)
     spec = json.dumps({"name": MODEL, "dim": int(vectors.shape[1]), "weights_sha256": "synthetic"})

@@ -122,7 +122,7 @@ def main():
 def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, embed, embed_batch,
           ann, tagger, tag_weights, min_score, weights, backend, device, index_dir, db):
     """Index images under PATHS (folders recursively, or files); re-running updates the index."""
-    from indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
+    from simsearch.indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
 
     paths = list(paths) + (read_file_list(file_list) if file_list else [])
     if not paths:

@@ -85,8 +85,8 @@ class Index:
 
     # -- writing (the write side, imported on use so that reading never loads it) ----------------
     def add(self, paths: Iterable[str | os.PathLike], **options):
-        """Index files and folders (recursively); see ``indexer.run`` for options."""
-        from indexer import run  # noqa: PLC0415
+        """Index files and folders (recursively); see ``simsearch.indexer.run`` for options."""
+        from simsearch.indexer import run  # noqa: PLC0415
 
         self._reads = Reads(self.engine, self.directory)  # roots may be added
         return run(self.engine, [os.fspath(p) for p in paths], **options)
@@ -96,21 +96,21 @@ class Index:
             progress: bool = False) -> int:
         """Run ``tagger`` over the indexed images it has not looked at yet; returns how many it
         tagged. Each batch commits with its detections, so an interrupted run resumes."""
-        from indexer import tag_indexed  # noqa: PLC0415
+        from simsearch.indexer import tag_indexed  # noqa: PLC0415
 
         return tag_indexed(self.engine, tagger, weights=weights, backend=backend, device=device,
                            min_score=min_score, workers=workers, progress=progress)
 
     def untagged(self, tagger: str) -> list[tuple[int, str, str]]:
         """(id, path on disk, sha256) of the indexed images ``tagger`` has not looked at, in id order."""
-        from indexer.write import untagged  # noqa: PLC0415
+        from simsearch.indexer.write import untagged  # noqa: PLC0415
 
         with self.engine.connect() as conn:
             return [tuple(row) for row in untagged(conn, tagger)]
 
     def restore_paths(self, paths: Iterable[str]) -> int:
         """Mark the records of files moved back into place as indexed again; returns how many."""
-        from indexer.write import restore_paths  # noqa: PLC0415
+        from simsearch.indexer.write import restore_paths  # noqa: PLC0415
 
         with self.atomic() as conn:
             return restore_paths(conn, paths)

@@ -30,7 +30,7 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
                 log.flush()
                 moved.append(entry)
                 ids.append(rec.id)
-    from indexer.write import set_status  # noqa: PLC0415 - moving files aside is a write
+    from simsearch.indexer.write import set_status  # noqa: PLC0415 - moving files aside is a write
 
     with index.atomic() as conn:
         set_status(conn, ids, REMOVED)

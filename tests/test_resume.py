@@ -80,6 +80,8 @@ def _same_vectors(got, want) -> bool:
 @pytest.mark.parametrize("features", [[], ["--embed"], ["--tag", "yolov3-tiny"]],
                          ids=["hashes", "embeddings", "tags"])
 def test_killed_runs_resume_to_the_uninterrupted_index(many, tmp_path, features, request):
+    if features:
+        pytest.importorskip("onnxruntime", reason="the embed extra is not installed")
     if "--tag" in features:
         request.getfixturevalue("yolo_folder")  # the tagger's files, in the session's model cache
     reference = tmp_path / "reference"
