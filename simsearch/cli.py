@@ -127,6 +127,9 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
     paths = list(paths) + (read_file_list(file_list) if file_list else [])
     if not paths:
         raise click.UsageError("give at least one PATH or --from-file LIST")
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # before the index is created: a mistyped path leaves nothing behind
+        raise click.ClickException(f"no such file or folder: {missing[0]}")
     options = {"workers": workers, "batch_size": batch_size, "full_decode": full_decode, "all_files": all_files,
                "progress": sys.stderr.isatty() if progress is None else progress}
     if max_pixels:
@@ -507,5 +510,19 @@ def models_pull(name, weights):
     click.echo(f"{name} is in {pull_yolov3_tiny(weights)}")
 
 
+def run() -> None:
+    """The ``simsearch`` command: click's usage errors shortened to one ``Error:`` line, like every
+    other error (``--help`` is unchanged)."""
+    try:
+        code = main.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

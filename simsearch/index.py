@@ -35,9 +35,11 @@ def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, 
     if not directory.is_dir() or (db is None and not (directory / store.DB_FILE).exists()):
         if not create:
             raise IndexNotFound(f"no index at {directory}; create one with: simsearch index PATH --index {directory}")
-        directory.mkdir(parents=True, exist_ok=True)
+        if db is None:
+            directory.mkdir(parents=True, exist_ok=True)  # SQLite needs the folder before it connects
     engine = store.make_engine(url)
     store.upgrade(engine)
+    directory.mkdir(parents=True, exist_ok=True)  # only once the database answered: no empty folder left
     return Index(directory, engine)
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from .errors import IndexNotFound, IndexTooNew, InvalidArgument
 from .schema import Meta
@@ -30,6 +30,20 @@ def sqlite_url(directory: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for ``url``; a malformed URL or a missing database driver is an ``InvalidArgument``."""
+    try:
+        return _engine(url)
+    except ArgumentError:
+        raise InvalidArgument(f"not a database URL: {url!r} (expected e.g. sqlite:///path/simsearch.db or "
+                              "postgresql://user@host/db)") from None
+    except NoSuchModuleError as exc:
+        raise InvalidArgument(f"unknown database in {url!r}: {exc}") from None
+    except ModuleNotFoundError as exc:
+        raise InvalidArgument(f"the database driver {exc.name!r} is not installed (for PostgreSQL: "
+                              "pip install 'psycopg[binary]')") from None
+
+
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
 

@@ -1,9 +1,12 @@
 """Bad input never takes a run down: any decoder error, and a worker process that dies."""
 
+import importlib.util
 import io
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -100,3 +103,34 @@ def test_a_worker_that_dies_costs_only_its_file(tmp_path, monkeypatch):
         assert (summary.indexed, summary.failed) == (60, 1)
         assert [(f["path"], f["kind"]) for f in idx.failures()] == [("p030-killer.png", "crashed")]
         assert len(idx.images()) == 60
+
+
+def test_usage_errors_are_one_line_and_help_is_unchanged():
+    bad = subprocess.run([sys.executable, "-m", "simsearch.cli", "duplicates", "--bogus"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr == "Error: No such option '--bogus'.\n"
+    helped = subprocess.run([sys.executable, "-m", "simsearch.cli", "duplicates", "--help"], capture_output=True,
+                            text=True)
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: ") and "--level" in helped.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{missing}"], "Error: no such file or folder: "),
+    (["{photos}", "--db", "notaurl"], "Error: not a database URL: 'notaurl'"),
+])
+def test_bad_index_runs_fail_in_one_line_and_leave_nothing(tmp_path, args, message):
+    target = tmp_path / "new-index"
+    args = [a.format(missing=tmp_path / "nope", photos=REPO / "samples" / "images") for a in args]
+    result = CliRunner().invoke(main, ["index", *args, "--index", str(target)])
+    assert result.exit_code == 1 and result.output.startswith(message) and result.output.count("\n") == 1
+    assert not target.exists()
+
+
+def test_a_missing_database_driver_is_named(tmp_path):
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed here")
+    target = tmp_path / "pg-index"
+    result = CliRunner().invoke(main, ["index", str(REPO / "samples" / "images"), "--index", str(target),
+                                       "--db", "postgresql://simsearch@127.0.0.1:9/none"])
+    assert result.exit_code == 1 and "the database driver 'psycopg' is not installed" in result.output
+    assert not target.exists()
