@@ -22,6 +22,8 @@ to a group (the keeper's) and never joins two groups.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -124,7 +126,8 @@ class Decider:
         score = cheap.copy()
         lo, hi = self.band
         todo = np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact) if verify_pairs else np.zeros(0, int)
-        checks = {int(k): self._verify(paths, int(pairs.left[k]), int(pairs.right[k])) for k in todo}
+        checks = self._verify_all(paths, pairs.left[todo], pairs.right[todo])
+        checks = dict(zip(todo.tolist(), checks))
         verified = np.zeros(len(cheap), dtype=bool)
         if len(todo):
             found = np.array([verification_row(c) for c in checks.values()], dtype=np.float64)
@@ -133,11 +136,15 @@ class Decider:
             verified[todo] = True
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, checks)
 
-    def _verify(self, paths: list[str], a: int, b: int) -> Verification:
-        for row in (a, b):
-            if row not in self._keypoints:
-                self._keypoints[row] = keypoints(paths[row], full_decode=self.full_decode)
-        return verify(self._keypoints[a], self._keypoints[b])
+    def _verify_all(self, paths: list[str], left: np.ndarray, right: np.ndarray) -> list[Verification]:
+        """Each pair verified, keypoints computed once per image. Threads share the cores: decoding
+        and OpenCV's detection, matching and RANSAC release the GIL."""
+        rows = [r for r in np.unique(np.concatenate([left, right])).tolist() if r not in self._keypoints]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            found = pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode), rows)
+            self._keypoints.update(zip(rows, found))
+            points = self._keypoints
+            return list(pool.map(lambda ab: verify(points[ab[0]], points[ab[1]]), zip(left.tolist(), right.tolist())))
 
 
 def verification_row(check: Verification) -> list[float]:
