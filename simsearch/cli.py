@@ -13,10 +13,7 @@ import sys
 import click
 
 from .errors import SimsearchError
-from .decide import LEVELS
-from .duplicates import DUPLICATE_METHODS
-from .index import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, open_index
-from .queries import SEARCH_METHODS
+from .names import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, DUPLICATE_METHODS, LEVELS, SEARCH_METHODS
 
 BACKEND_CHOICES = ("auto", "onnx", "torch")  # simsearch.models.BACKENDS, without importing it
 ANN_CHOICES = ("auto", "flat", "ivf")  # simsearch.faiss_store.ANN_KINDS, without importing FAISS
@@ -62,6 +59,8 @@ def friendly(fn):
 
 
 def _open(index_dir, db, create=False):
+    from .index import open_index  # noqa: PLC0415 - NumPy and the ORM load only for a command that runs
+
     return open_index(index_dir, db=db, create=create)
 
 

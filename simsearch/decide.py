@@ -31,10 +31,10 @@ from importlib import resources
 import numpy as np
 
 from .errors import InvalidArgument
+from .names import LEVELS
 from .pairs import FEATURES, Collection, Pairs
 from .verify import Keypoints, Transform, Verification, keypoints, verify
 
-LEVELS = ("copy", "scene")
 MODEL_FILE = "duplicate_model.json"
 
 

@@ -18,12 +18,12 @@ from .hamming import connected_groups, hamming_edges
 from .pairs import FEATURES, Collection, candidate_pairs, load_collection, pair_features
 from .queries import check_distance, check_similarity
 from .reads import ImageRecord, Reads
+from .names import DUPLICATE_METHODS
 from .schema import HASH_METHODS, OK, Image
 
 # the single-feature rules' defaults (chosen on the development set; see README)
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
 DEFAULT_MIN_SIMILARITY = 0.98  # cosine, embeddings alone
-DUPLICATE_METHODS = ("auto", "exact", "embedding") + HASH_METHODS
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from sqlalchemy import Connection
 
 from . import clusterings, duplicates, queries, store, tags
 from .errors import IndexNotFound, InvalidArgument
-from .reads import DEFAULT_EMBEDDER, ImageRecord, Reads
-
-DEFAULT_INDEX_DIR = ".simsearch"
+from .names import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR
+from .reads import ImageRecord, Reads
 
 __all__ = ["DEFAULT_EMBEDDER", "DEFAULT_INDEX_DIR", "Index", "open_index"]
 

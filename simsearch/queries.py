@@ -12,9 +12,8 @@ from .hamming import HASH_BITS
 from .hashing import DIHEDRAL, hash_image
 from .imageio import Decoded, decode, decode_file
 from .reads import ImageRecord, Reads
-from .schema import HASH_METHODS
+from .names import SEARCH_METHODS
 
-SEARCH_METHODS = ("auto", "embedding") + HASH_METHODS
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, func, select
 from . import store
 from .errors import InvalidArgument
 from .hashing import check_method, to_uint64
+from .names import DEFAULT_EMBEDDER
 from .schema import FAILED, HASH_METHODS, OK, REMOVED, Embedder, Embedding, Failure, Image, Root, Tagged
 
-DEFAULT_EMBEDDER = "efficientnet_lite0"
 _IN_CHUNK = 900  # ids per IN (...) clause
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-HASH_METHODS = ("phash", "dhash", "whash", "ahash")
+from .names import HASH_METHODS  # noqa: F401 - re-exported
 
 # image status values
 OK, FAILED, REMOVED = "ok", "failed", "removed"

@@ -1,0 +1,9 @@
+"""The names every part agrees on (methods, levels, defaults), in a module light enough for the
+command line to import before it knows what it will do (``simsearch --help`` loads no NumPy)."""
+
+HASH_METHODS = ("phash", "dhash", "whash", "ahash")
+SEARCH_METHODS = ("auto", "embedding") + HASH_METHODS
+DUPLICATE_METHODS = ("auto", "exact", "embedding") + HASH_METHODS
+LEVELS = ("copy", "scene")
+DEFAULT_EMBEDDER = "efficientnet_lite0"
+DEFAULT_INDEX_DIR = ".simsearch"
