@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .names import LEVELS
-from .pairs import FEATURES, Collection, Pairs
+from .pairs import FEATURES, Pairs
 from .verify import Keypoints, Transform, Verification, keypoints, verify
 
 MODEL_FILE = "duplicate_model.json"
@@ -195,7 +195,3 @@ def transform_dict(t: Transform | None) -> dict | None:
         return None
     return {"scale": t.scale, "aspect": t.aspect, "rotation": t.rotation, "flipped": t.flipped,
             "crop": list(t.crop)}
-
-
-def collection_has_vectors(col: Collection) -> bool:
-    return col.vectors is not None and bool(col.has_vector.any())

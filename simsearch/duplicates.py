@@ -7,7 +7,7 @@ above a similarity), grouped as connected components, kept for comparison and sp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import select
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .decide import Decider, Decisions, check_level, star_groups, transform_dict
 from .errors import InvalidArgument
 from .hamming import connected_groups, hamming_edges
-from .pairs import FEATURES, Collection, candidate_pairs, load_collection, pair_features
+from .pairs import FEATURES, Collection, candidate_pairs, load_collection, pair_features, row_density
 from .queries import check_distance, check_similarity
 from .reads import ImageRecord, Reads
 from .names import DUPLICATE_METHODS
@@ -87,7 +87,7 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
            verify: bool = True) -> Decided:
     """Every candidate pair of the index decided at ``level`` (embeddings used when the index has them)."""
     check_level(level)
-    model = reads.model(model) if (model is not None or reads.embedding_models()) else None
+    model = _embedding_model(reads, model)
     col = load_collection(reads, model)
     pairs = candidate_pairs(col)
     involved = np.unique(np.concatenate([pairs.left, pairs.right])) if len(pairs.left) else np.zeros(0, np.int64)
@@ -121,8 +121,7 @@ def group_pairs(decided: Decided) -> list[list[Pair]]:
             k = direct if direct in links else max(links, key=lambda k: d.score[k])
             pair = decided.pair(k)
             if pair.b.id != decided.row_record(member).id:  # the member second
-                pair = Pair(pair.b, pair.a, **{f: getattr(pair, f) for f in (
-                    "level", "score", "cheap_score", "duplicate", "verified", "exact", "inputs", "transform")})
+                pair = replace(pair, a=pair.b, b=pair.a)
             pairs.append(pair)
         out.append(pairs)
     return out
@@ -132,28 +131,29 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
             model: str | None = None) -> Pair:
     """The decision on one pair of indexed images (by id), verified whatever its cheap score."""
     check_level(level)
-    model = reads.model(model) if (model is not None or reads.embedding_models()) else None
+    model = _embedding_model(reads, model)
     col = load_collection(reads, model)
     rows = np.searchsorted(col.ids, [a, b])
     if any(r >= len(col.ids) or col.ids[r] != i for r, i in zip(rows, (a, b))):
         raise InvalidArgument("both images must be indexed (and not removed)")
-    from .pairs import row_density  # noqa: PLC0415
-
     density = row_density(col, rows)
     pairs = pair_features(col, np.array([rows[0]]), np.array([rows[1]]), density)
     records = reads.records([a, b])
     paths = [""] * len(col.ids)
     paths[rows[0]], paths[rows[1]] = records[a].abspath, records[b].abspath
     decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode)
+    lo, hi = decider.band
     decider.band = (0.0, 1.0 + 1e-9)  # explain always verifies
-    decided = Decided(col, decider.decide(pairs, paths), records)
-    pair = decided.pair(0)
-    in_band = Decider(level, embeddings=model is not None).band
-    if not pairs.exact[0] and not in_band[0] <= pair.cheap_score < in_band[1]:
+    pair = Decided(col, decider.decide(pairs, paths), records).pair(0)
+    if not pair.exact and not lo <= pair.cheap_score < hi:
         # outside the band `duplicates` decides without verification: report that decision
-        pair = Pair(pair.a, pair.b, pair.level, pair.cheap_score, pair.cheap_score,
-                    pair.cheap_score >= decider.cut, False, False, pair.inputs, pair.transform)
+        pair = replace(pair, score=pair.cheap_score, duplicate=pair.cheap_score >= decider.cut, verified=False)
     return pair
+
+
+def _embedding_model(reads: Reads, model: str | None) -> str | None:
+    """The embedder whose vectors decide pairs: ``model``, or the index's own; None for a hash-only index."""
+    return reads.model(model) if model is not None or reads.embedding_models() else None
 
 
 def duplicate_ids(reads: Reads, by: str = "auto", max_distance: int | None = None,
