@@ -11,13 +11,14 @@
 
 ``../shared/data/holdout/`` is never read.
 
-Usage: python benchmarks/calibrate.py [--seed 0] [--copies 6] [--work DIR]
+Usage: python benchmarks/calibrate.py [--seed 0] [--copies 6] [--work DIR [--reuse]]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,12 @@ BAND_PRECISION = 0.995  # above the band's high end, fit pairs are this precise 
 # scene verifies every pair above the band's low end: rooms alike in kind fool the cheap features, and
 # on the fit split no cheap score is safe from them
 VERIFY_ALL_ABOVE = {"copy": False, "scene": True}
+# a level's probability is the larger of its own and that of the level it includes (a copy is a shot
+# of the same scene); levels are fitted in this dict's order
+INCLUDES = {"copy": None, "scene": "copy"}
+# scene's verified model decides on geometry and hashes, not on embedding similarity: rooms alike in
+# kind are alike in embedding, and on generated data their cosines teach it to accept them
+VERIFIED_WITH_EMBEDDINGS = {"copy": True, "scene": False}
 
 
 # +1: more of it means more likely a duplicate; -1: less likely; 0: either
@@ -121,7 +128,14 @@ def choose_band(cheap: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return round(min(lo, 0.5), 4), round(max(hi, 0.5), 4)
 
 
-def final_scores(level: dict, cols: dict, exact: np.ndarray, variant: str) -> np.ndarray:
+def final_scores(levels: dict, name: str, cols: dict, exact: np.ndarray, variant: str) -> np.ndarray:
+    """A level's probability for each pair, as ``simsearch.decide.Decider`` computes it."""
+    own = _own_scores(levels[name], cols, exact, variant)
+    included = INCLUDES[name]
+    return own if included is None else np.maximum(own, final_scores(levels, included, cols, exact, variant))
+
+
+def _own_scores(level: dict, cols: dict, exact: np.ndarray, variant: str) -> np.ndarray:
     cheap = predict(level["cheap" + variant], cols, level["cheap" + variant]["inputs"])
     cheap[exact] = 1.0
     lo, hi = level["band" + variant]
@@ -145,14 +159,20 @@ def pair_metrics(score: np.ndarray, y: np.ndarray, total: int, cut: float) -> di
             "average_precision": round(ap, 4), "true_pairs": total, "candidates": len(y)}
 
 
-def verified_share(level: dict, cols: dict, exact: np.ndarray, variant: str) -> float:
-    cheap = predict(level["cheap" + variant], cols, level["cheap" + variant]["inputs"])
-    lo, hi = level["band" + variant]
-    return round(float(((cheap >= lo) & (cheap < hi) & ~exact).mean()), 4)
+def verified_share(levels: dict, name: str, cols: dict, exact: np.ndarray, variant: str) -> float:
+    verified = np.zeros(len(exact), dtype=bool)
+    while name is not None:
+        level = levels[name]
+        cheap = predict(level["cheap" + variant], cols, level["cheap" + variant]["inputs"])
+        lo, hi = level["band" + variant]
+        verified |= (cheap >= lo) & (cheap < hi) & ~exact
+        name = INCLUDES[name]
+    return round(float(verified.mean()), 4)
 
 
-def fit_level(fit: dict, level_name: str) -> dict:
-    level = {}
+def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
+    """Fit ``level_name``'s models; ``levels``: those fitted before it (the level it includes)."""
+    level = {"includes": INCLUDES[level_name]} if INCLUDES[level_name] else {}
     for variant, names in (("", CHEAP), ("_hashes", CHEAP_HASHES)):
         data = fit[variant]
         y, _ = data["labels"][level_name]
@@ -164,14 +184,21 @@ def fit_level(fit: dict, level_name: str) -> dict:
         level["band" + variant] = [lo, 1.0 if VERIFY_ALL_ABOVE[level_name] else hi]
         # the verified model sees the pairs it will be asked about: those at or above the band's low end
         asked = (p >= level["band" + variant][0]) & ~exact
-        verified_names = names + VERIFY
+        verified_names = (names if VERIFIED_WITH_EMBEDDINGS[level_name] else CHEAP_HASHES) + VERIFY
         level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
                                                 verified_names)
     y, total = fit[""]["labels"][level_name]
-    score = final_scores(level, fit[""]["cols"], fit[""]["pairs"].exact, "")
-    cuts = np.round(np.arange(0.1, 0.95, 0.05), 2)
-    level["cut"] = float(max(cuts, key=lambda c: pair_metrics(score, y, total, c)["f1"]))
+    score = final_scores({**levels, level_name: level}, level_name, fit[""]["cols"], fit[""]["pairs"].exact, "")
+    level["cut"] = choose_cut(score, y, total)
     return level
+
+
+def choose_cut(score: np.ndarray, y: np.ndarray, total: int) -> float:
+    """The cut whose neighbourhood (+-0.05) has the best mean F1 on the fit split: a wide plateau
+    rather than a spike, which moves with every refit."""
+    f1 = {round(c, 2): pair_metrics(score, y, total, c)["f1"] for c in np.arange(0.05, 0.96, 0.05)}
+    inner = [c for c in f1 if 0.1 <= c <= 0.9]
+    return float(max(inner, key=lambda c: (f1[round(c - 0.05, 2)] + f1[c] + f1[round(c + 0.05, 2)]) / 3))
 
 
 def main() -> None:
@@ -179,6 +206,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--copies", type=int, default=6)
     parser.add_argument("--work", default=None, help="keep the generated collections and indexes here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="refit on the collections, pairs and verifications an earlier run kept in --work")
     opts = parser.parse_args()
     if not (copies.DUPS / "groups.json").exists():
         print(f"SKIPPED: {copies.DUPS} is absent (the development data set lives in ../shared/data)")
@@ -186,23 +215,27 @@ def main() -> None:
     work = Path(opts.work or tempfile.mkdtemp())
     started = time.time()
     try:
-        if (work / "summary.json").exists():
-            shutil.rmtree(work)
-        sys.argv = ["copies.py", str(work / "collections"), "--seed", str(opts.seed), "--copies", str(opts.copies)]
-        copies.main()
-        fit = split_data(work / "collections" / "fit", work)
-        val = split_data(work / "collections" / "val", work)
+        if opts.reuse and (work / "pairs.pkl").exists():
+            fit, val = pickle.loads((work / "pairs.pkl").read_bytes())
+        else:
+            for ours in ("collections", "fit-index", "val-index"):  # an earlier run's, never anything else
+                shutil.rmtree(work / ours, ignore_errors=True)
+            sys.argv = ["copies.py", str(work / "collections"), "--seed", str(opts.seed), "--copies", str(opts.copies)]
+            copies.main()
+            fit = split_data(work / "collections" / "fit", work)
+            val = split_data(work / "collections" / "val", work)
+            (work / "pairs.pkl").write_bytes(pickle.dumps((fit, val)))
         levels, report = {}, {}
-        for name in ("copy", "scene"):
-            levels[name] = fit_level(fit, name)
+        for name in INCLUDES:
+            levels[name] = fit_level(fit, levels, name)
             report[name] = {}
             for split, data in (("fit", fit), ("val", val)):
                 for variant in ("", "_hashes"):
                     y, total = data[variant]["labels"][name]
-                    score = final_scores(levels[name], data[variant]["cols"], data[variant]["pairs"].exact, variant)
+                    score = final_scores(levels, name, data[variant]["cols"], data[variant]["pairs"].exact, variant)
                     report[name][f"{split}{variant or '_embeddings'}"] = {
                         **pair_metrics(score, y, total, levels[name]["cut"]),
-                        "verified_share": verified_share(levels[name], data[variant]["cols"],
+                        "verified_share": verified_share(levels, name, data[variant]["cols"],
                                                          data[variant]["pairs"].exact, variant)}
         summary = json.loads((work / "collections" / "summary.json").read_text())
         model = {

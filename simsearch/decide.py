@@ -71,19 +71,20 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
 
 def probability(model: dict, cols: dict[str, np.ndarray]) -> np.ndarray:
     """A fitted model's probability: boosted trees over named inputs (``benchmarks/calibrate.py``)."""
-    x = np.column_stack([cols[name] for name in model["inputs"]]).astype(np.float64)
-    raw = np.full(len(x), float(model["baseline"]))
-    rows = np.arange(len(x))
+    x = [np.ascontiguousarray(cols[name], dtype=np.float64) for name in model["inputs"]]
+    raw = np.full(len(x[0]) if x else 0, float(model["baseline"]))
     for tree in model["trees"]:
-        feature, threshold = np.asarray(tree["feature"]), np.asarray(tree["threshold"])
-        left, right, value = np.asarray(tree["left"]), np.asarray(tree["right"]), np.asarray(tree["value"])
-        leaf = left < 0
-        node = np.zeros(len(x), dtype=np.int64)
-        for _ in range(int(tree["depth"])):
-            go_left = x[rows, feature[node]] <= threshold[node]
-            node = np.where(leaf[node], node, np.where(go_left, left[node], right[node]))
-        raw += value[node]
+        raw += _tree_value(tree, x, 0)
     return 1.0 / (1.0 + np.exp(-np.clip(raw, -40, 40)))
+
+
+def _tree_value(tree: dict, x: list[np.ndarray], node: int) -> np.ndarray | float:
+    """Each row's leaf value under ``node``: one comparison of a whole column per split (the trees
+    are shallow), which is far faster than walking rows through the tree one level at a time."""
+    if tree["left"][node] < 0:
+        return tree["value"][node]
+    return np.where(x[tree["feature"][node]] <= tree["threshold"][node], _tree_value(tree, x, tree["left"][node]),
+                    _tree_value(tree, x, tree["right"][node]))
 
 
 @dataclass
@@ -103,21 +104,29 @@ class Decisions:
 
 
 class Decider:
-    """Scores candidate pairs at a level, verifying the borderline ones with the images on disk."""
+    """Scores candidate pairs at a level, verifying the borderline ones with the images on disk.
+
+    A level that includes another (scene includes copy: a copy is a shot of the same scene) scores
+    each pair as the larger of its own probability and the included level's; keypoints are shared."""
 
     def __init__(self, level: str = "copy", *, cut: float | None = None, embeddings: bool = True,
-                 full_decode: bool = False):
+                 full_decode: bool = False, verify_all: bool = False,
+                 keypoint_cache: dict[int, Keypoints | None] | None = None):
         data = model_data()["levels"][check_level(level)]
         variant = "" if embeddings else "_hashes"
         self.level = level
         self.cheap_model = data["cheap" + variant]
         self.verified_model = data["verified" + variant]
-        self.band = tuple(data["band" + variant])
+        self.band = (0.0, 1.0 + 1e-9) if verify_all else tuple(data["band" + variant])
         self.cut = default_cut(level) if cut is None else float(cut)
         if not 0.0 < self.cut <= 1.0:
             raise InvalidArgument(f"the cut is a probability in (0, 1], got {self.cut}")
         self.full_decode = full_decode
-        self._keypoints: dict[int, Keypoints | None] = {}
+        self._keypoints: dict[int, Keypoints | None] = {} if keypoint_cache is None else keypoint_cache
+        self.includes = None
+        if data.get("includes"):
+            self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
+                                    verify_all=verify_all, keypoint_cache=self._keypoints)
 
     def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
         """``paths``: every collection row's file on disk (for verification)."""
@@ -134,6 +143,11 @@ class Decider:
             sub = Pairs(pairs.left[todo], pairs.right[todo], pairs.exact[todo], pairs.features[todo])
             score[todo] = probability(self.verified_model, inputs(sub, found))
             verified[todo] = True
+        if self.includes is not None:
+            inner = self.includes.decide(pairs, paths, verify_pairs)
+            cheap, score = np.maximum(cheap, inner.cheap), np.maximum(score, inner.score)
+            verified |= inner.verified
+            checks = {**inner.checks, **checks}
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, checks)
 
     def _verify_all(self, paths: list[str], left: np.ndarray, right: np.ndarray) -> list[Verification]:

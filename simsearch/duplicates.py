@@ -129,7 +129,8 @@ def group_pairs(decided: Decided) -> list[list[Pair]]:
 
 def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None = None,
             model: str | None = None) -> Pair:
-    """The decision on one pair of indexed images (by id), verified whatever its cheap score."""
+    """The decision ``duplicates`` makes on one pair of indexed images (by id), with what geometric
+    verification finds even where the decision did not need it."""
     check_level(level)
     model = _embedding_model(reads, model)
     col = load_collection(reads, model)
@@ -141,14 +142,12 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     records = reads.records([a, b])
     paths = [""] * len(col.ids)
     paths[rows[0]], paths[rows[1]] = records[a].abspath, records[b].abspath
-    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode)
-    lo, hi = decider.band
-    decider.band = (0.0, 1.0 + 1e-9)  # explain always verifies
-    pair = Decided(col, decider.decide(pairs, paths), records).pair(0)
-    if not pair.exact and not lo <= pair.cheap_score < hi:
-        # outside the band `duplicates` decides without verification: report that decision
-        pair = replace(pair, score=pair.cheap_score, duplicate=pair.cheap_score >= decider.cut, verified=False)
-    return pair
+    options = {"cut": cut, "embeddings": model is not None, "full_decode": reads.full_decode}
+    decided = Decided(col, Decider(level, **options).decide(pairs, paths), records)
+    if not decided.decisions.verified[0] and not pairs.exact[0]:
+        # decided without verification, as `duplicates` decides it; verify to show what geometry says
+        decided.decisions.checks = Decider(level, verify_all=True, **options).decide(pairs, paths).checks
+    return decided.pair(0)
 
 
 def _embedding_model(reads: Reads, model: str | None) -> str | None:

@@ -6,6 +6,7 @@ within distance ``D`` agree to within ``D // m`` bits on at least one chunk.
 Each chunk gets a dense bucket table, every code probes the buckets within
 that radius of its own key, and candidates are verified on all 64 bits.
 Falls back to block-wise brute force where that is cheaper (large ``D``).
+``hamming_join`` does the same between a set of queries and a database.
 """
 
 from __future__ import annotations
@@ -39,20 +40,22 @@ def _masks_count(width: int, radius: int) -> int:
     return sum(comb(width, r) for r in range(radius + 1))
 
 
-def _plan(n: int, max_distance: int) -> int | None:
-    """Number of chunks for multi-index hashing, or None where brute force is cheaper.
+def _plan(n: int, max_distance: int, n_database: int | None = None) -> int | None:
+    """Number of chunks for multi-index hashing, or None where brute force is cheaper: for a
+    self-join of ``n`` codes, or for ``n`` queries against ``n_database`` codes.
 
     The cost model counts probes plus expected candidates under uniform codes.
     Brute force's per-pair cost is weighted by 4, a rough figure that favours the
     probing join; both give the same result, so the weight only affects speed.
     """
-    best_m, best_cost = None, 4.0 * n * n / 2.0
+    pairs = n * n / 2.0 if n_database is None else float(n) * n_database
+    best_m, best_cost = None, 4.0 * pairs
     for m in range(2, 9):
         widths = _chunk_widths(m)
         if max(widths) > _MAX_CHUNK_BITS:
             continue
         radius = max_distance // m
-        cost = sum(_masks_count(w, radius) * (n + n * n / 2.0**w) for w in widths)
+        cost = sum(_masks_count(w, radius) * (n + pairs / 2.0**w) for w in widths)
         if cost < best_cost:
             best_m, best_cost = m, cost
     return best_m
@@ -183,6 +186,64 @@ def _brute_pairs(values: np.ndarray, max_distance: int, block: int = 1024, col_b
             keep = cj > qi
             found_i.append(qi[keep])
             found_j.append(cj[keep])
+    return np.concatenate(found_i), np.concatenate(found_j)
+
+
+def hamming_join(queries: np.ndarray, database: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query row, database row) whose codes are within ``max_distance``, each once. The
+    probing runs from the queries, so its cost grows with the smaller side when that is ``queries``."""
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    database = np.ascontiguousarray(database, dtype=np.uint64)
+    if len(queries) == 0 or len(database) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    m = _plan(len(queries), max_distance, len(database))
+    if m is None:
+        return _brute_join(queries, database, max_distance)
+    found_q, found_d = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    shift = 0
+    for width in _chunk_widths(m):
+        chunk = np.uint64((1 << width) - 1)
+        q_keys = ((queries >> np.uint64(shift)) & chunk).astype(np.int64)
+        d_keys = ((database >> np.uint64(shift)) & chunk).astype(np.int64)
+        shift += width
+        order = np.argsort(d_keys, kind="stable")
+        counts = np.bincount(d_keys, minlength=1 << width)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        for mask in _flip_masks(width, max_distance // m):
+            target = q_keys ^ mask
+            items = np.flatnonzero(counts[target] > 0)
+            first = starts[target[items]]
+            for i, j in _verify_join(queries, database, order, items, first, counts[target[items]], max_distance):
+                found_q.append(i)
+                found_d.append(j)
+    # a pair close on several chunks is found once per chunk
+    key = np.unique(np.concatenate(found_q) * len(database) + np.concatenate(found_d))
+    return key // len(database), key % len(database)
+
+
+def _verify_join(queries, database, order, items, first, lengths, max_distance):
+    done = 0
+    while done < len(items):
+        cum = np.cumsum(lengths[done:])
+        stop = done + max(1, int(np.searchsorted(cum, _PAIR_BLOCK, side="right")))
+        n_each = lengths[done:stop]
+        i = np.repeat(items[done:stop], n_each)
+        j = order[np.repeat(first[done:stop], n_each) + _ranges(n_each)]
+        done = stop
+        close = np.bitwise_count(queries[i] ^ database[j]) <= max_distance
+        if close.any():
+            yield i[close], j[close]
+
+
+def _brute_join(queries: np.ndarray, database: np.ndarray, max_distance: int, block: int = 1024,
+                col_block: int = 16384):
+    found_i, found_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start in range(0, len(queries), block):
+        for col in range(0, len(database), col_block):
+            d = np.bitwise_count(queries[start : start + block, None] ^ database[None, col : col + col_block])
+            qi, dj = np.nonzero(d <= max_distance)
+            found_i.append(qi + start)
+            found_j.append(dj + col)
     return np.concatenate(found_i), np.concatenate(found_j)
 
 

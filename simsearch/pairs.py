@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from .hamming import hamming_pairs_unique
+from .hamming import hamming_join
 from .hashing import DIHEDRAL, to_uint64
 from .reads import Reads
 from .schema import OK, Image
@@ -31,6 +31,7 @@ DENSITY_K = 20  # the neighbour whose similarity measures how crowded an image's
 CANDIDATE_PHASH = 8  # dihedral pHash distance up to which a pair is a candidate
 EXACT_KNN_BELOW = 20_000  # exact neighbour search below this many vectors; IVF over PCA above
 _PCA_DIM = 256
+_REFINE = 2  # approximate candidates re-ranked exactly, per neighbour wanted
 _SAME_CODE_CAP = 64  # rows per hash value paired (more share one value only in degenerate images)
 _BLOCK = 1024
 _PAIR_BLOCK = 16_384
@@ -168,31 +169,33 @@ def _equal_pairs(values: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _dihedral_pairs(dihedral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of rows whose pHashes are within ``CANDIDATE_PHASH`` under some rotation or flip."""
+    """Every pair of rows where one's pHash is within ``CANDIDATE_PHASH`` of the other's under some
+    rotation or flip: each image's own code against every code of every image."""
     have = np.flatnonzero(dihedral.any(axis=1))
     if len(have) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    codes = dihedral[have].reshape(-1)
-    owner = np.repeat(have, dihedral.shape[1])
-    values, inverse = np.unique(codes, return_inverse=True)
-    ui, uj = hamming_pairs_unique(values, CANDIDATE_PHASH)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(len(values) + 1))
-    shared = np.flatnonzero(np.diff(starts) > 1)  # values held by several codes pair among themselves
-    ui, uj = np.concatenate([ui, shared]), np.concatenate([uj, shared])
-    left, right = [], []
-    for u, v in zip(ui.tolist(), uj.tolist()):
-        rows_u = owner[order[starts[u] : starts[u + 1]]][:_SAME_CODE_CAP]
-        rows_v = owner[order[starts[v] : starts[v + 1]]][:_SAME_CODE_CAP]
-        if u == v and len(rows_u) < 2:
-            continue
+    own_values, own_inverse = np.unique(dihedral[have, 0], return_inverse=True)
+    all_values, all_inverse = np.unique(dihedral[have].reshape(-1), return_inverse=True)
+    qu, du = hamming_join(own_values, all_values, CANDIDATE_PHASH)
+    own_owners, own_starts = _owners_by_value(own_inverse, have)
+    all_owners, all_starts = _owners_by_value(all_inverse, np.repeat(have, dihedral.shape[1]))
+    # most values have one owner: those pairs map to rows at once, the others one by one
+    single = (np.diff(own_starts)[qu] == 1) & (np.diff(all_starts)[du] == 1)
+    left, right = [own_owners[own_starts[qu[single]]]], [all_owners[all_starts[du[single]]]]
+    for u, v in zip(qu[~single].tolist(), du[~single].tolist()):
+        rows_u = np.unique(own_owners[own_starts[u] : own_starts[u + 1]])[:_SAME_CODE_CAP]
+        rows_v = np.unique(all_owners[all_starts[v] : all_starts[v + 1]])[:_SAME_CODE_CAP]
         left.append(np.repeat(rows_u, len(rows_v)))
         right.append(np.tile(rows_v, len(rows_u)))
-    if not left:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a, b = np.concatenate(left), np.concatenate(right)
     keep = a != b
     return a[keep], b[keep]
+
+
+def _owners_by_value(inverse: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owners sorted by value, starts): the rows holding value ``u`` are ``owners[starts[u]:starts[u + 1]]``."""
+    order = np.argsort(inverse, kind="stable")
+    return owner[order], np.searchsorted(inverse[order], np.arange(inverse.max() + 2))
 
 
 def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -207,15 +210,10 @@ def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarra
     left, right, cosines = [], [], []
     density = np.zeros(len(col.ids))
     for start in range(0, len(rows), _BLOCK):
-        _, found = index.search(vectors[start : start + _BLOCK], k)
+        sims, found = index.search(vectors[start : start + _BLOCK], k)  # exact similarities, best first
         query = np.arange(start, start + len(found))
-        # exact similarities, best first (the index may rank on reduced vectors)
-        sims = np.einsum("qd,qkd->qk", vectors[query], vectors[np.maximum(found, 0)])
-        sims[found < 0] = -2.0
-        order = np.argsort(-sims, axis=1, kind="stable")
-        sims, found = np.take_along_axis(sims, order, 1), np.take_along_axis(found, order, 1)
         # the k-th neighbour other than the image itself (column 0 is usually itself)
-        density[rows[query]] = sims[:, min(DENSITY_K, k - 1)]
+        density[rows[query]] = np.where(found[:, min(DENSITY_K, k - 1)] >= 0, sims[:, min(DENSITY_K, k - 1)], -1.0)
         ok = (found >= 0) & (found != query[:, None])
         left.append(rows[np.repeat(query, ok.sum(axis=1))])
         right.append(rows[found[ok]])
@@ -224,19 +222,22 @@ def _neighbour_pairs(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _knn_index(vectors: np.ndarray, faiss):
-    """Exact inner product for small collections; above, an inverted file over PCA-reduced
-    vectors (near duplicates are close, so few lists need probing)."""
+    """Exact inner product for small collections. Above, an inverted file of 4-bit PQ codes over
+    PCA-reduced vectors (fast scan), its best ``REFINE``-fold candidates re-ranked on the full
+    vectors, so similarities come back exact."""
     n, dim = vectors.shape
     if n < EXACT_KNN_BELOW:
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index
     nlist = int(4 * np.sqrt(n))
-    index = faiss.index_factory(dim, f"PCA{min(_PCA_DIM, dim)},IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
-    index.train(sample)
+    reduced = min(_PCA_DIM, dim - dim % 2)
+    coarse = faiss.index_factory(dim, f"PCA{reduced},IVF{nlist},PQ{reduced // 2}x4fs", faiss.METRIC_INNER_PRODUCT)
+    coarse.train(vectors[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)])
+    faiss.extract_index_ivf(coarse).nprobe = max(16, nlist // 8)  # an eighth of the lists
+    index = faiss.IndexRefineFlat(coarse)
+    index.k_factor = _REFINE
     index.add(vectors)
-    faiss.extract_index_ivf(index).nprobe = max(16, nlist // 8)  # an eighth of the lists
     return index
 
 

@@ -88,7 +88,13 @@ def test_explain_verifies_and_estimates_the_transform(copies_index):
     assert not unrelated.duplicate and unrelated.score < 0.2
 
 
-def test_scene_level_finds_at_least_what_copy_finds(copies_index):
+def test_scene_level_includes_copy_pair_by_pair(copies_index):
+    from simsearch.duplicates import decide
+
+    copy, scene = decide(copies_index._reads, "copy"), decide(copies_index._reads, "scene")
+    assert np.array_equal(copy.decisions.pairs.left, scene.decisions.pairs.left)
+    assert copy.decisions.matched().any()
+    assert (scene.decisions.score >= copy.decisions.score).all()  # a copy is a shot of the same scene
     copy_pairs = _pairs(copies_index.duplicates(level="copy"))
     scene_pairs = _pairs(copies_index.duplicates(level="scene"))
     assert len(copy_pairs & scene_pairs) >= 0.8 * len(copy_pairs)

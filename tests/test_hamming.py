@@ -2,7 +2,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simsearch.hamming import _brute_pairs, _plan, connected_groups, hamming_edges, hamming_pairs_unique
+from simsearch.hamming import (
+    _brute_join,
+    _brute_pairs,
+    _plan,
+    connected_groups,
+    hamming_edges,
+    hamming_join,
+    hamming_pairs_unique,
+)
 
 
 def _clustered(seed: int, n: int, flips: int) -> np.ndarray:
@@ -37,3 +45,21 @@ def test_large_input_uses_chunks_and_stays_exact():
     codes = _clustered(7, 20_000, 8)
     assert _plan(len(np.unique(codes)), 8) is not None  # the multi-index join runs, not brute force
     assert _groups(len(codes), *hamming_edges(codes, 8)) == _groups(len(codes), *_brute_pairs(codes, 8))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3000), distance=st.integers(0, 12))
+def test_join_equals_brute_force(seed, n, distance):
+    codes = _clustered(seed, n + 1, distance + 2)
+    queries, database = codes[: max(1, n // 5)], codes  # queries fewer than the database, as pairs.py joins
+    got = set(zip(*(a.tolist() for a in hamming_join(queries, database, distance))))
+    want = set(zip(*(a.tolist() for a in _brute_join(queries, database, distance))))
+    assert got == want
+    assert len(got) >= len(queries)  # every query finds at least itself
+
+
+def test_large_join_uses_chunks():
+    codes = _clustered(3, 40_000, 8)
+    assert _plan(8_000, 8, 40_000) is not None
+    got = set(zip(*(a.tolist() for a in hamming_join(codes[:8_000], codes, 8))))
+    assert got == set(zip(*(a.tolist() for a in _brute_join(codes[:8_000], codes, 8))))
