@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import copies
 import numpy as np
 
-import copies
 import simsearch
 from simsearch.decide import MODEL_FILE, inputs, verification_row
 from simsearch.evaluate import load_ground_truth

@@ -1,9 +1,12 @@
-"""k-medoids clustering: time and peak memory on 10k, 100k and 1M synthetic 1280-d
-vectors (each size in its own process), and quality on ../shared/data/dups:
-adjusted Rand index of the clusters against the same-scene groups, beside
-scikit-learn's k-means on the same EfficientNet-Lite0 vectors.
+"""k-medoids clustering: time, peak memory and total distance (the k-medoids loss) on 4k (every
+image: the exact scheme), 10k, 100k and 1M synthetic 1280-d vectors (each run in its own
+process), and quality on ../shared/data/dups: adjusted Rand index of the clusters against the
+same-scene groups, beside scikit-learn's k-means on the same EfficientNet-Lite0 vectors.
 
-Usage: python benchmarks/clustering.py [--sizes 10000 100000 1000000] [--k 50]
+Each is run with both solvers: ``pam`` (built in, Apache-2.0, the default) and the peer,
+``kmedoids`` (the GPL-3.0 FasterPAM package; ``make bench`` installs it), and the ratios are reported.
+
+Usage: python benchmarks/clustering.py [--sizes 4000 10000 100000 1000000] [--k 50]
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from simsearch.cluster import cluster
 x, _ = make_data(int(sys.argv[2]), 1)
 tracemalloc.start()  # numpy arrays made while clustering, beyond the input vectors
 t = time.perf_counter()
-result = cluster(x, "embedding", int(sys.argv[3]))
+result = cluster(x, "embedding", int(sys.argv[3]), solver=sys.argv[4])
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": round(seconds, 2), "scheme": result.scheme,
+print(json.dumps({"seconds": round(seconds, 2), "scheme": result.scheme, "loss": round(result.loss, 2),
                   "mean_distance": round(float(result.distances.mean()), 4),
                   "input_mb": round(x.nbytes / 2**20),
                   "clustering_peak_extra_mb": round(tracemalloc.get_traced_memory()[1] / 2**20),
@@ -36,18 +39,33 @@ print(json.dumps({"seconds": round(seconds, 2), "scheme": result.scheme,
 """
 
 
-def scale(sizes: list[int], k: int) -> list[dict]:
+def scale(sizes: list[int], k: int, solvers: list[str]) -> list[dict]:
     here = str(Path(__file__).resolve().parent)
     runs = []
     for n in sizes:
-        out = subprocess.run([sys.executable, "-c", CHILD, here, str(n), str(k)], check=True, capture_output=True,
-                             text=True).stdout
-        runs.append({"vectors": n, "k": k, **json.loads(out.strip().splitlines()[-1])})
-        print(runs[-1], flush=True)
+        run = {"vectors": n, "k": k}
+        for solver in solvers:
+            out = subprocess.run([sys.executable, "-c", CHILD, here, str(n), str(k), solver], check=True,
+                                 capture_output=True, text=True).stdout
+            run[solver] = json.loads(out.strip().splitlines()[-1])
+        if "kmedoids" in run:
+            run["pam_time_ratio"] = round(run["pam"]["seconds"] / max(run["kmedoids"]["seconds"], 1e-3), 2)
+            run["pam_loss_ratio"] = round(run["pam"]["loss"] / run["kmedoids"]["loss"], 4)
+        runs.append(run)
+        print(run, flush=True)
     return runs
 
 
-def quality() -> dict | None:
+def solvers() -> list[str]:
+    try:
+        import kmedoids  # noqa: F401
+    except ImportError:
+        print("the kmedoids peer is not installed (make bench installs it): pam alone")
+        return ["pam"]
+    return ["pam", "kmedoids"]
+
+
+def quality(solver_names: list[str]) -> dict | None:
     if not (DUPS / "images").is_dir():
         print(f"quality SKIPPED: {DUPS} is absent")
         return None
@@ -77,23 +95,26 @@ def quality() -> dict | None:
     keep = [n for n, i in enumerate(ids) if paths[i] in labels]
     x, y = vectors[keep], np.array([labels[paths[ids[n]]] for n in keep])
     k = len(set(y.tolist()))
-    ours = cluster(x, "embedding", k)
+    out = {"images": len(x), "groups_k": k}
+    for solver in solver_names:
+        found = cluster(x, "embedding", k, solver=solver)
+        out[f"{solver}_ari"] = round(adjusted_rand_score(y, found.labels), 4)
+        out[f"{solver}_loss"] = round(found.loss, 3)
     kmeans = KMeans(n_clusters=k, n_init=10, random_state=0).fit(x)
-    return {"images": len(x), "groups_k": k,
-            "simsearch_kmedoids_ari": round(adjusted_rand_score(y, ours.labels), 4), "scheme": ours.scheme,
-            "sklearn_kmeans_ari": round(adjusted_rand_score(y, kmeans.labels_), 4)}
+    out["sklearn_kmeans_ari"] = round(adjusted_rand_score(y, kmeans.labels_), 4)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4_000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--k", type=int, default=50)
     args = ap.parse_args()
     write("clustering", {
         "data": "scale: synthetic 1280-d unit vectors as in ann.py (seed 0); quality: shared/data/dups, "
                 "same-scene groups (unlabeled frames left out), EfficientNet-Lite0 vectors, k = number of groups",
-        "scale": scale(args.sizes, args.k),
-        "quality": quality(),
+        "scale": scale(args.sizes, args.k, solvers()),
+        "quality": quality(solvers()),
     })
 
 

@@ -131,7 +131,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    from simsearch.taggers import create_tagger, pull_yolov3_tiny
+    from simsearch.taggers import create_tagger
+    from simsearch.yolo import pull_yolov3_tiny
 
     folder = pull_yolov3_tiny()
     tagger = create_tagger("yolov3-tiny", device=args.device)

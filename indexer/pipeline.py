@@ -23,12 +23,11 @@ from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.schema import FAILED, OK, REMOVED
 from simsearch.taggers import check_min_score
 
-from .features import ModelJobs, Result, Task, infer
 from . import write
+from .features import ModelJobs, Result, Task, infer
 from .scan import Scan, scan_roots
-from .write import KnownFile
 from .workers import extract_all, worker_pool
-
+from .write import KnownFile
 
 
 @dataclass

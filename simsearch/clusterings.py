@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from .errors import InvalidArgument
 from .reads import ImageRecord, Reads
-from .schema import HASH_METHODS, ClusterMember, ClusteringRun
+from .schema import HASH_METHODS, ClusteringRun, ClusterMember
 
 _INSERT_ROWS = 50_000
 
@@ -28,9 +28,10 @@ class Member:
 
 
 def make_clustering(reads: Reads, k: int | None, *, auto: bool, by: str, model: str | None, name: str | None,
-                    seed: int, exact_below: int | None) -> dict:
+                    seed: int, exact_below: int | None, solver: str = "pam") -> dict:
     """k-medoids over the indexed images, stored under ``name``; clusters numbered from 1, largest first."""
-    from .cluster import EXACT_BELOW, cluster as kmedoids_run  # noqa: PLC0415 - kmedoids loads on use
+    from .cluster import EXACT_BELOW  # noqa: PLC0415 - loads on use
+    from .cluster import cluster as kmedoids_run
 
     if by not in ("embedding",) + HASH_METHODS:
         raise InvalidArgument(f"cannot cluster by {by!r}; choose embedding or one of {', '.join(HASH_METHODS)}")
@@ -43,13 +44,14 @@ def make_clustering(reads: Reads, k: int | None, *, auto: bool, by: str, model: 
     name = name or time.strftime("run-%Y%m%d-%H%M%S")
     if any(run["name"] == name for run in clusterings(reads)):
         raise InvalidArgument(f"a clustering named {name!r} exists; choose another name")
-    result = kmedoids_run(features, by, k, auto=auto, seed=seed, exact_below=exact_below or EXACT_BELOW)
+    result = kmedoids_run(features, by, k, auto=auto, seed=seed, exact_below=exact_below or EXACT_BELOW,
+                          solver=solver)
     sizes = np.bincount(result.labels, minlength=len(result.medoids))
     number = np.empty(len(sizes), dtype=np.int64)
     number[np.argsort(-sizes, kind="stable")] = np.arange(1, len(sizes) + 1)
     is_medoid = np.zeros(len(ids), dtype=bool)
     is_medoid[result.medoids] = True
-    params = {"seed": seed, "auto": auto, "silhouette_by_k": result.scores}
+    params = {"seed": seed, "auto": auto, "solver": solver, "silhouette_by_k": result.scores}
     with reads.engine.begin() as conn:
         run_id = conn.execute(ClusteringRun.__table__.insert().values(
             name=name, by=by, model=model, k=result.k, scheme=result.scheme, loss=result.loss,
@@ -69,11 +71,20 @@ def clusterings(reads: Reads) -> list[dict]:
         runs = conn.execute(select(ClusteringRun).order_by(ClusteringRun.id)).all()
         counts = dict(conn.execute(select(ClusterMember.clustering_id, func.count())
                                    .group_by(ClusterMember.clustering_id)).all())
+    # runs stored before the solver was recorded were made by the kmedoids package
     return [{"name": r.name, "by": r.by, "model": r.model, "k": r.k, "scheme": r.scheme,
-             "images": counts.get(r.id, 0), "loss": round(r.loss, 4),
+             "solver": json.loads(r.params).get("solver", "kmedoids"), "images": counts.get(r.id, 0),
+             "loss": round(r.loss, 4),
              "silhouette": None if r.silhouette is None else round(r.silhouette, 4),
              "silhouette_by_k": json.loads(r.params).get("silhouette_by_k", {}),
              "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))} for r in runs]
+
+
+def scheme_text(run: dict) -> str:
+    """How a run's medoids were found, in words."""
+    if run["scheme"] == "exact":
+        return f"k-medoids ({run['solver']}) on every image"
+    return f"CLARA ({run['solver']} on samples, FAISS assignment)"
 
 
 def run_info(reads: Reads, run: str) -> dict:

@@ -7,6 +7,7 @@ above a similarity), grouped as connected components, kept for comparison and sp
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,10 +16,17 @@ from sqlalchemy import select
 from .decide import Decider, Decisions, check_level, star_groups, transform_dict
 from .errors import InvalidArgument
 from .hamming import connected_groups, hamming_edges
-from .pairs import FEATURES, Collection, candidate_pairs, load_collection, pair_features, row_density
+from .names import DUPLICATE_METHODS
+from .pairs import (
+    FEATURES,
+    Collection,
+    candidate_pairs,
+    load_collection,
+    pair_features,
+    row_density,
+)
 from .queries import check_distance, check_similarity
 from .reads import ImageRecord, Reads
-from .names import DUPLICATE_METHODS
 from .schema import HASH_METHODS, OK, Image
 
 # the single-feature rules' defaults (chosen on the development set; see README)
@@ -190,7 +198,9 @@ def keep_first(reads: Reads, group: list[int]) -> list[ImageRecord]:
 
 
 def keeper_order(r: ImageRecord) -> tuple:
-    return -(r.width * r.height), -r.size, r.mtime_ns, r.path
+    """Files before symbolic links (a link is never kept over a file), then the largest image, the
+    largest file, the oldest, and by path."""
+    return os.path.islink(r.abspath), -(r.width * r.height), -r.size, r.mtime_ns, r.path
 
 
 def imagededup_map(reads: Reads, groups: list[list[ImageRecord]]) -> dict[str, list[str]]:

@@ -17,6 +17,14 @@ class IndexTooNew(SimsearchError):
     """The index was written by a newer simsearch than this one."""
 
 
+class DiskFull(SimsearchError):
+    """The disk holding the index (or a file being written) is full."""
+
+
+class IndexBusy(SimsearchError):
+    """Another process is writing the index."""
+
+
 class ImageError(SimsearchError):
     """An image could not be read or decoded. ``kind`` classifies the failure."""
 

@@ -10,7 +10,6 @@ from itertools import combinations
 from .errors import InvalidArgument
 from .hamming import HASH_BITS
 
-
 CUT_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95)
 SIMILARITY_SWEEP = (0.80, 0.85, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995)
 DISTANCE_SWEEP = tuple(range(0, 21))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +20,9 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .hamming import HASH_BITS
+from .names import ANN_KINDS
 from .store import file_stem
 
-ANN_KINDS = ("auto", "flat", "ivf")
 EXACT_BELOW = 100_000  # auto: exact search below this many vectors, IVF from here on
 # IVF scans 1/8 of its lists per query, and at least 128 (recall@10 0.97 at 1M, 0.98 at 100k: benchmarks/ann.py)
 PROBE_FRACTION, MIN_PROBES = 8, 128
@@ -133,22 +134,23 @@ def ivf_lists(n: int) -> int:
     return int(max(1, min(target, 65536, n // 39)))
 
 
-def binary_index(folder: Path, method: str, version: int, load: Callable) -> BinaryIndex:
+def binary_index(folder: Path, method: str, version: int, load: Callable, save: bool = True) -> BinaryIndex:
     """The FAISS index for hash ``method`` in ``folder``, loaded, or rebuilt from ``load()`` -> (ids, codes)
-    if it was built from another data ``version``."""
+    if it was built from another data ``version`` (and kept in ``folder`` where ``save``)."""
 
     def build():
         ids, codes = load()
         return build_binary(codes), ids
 
     index, ids = _cached(folder, method, {"data_version": version, "method": method}, build,
-                         faiss.read_index_binary, faiss.write_index_binary)
+                         faiss.read_index_binary, faiss.write_index_binary, save)
     return BinaryIndex(index, ids)
 
 
-def vector_index(folder: Path, model: str, kind: str, version: int, load: Callable) -> VectorIndex:
+def vector_index(folder: Path, model: str, kind: str, version: int, load: Callable,
+                 save: bool = True) -> VectorIndex:
     """The FAISS index over ``model``'s embeddings in ``folder``, loaded, or rebuilt from ``load()`` ->
-    (ids, vectors) if stale."""
+    (ids, vectors) if stale (and kept in ``folder`` where ``save``)."""
     built_kind = {}
 
     def build():
@@ -157,15 +159,17 @@ def vector_index(folder: Path, model: str, kind: str, version: int, load: Callab
         return index, ids
 
     stamp = {"data_version": version, "model": model, "kind": kind}
-    index, ids = _cached(folder, f"embedding-{file_stem(model)}", stamp, build, faiss.read_index, faiss.write_index)
+    index, ids = _cached(folder, f"embedding-{file_stem(model)}", stamp, build, faiss.read_index, faiss.write_index,
+                         save)
     actual = "flat" if isinstance(index, faiss.IndexFlat) else "ivf"
     if actual == "ivf":
         _set_search_params(index)
     return VectorIndex(index, ids, built_kind.get("kind", actual))
 
 
-def _cached(folder: Path, name: str, stamp: dict, build: Callable, read: Callable, write: Callable):
-    """(index, ids) from ``folder/name.*`` if its stamp matches, else built, saved and returned."""
+def _cached(folder: Path, name: str, stamp: dict, build: Callable, read: Callable, write: Callable, save: bool):
+    """(index, ids) from ``folder/name.*`` if its stamp matches, else built, saved (where ``save``) and
+    returned."""
     stamp_file, index_file, ids_file = (folder / f"{name}{ext}" for ext in (".json", ".index", ".ids.npy"))
     try:
         if json.loads(stamp_file.read_text()) == stamp:
@@ -173,11 +177,15 @@ def _cached(folder: Path, name: str, stamp: dict, build: Callable, read: Callabl
     except (OSError, ValueError, RuntimeError):
         pass  # missing or damaged: rebuild below
     index, ids = build()
-    folder.mkdir(exist_ok=True)
-    # the stamp goes last: a crash in between leaves a stale stamp, so the next open rebuilds
-    _replace(index_file, lambda tmp: write(index, tmp))
-    _replace(ids_file, lambda tmp: _save_npy(tmp, ids))
-    _replace(stamp_file, lambda tmp: Path(tmp).write_text(json.dumps(stamp)))
+    if save:
+        try:
+            folder.mkdir(exist_ok=True)
+            # the stamp goes last: a crash in between leaves a stale stamp, so the next open rebuilds
+            _replace(index_file, lambda tmp: write(index, tmp))
+            _replace(ids_file, lambda tmp: _save_npy(tmp, ids))
+            _replace(stamp_file, lambda tmp: Path(tmp).write_text(json.dumps(stamp)))
+        except OSError:
+            pass  # a derived file that cannot be kept (full disk, no permission) is rebuilt next time
     return index, ids
 
 
@@ -187,7 +195,11 @@ def _save_npy(path: str, array: np.ndarray) -> None:
 
 
 def _replace(target: Path, write) -> None:
-    """Write through a temporary file so a crash never leaves half a file."""
-    tmp = target.with_name(target.name + ".tmp")
-    write(str(tmp))
-    os.replace(tmp, target)
+    """Write through a temporary file of this process's own, so that neither a crash nor a second
+    process writing the same file ever leaves half a file; a failed write leaves no temporary behind."""
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(str(tmp))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

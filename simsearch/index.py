@@ -13,7 +13,8 @@ from sqlalchemy import Connection
 
 from . import clusterings, duplicates, queries, store, tags
 from .errors import IndexNotFound, InvalidArgument
-from .names import DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR
+from .locks import Writer, writer_lock
+from .names import ANN_KINDS, DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR
 from .reads import ImageRecord, Reads
 
 __all__ = ["DEFAULT_EMBEDDER", "DEFAULT_INDEX_DIR", "Index", "open_index"]
@@ -23,32 +24,47 @@ def default_index_dir() -> Path:
     return Path(os.environ.get("SIMSEARCH_INDEX") or DEFAULT_INDEX_DIR)
 
 
-def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, create: bool = False) -> "Index":
+def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, create: bool = False,
+               read_only: bool | None = None) -> "Index":
     """Open the index at ``path`` (default: ``$SIMSEARCH_INDEX`` or ``./.simsearch``).
 
     ``db`` is an SQLAlchemy URL for the metadata (default: SQLite inside the
-    directory). ``create=True`` makes a new index where none exists.
+    directory). ``create=True`` makes a new index where none exists. ``read_only``: open without
+    writing anything (SQLite's read-only mode; FAISS indexes built in memory); by default, where
+    the index's folder or database file cannot be written.
     """
     directory = Path(path) if path is not None else default_index_dir()
-    url = db or store.sqlite_url(directory)
-    if not directory.is_dir() or (db is None and not (directory / store.DB_FILE).exists()):
+    exists = directory.is_dir() and (db is not None or (directory / store.DB_FILE).exists())
+    if not exists:
         if not create:
             raise IndexNotFound(f"no index at {directory}; create one with: simsearch index PATH --index {directory}")
         if db is None:
             directory.mkdir(parents=True, exist_ok=True)  # SQLite needs the folder before it connects
-    engine = store.make_engine(url)
-    store.upgrade(engine)
-    directory.mkdir(parents=True, exist_ok=True)  # only once the database answered: no empty folder left
-    return Index(directory, engine)
+    if read_only is None:
+        read_only = exists and not _writable(directory, db)
+    url = db or store.sqlite_url(directory, read_only)
+    engine = store.make_engine(url, read_only)
+    with store.disk_full_is_one_error(directory):
+        store.upgrade(engine, read_only, lock=lambda: writer_lock(directory, engine, wait=True))
+    if not read_only:
+        directory.mkdir(parents=True, exist_ok=True)  # only once the database answered: no empty folder left
+    return Index(directory, engine, read_only)
+
+
+def _writable(directory: Path, db: str | None) -> bool:
+    files = [directory] if db is not None else [directory, directory / store.DB_FILE]
+    return all(os.access(f, os.W_OK) for f in files)
 
 
 class Index:
     """An image index: metadata and vectors in SQL, derived FAISS indexes beside them."""
 
-    def __init__(self, directory: Path, engine):
+    def __init__(self, directory: Path, engine, read_only: bool = False):
         self.directory = directory
         self.engine = engine
-        self._reads = Reads(engine, directory)
+        self.read_only = read_only
+        self._reads = Reads(engine, directory, read_only)
+        self._writer = Writer(directory, engine, read_only)
 
     # -- life cycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -63,8 +79,13 @@ class Index:
     @contextmanager
     def atomic(self) -> Iterator[Connection]:
         """A transaction: everything written inside commits together or not at all."""
-        with self.engine.begin() as conn:
+        with self.writing(), self.engine.begin() as conn:
             yield conn
+
+    def writing(self):
+        """A block holding this index's writer lock (``simsearch.locks.Writer``); re-entrant. Raises
+        ``IndexBusy`` at once if another process holds it, ``InvalidArgument`` on a read-only index."""
+        return self._writer.hold()
 
     @property
     def full_decode(self) -> bool:
@@ -77,7 +98,6 @@ class Index:
         return self._reads.meta("ann", "auto")
 
     def set_ann(self, kind: str) -> None:
-        from .faiss_store import ANN_KINDS  # noqa: PLC0415
 
         if kind not in ANN_KINDS:
             raise InvalidArgument(f"unknown vector index {kind!r}; choose one of {', '.join(ANN_KINDS)}")
@@ -89,8 +109,9 @@ class Index:
         """Index files and folders (recursively); see ``simsearch.indexer.run`` for options."""
         from simsearch.indexer import run  # noqa: PLC0415
 
-        self._reads = Reads(self.engine, self.directory)  # roots may be added
-        return run(self.engine, [os.fspath(p) for p in paths], **options)
+        with self.writing():
+            self._reads = Reads(self.engine, self.directory)  # roots may be added
+            return run(self.engine, [os.fspath(p) for p in paths], **options)
 
     def tag(self, tagger: str = "yolov3-tiny", *, min_score: float = 0.25, weights: str | None = None,
             backend: str = "auto", device: str | None = None, workers: int | None = None,
@@ -99,8 +120,9 @@ class Index:
         tagged. Each batch commits with its detections, so an interrupted run resumes."""
         from simsearch.indexer import tag_indexed  # noqa: PLC0415
 
-        return tag_indexed(self.engine, tagger, weights=weights, backend=backend, device=device,
-                           min_score=min_score, workers=workers, progress=progress)
+        with self.writing():
+            return tag_indexed(self.engine, tagger, weights=weights, backend=backend, device=device,
+                               min_score=min_score, workers=workers, progress=progress)
 
     def untagged(self, tagger: str) -> list[tuple[int, str, str]]:
         """(id, path on disk, sha256) of the indexed images ``tagger`` has not looked at, in id order."""
@@ -109,12 +131,14 @@ class Index:
         with self.engine.connect() as conn:
             return [tuple(row) for row in untagged(conn, tagger)]
 
-    def restore_paths(self, paths: Iterable[str]) -> int:
-        """Mark the records of files moved back into place as indexed again; returns how many."""
-        from simsearch.indexer.write import restore_paths  # noqa: PLC0415
+    def undo(self, manifest: str | os.PathLike) -> tuple[int, int]:
+        """Move back the files a ``move_duplicates`` manifest records, each checked first (its
+        SHA-256, its paths, that this index moved it); one bad line refuses the whole manifest.
+        Returns (files moved back, files found back already)."""
+        from .moves import undo  # noqa: PLC0415
 
-        with self.atomic() as conn:
-            return restore_paths(conn, paths)
+        with self.writing():
+            return undo(self, manifest)
 
     # -- reading ------------------------------------------------------------------------------
     def images(self) -> list[ImageRecord]:
@@ -153,13 +177,14 @@ class Index:
     def search(self, image, *, by: str = "auto", k: int = 10, max_distance: int | None = None,
                min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
                embedder=None, tags: list[str] | None = None, min_score: float = 0.25,
-               tagger: str | None = None) -> list[queries.Match]:
+               tagger: str | None = None, **embedder_options) -> list[queries.Match]:
         """Nearest indexed images to ``image`` (a path or bytes).
 
         ``by``: ``embedding`` (cosine; ``rotations`` also matches the query's 8 rotations and
         flips), a hash method (Hamming), or ``auto`` (embedding when the index has embeddings,
         else phash). ``tags`` keeps only images holding every label at ``min_score`` or more
-        (found by ``tagger``, if given; embedding search only).
+        (found by ``tagger``, if given; embedding search only). The query is embedded by
+        ``embedder``, else by the index's own (``embedder_options``: weights, backend, device).
         """
         by = queries.resolve_method(self._reads, by)
         if k < 1:
@@ -168,6 +193,7 @@ class Index:
         queries.check_similarity(min_similarity)
         if by == "embedding":
             allowed = self.tagged_ids(tags, min_score=min_score, tagger=tagger) if tags else None
+            embedder = embedder or self.embedder(model, **embedder_options)
             return queries.search_embedding(self._reads, image, k, min_similarity, model, rotations, embedder, allowed)
         if tags:
             raise InvalidArgument("tag filters apply to embedding search: search by embedding")
@@ -213,27 +239,30 @@ class Index:
         if isinstance(image, int):
             return image
         wanted = os.fspath(image)
-        for record in self.images():
-            if wanted in (record.path, record.abspath) or os.path.abspath(wanted) == record.abspath:
-                return record.id
-        raise InvalidArgument(f"{wanted} is not in the index; index it first")
+        found = self._reads.image_id_at(wanted)
+        if found is None:
+            raise InvalidArgument(f"{wanted} is not in the index; index it first")
+        return found
 
     def move_duplicates(self, target: str | os.PathLike, manifest: str | os.PathLike, **options) -> tuple[int, int]:
         """Keep the first image of each duplicate group and move the others under ``target``, recording
         each move in ``manifest`` (for ``simsearch undo``); returns (files moved, groups)."""
         from .moves import move_duplicates  # noqa: PLC0415
 
-        groups = self.duplicates(**options)
-        os.makedirs(target, exist_ok=True)
-        return len(move_duplicates(self, groups, target, manifest)), len(groups)
+        with self.writing():
+            groups = self.duplicates(**options)
+            os.makedirs(target, exist_ok=True)
+            return len(move_duplicates(self, groups, target, manifest)), len(groups)
 
     # -- clusters -----------------------------------------------------------------------------
     def cluster(self, k: int | None = None, *, auto: bool = False, by: str = "embedding", model: str | None = None,
-                name: str | None = None, seed: int = 0, exact_below: int | None = None) -> dict:
+                name: str | None = None, seed: int = 0, exact_below: int | None = None, solver: str = "pam") -> dict:
         """k-medoids over the indexed images (``auto``: k by silhouette over 2-20), stored under
-        ``name``. Clusters are numbered from 1, largest first. Returns the run as listed."""
-        return clusterings.make_clustering(self._reads, k, auto=auto, by=by, model=model, name=name, seed=seed,
-                                           exact_below=exact_below)
+        ``name``. Clusters are numbered from 1, largest first. ``solver``: ``pam`` (built in) or
+        ``kmedoids`` (the GPL-3.0 package, an optional extra). Returns the run as listed."""
+        with self.writing():
+            return clusterings.make_clustering(self._reads, k, auto=auto, by=by, model=model, name=name,
+                                               seed=seed, exact_below=exact_below, solver=solver)
 
     def clusterings(self) -> list[dict]:
         """Every stored clustering run, oldest first."""

@@ -14,7 +14,6 @@ are imported only when an embedder is created, never when simsearch is imported.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,11 +24,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidArgument, SimsearchError, WeightsNotFound
+from .errors import InvalidArgument, WeightsNotFound
+from .runtime import (
+    cache_dir,
+    check_backend,
+    check_batch_size,
+    cpu_count,
+    file_sha256,
+    has_gpu,
+    installed,
+    load_exact,
+    load_state_dict,
+    model_input,
+    onnx_session,
+    registry_entry,
+)
 from .store import file_stem
 
-BACKENDS = ("auto", "onnx", "torch")
-ONNX_TOLERANCE = 1e-4  # max abs difference allowed between the ONNX graph and torch
 _CPU_BATCH = 8  # ONNX Runtime on 2 cores: 145 img/s at batch 4-8, 101 at 32, 57 at 64 (measured)
 _GPU_BATCH = 256
 _TORCH_CPU_BATCH = 32
@@ -61,6 +72,8 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+# families of names, PREFIX:ARCH -> entry maker, with what they cover in words
+FAMILIES: dict[str, tuple[Callable[[str, str], _Entry], str]] = {}
 
 
 def register_embedder(spec: EmbedderSpec, *, locate: Callable | None = None):
@@ -82,13 +95,6 @@ def list_embedders() -> list[EmbedderSpec]:
     return [entry.spec for entry in _REGISTRY.values()]
 
 
-def model_input(rgb: Image.Image, size: int) -> np.ndarray:
-    """The network input of one image: the whole frame squashed to ``size`` x ``size``
-    (a centre crop would hide edits at the borders), uint8 HWC. Shared by indexing and
-    queries so both see the same pixels."""
-    return np.asarray(rgb.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
-
-
 def create_embedder(name: str, *, weights: str | None = None, backend: str = "auto",
                     device: str | None = None, batch_size: int | None = None,
                     threads: int | None = None) -> "Embedder":
@@ -98,21 +104,19 @@ def create_embedder(name: str, *, weights: str | None = None, backend: str = "au
     fp16 and channels_last) or ``auto`` (torch on a GPU if there is one, else ONNX
     Runtime if installed, else torch on CPU). ``threads``: ONNX Runtime's threads (default: every core).
     """
-    if backend not in BACKENDS:
-        raise InvalidArgument(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if batch_size is not None and batch_size < 1:
-        raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
+    check_backend(backend)
+    check_batch_size(batch_size)
     entry = _entry(name, weights)
     path = entry.locate(entry.spec, weights)
     if not os.path.isfile(path):
         raise WeightsNotFound(f"cannot read weights {path}: no such file; pass --weights PATH to the weights file")
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     if backend == "auto":
-        backend = "torch" if _has_gpu() else ("onnx" if _installed("onnxruntime") else "torch")
+        backend = "torch" if has_gpu() else ("onnx" if installed("onnxruntime") else "torch")
     if backend == "onnx":
-        runner = _OnnxRunner(_cached_onnx(entry, path, digest, threads or _cpu_count()))
+        runner = _OnnxRunner(_cached_onnx(entry, path, digest, threads or cpu_count()))
         return Embedder(entry.spec, digest, runner, "onnx", batch_size or _CPU_BATCH, entry, path)
-    device = device or ("cuda" if _has_gpu() else "cpu")
+    device = device or ("cuda" if has_gpu() else "cpu")
     runner = _TorchRunner(_EmbeddingNet(entry.build(entry.spec, path)), device, entry.spec)
     default = _GPU_BATCH if device.startswith("cuda") else _TORCH_CPU_BATCH
     return Embedder(entry.spec, digest, runner, f"torch-{device}", batch_size or default, entry, path)
@@ -258,14 +262,6 @@ def _headless(model):
 
 
 # -- the ONNX cache ----------------------------------------------------------
-def cache_dir() -> Path:
-    """``$SIMSEARCH_CACHE``, else ``$XDG_CACHE_HOME/simsearch``, else ``~/.cache/simsearch``."""
-    if os.environ.get("SIMSEARCH_CACHE"):
-        return Path(os.environ["SIMSEARCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "simsearch"
-
-
 def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
     """An ONNX Runtime session for the embedder, exporting and checking the graph on first use."""
     size = entry.spec.input_size
@@ -277,124 +273,21 @@ def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
     return session, entry.spec
 
 
-def onnx_session(path: Path, make_net: Callable, sample: np.ndarray, outputs: tuple[str, ...], threads: int,
-                 name: str):
-    """An ONNX Runtime session on ``path`` (input ``pixels``, batch axis free). On first use the
-    torch module from ``make_net()`` is exported there, checked against torch on ``sample``
-    and published atomically; later uses only open the file."""
-    if not _installed("onnxruntime"):
-        raise InvalidArgument("the onnx backend needs onnxruntime: pip install onnxruntime, or use --backend torch")
-    if not path.exists():
-        _export_checked(make_net().eval(), sample, outputs, path, name)
-    import onnxruntime as ort  # noqa: PLC0415
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _export_checked(net, sample: np.ndarray, outputs: tuple[str, ...], path: Path, name: str) -> None:
-    import onnxruntime as ort  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-
-    x = torch.from_numpy(sample)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        import warnings  # noqa: PLC0415
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(net, (x,), str(tmp), input_names=["pixels"], output_names=list(outputs),
-                              dynamic_axes={n: {0: "batch"} for n in ("pixels", *outputs)},
-                              opset_version=17, dynamo=False)
-        with torch.inference_mode():
-            expected = [t.numpy() for t in net(x)]
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(None, {"pixels": sample})
-        worst = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
-        if worst > ONNX_TOLERANCE:
-            raise SimsearchError(
-                f"the ONNX export of {name} differs from torch by {worst:.2e} (> {ONNX_TOLERANCE}); "
-                "use --backend torch"
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # -- helpers -----------------------------------------------------------------
 def _entry(name: str, weights: str | None) -> _Entry:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    source, _, arch = name.partition(":")
-    if source == "timm" and arch:
-        return _timm_entry(name, arch)
-    if source == "torchvision" and arch:
-        return _torchvision_entry(name, arch)
-    raise InvalidArgument(
-        f"unknown embedder {name!r}; choose one of {', '.join(_REGISTRY)}, or timm:ARCH / torchvision:ARCH"
-    )
+    return registry_entry("embedder", name, _REGISTRY, FAMILIES)
+
+
+def weights_file(name: str, weights: str | None = None) -> str:
+    """The weights file the embedder ``name`` would load (``weights`` if given); loads nothing."""
+    entry = _entry(name, weights)
+    return entry.locate(entry.spec, weights)
 
 
 def _given_weights(spec: EmbedderSpec, weights: str | None) -> str:
     if weights is None:
         raise WeightsNotFound(f"{spec.name} has no weights on this machine: pass --weights PATH to its weights file")
     return weights
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _has_gpu() -> bool:
-    """An NVIDIA GPU is present (checked without importing torch)."""
-    return os.path.exists("/dev/nvidiactl") and _installed("torch")
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _load_state_dict(path: str) -> dict:
-    import torch  # noqa: PLC0415
-
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file  # noqa: PLC0415
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise WeightsNotFound(f"cannot read weights {path}: {exc}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsNotFound(f"cannot read weights {path}: it holds no state dict")
-    return state
-
-
-def _load_exact(model, path: str):
-    """Load a state dict whose names match the model's; any missing or extra tensor is an error."""
-    try:
-        model.load_state_dict(_load_state_dict(path), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsNotFound(f"{path} does not fit {type(model).__name__}: {first}: wrong weights file") from None
-    return model
 
 
 # -- efficientnet_lite0: the default -----------------------------------------
@@ -428,7 +321,7 @@ def _efficientnet_lite0(spec: EmbedderSpec, path: str):
     import timm  # noqa: PLC0415
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    model.load_state_dict(_by_position(_load_state_dict(path), model.state_dict(), path))
+    model.load_state_dict(_by_position(load_state_dict(path), model.state_dict(), path))
     return model.eval()
 
 
@@ -480,7 +373,7 @@ def _timm_entry(name: str, arch: str) -> _Entry:
             f"(.safetensors or .pth) for timm's {arch}; nothing is downloaded"
         )
 
-    return _Entry(spec, locate, lambda spec, path: _load_exact(timm.create_model(arch, pretrained=False), path))
+    return _Entry(spec, locate, lambda spec, path: load_exact(timm.create_model(arch, pretrained=False), path))
 
 
 def _torchvision_entry(name: str, arch: str) -> _Entry:
@@ -509,4 +402,8 @@ def _torchvision_entry(name: str, arch: str) -> _Entry:
             f"(its ImageNet file is {os.path.basename(default.url)}); nothing is downloaded"
         )
 
-    return _Entry(spec, locate, lambda spec, path: _load_exact(torchvision.models.get_model(arch, weights=None), path))
+    return _Entry(spec, locate, lambda spec, path: load_exact(torchvision.models.get_model(arch, weights=None), path))
+
+
+FAMILIES["timm"] = (_timm_entry, "any timm classifier, pre-logits vector")
+FAMILIES["torchvision"] = (_torchvision_entry, "any torchvision classifier, pre-logits vector")

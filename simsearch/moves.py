@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
+
 from .errors import InvalidArgument
-from .schema import REMOVED
+from .runtime import file_sha256
+from .schema import OK, REMOVED, Image, Root
 
 
 def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> list[dict]:
@@ -20,7 +24,7 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
     with open(manifest, "a") as log:
         for group in groups:
             keep = group[0]
-            for rec in group[1:]:
+            for rec in _movable(group):
                 dest = _free_path(target / rec.path.lstrip("/"))
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(rec.abspath, dest)
@@ -37,30 +41,107 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
     return moved
 
 
-def undo(manifest: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Move files back; returns (paths restored, problems). Never overwrites."""
+def _movable(group) -> list:
+    """The members to move aside: never a file that the keeper is, or that a link in the group
+    points to (moving it would leave the link dangling); a link itself may move."""
+    pointed_at = {os.path.realpath(r.abspath) for r in group if os.path.islink(r.abspath)}
+    pointed_at.add(os.path.realpath(group[0].abspath))
+    return [r for r in group[1:] if os.path.islink(r.abspath) or os.path.realpath(r.abspath) not in pointed_at]
+
+
+@dataclass(frozen=True)
+class Move:
+    """One checked manifest line: the file now at ``moved_to`` goes back to ``back_to``."""
+
+    line: int
+    moved_to: str
+    back_to: str
+    image_id: int
+    done: bool  # already back in place (an earlier undo got this far)
+
+
+def undo(index, manifest: str | os.PathLike) -> tuple[int, int]:
+    """Move back every file the manifest records, after checking every line (see ``check_manifest``);
+    one bad line refuses the whole manifest and nothing moves. The index marks each file indexed
+    again as it goes back. Returns (files moved back, files found back already)."""
+    with index.atomic() as conn:
+        moves = check_manifest(conn, manifest)
+    back = []
+    try:
+        for move in moves:
+            if not move.done:
+                os.makedirs(os.path.dirname(move.back_to), exist_ok=True)
+                shutil.move(move.moved_to, move.back_to)
+            back.append(move)
+    finally:
+        from simsearch.indexer.write import set_status  # noqa: PLC0415 - undoing a move is a write
+
+        with index.atomic() as conn:
+            set_status(conn, [m.image_id for m in back], OK)
+    return sum(not m.done for m in back), sum(m.done for m in back)
+
+
+def check_manifest(conn, manifest: str | os.PathLike) -> list[Move]:
+    """Every line of a manifest, checked before anything moves: both paths absolute and normal
+    (no ``..``); the original path is that of an image this index holds as moved away, with the
+    recorded SHA-256; the file to move back is a regular file (not a link or a folder) with that
+    SHA-256, and nothing is in its old place. Raises ``InvalidArgument`` naming the first bad line."""
     try:
         lines = Path(manifest).read_text().splitlines()
     except OSError as exc:
         raise InvalidArgument(f"cannot read manifest {manifest}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InvalidArgument(f"{manifest} is not a simsearch move manifest") from None
-    restored, problems = [], []
-    for line in reversed([l for l in lines if l.strip()]):
-        try:
-            entry = json.loads(line)
-            src, dest = entry["to"], entry["from"]
-        except (ValueError, KeyError, TypeError):
-            raise InvalidArgument(f"{manifest} is not a simsearch move manifest") from None
-        if os.path.lexists(dest):
-            problems.append(f"{dest} exists; left {src} where it is")
-        elif not os.path.exists(src):
-            problems.append(f"{src} is missing")
-        else:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            shutil.move(src, dest)
-            restored.append(dest)
-    return restored, problems
+    roots = [(rid, raw + b"/") for rid, raw in conn.execute(select(Root.id, Root.path_raw))]
+    moves = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                moves.append(_check_line(conn, roots, number, line))
+            except _BadLine as exc:
+                raise InvalidArgument(f"{manifest}, line {number}: {exc}; nothing was moved") from None
+    return moves[::-1]  # the last move first
+
+
+class _BadLine(Exception):
+    pass
+
+
+def _check_line(conn, roots: list, number: int, line: str) -> Move:
+    try:
+        entry = json.loads(line)
+        moved_to, back_to, sha256 = entry["to"], entry["from"], entry["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise _BadLine("not a simsearch move record") from None
+    for path in (moved_to, back_to):
+        if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path:
+            raise _BadLine(f"{path!r} is not an absolute, normal path")
+    image_id, status = _recorded_image(conn, roots, back_to, sha256)
+    if image_id is None:
+        raise _BadLine(f"{back_to} is not an image of this index with that SHA-256")
+    if not os.path.lexists(moved_to) and os.path.isfile(back_to) and file_sha256(back_to) == sha256:
+        return Move(number, moved_to, back_to, image_id, done=True)
+    if status != REMOVED:
+        raise _BadLine(f"{back_to} was not moved out of this index")
+    if os.path.islink(moved_to) or not os.path.isfile(moved_to):
+        raise _BadLine(f"{moved_to} is missing or not a regular file")
+    if os.path.lexists(back_to):
+        raise _BadLine(f"{back_to} exists; it would be overwritten")
+    if file_sha256(moved_to) != sha256:
+        raise _BadLine(f"{moved_to} is not the file that was moved (its SHA-256 differs)")
+    return Move(number, moved_to, back_to, image_id, done=False)
+
+
+def _recorded_image(conn, roots: list, path: str, sha256) -> tuple[int | None, str | None]:
+    """(id, status) of this index's image at ``path`` with ``sha256``; (None, None) if it has none."""
+    raw = os.fsencode(path)
+    for root_id, prefix in roots:
+        if raw.startswith(prefix):
+            found = conn.execute(select(Image.id, Image.status).where(
+                Image.root_id == root_id, Image.relpath_raw == raw[len(prefix):], Image.sha256 == sha256)).first()
+            if found is not None:
+                return found.id, found.status
+    return None, None
 
 
 def _free_path(path: Path) -> Path:

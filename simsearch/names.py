@@ -7,3 +7,5 @@ DUPLICATE_METHODS = ("auto", "exact", "embedding") + HASH_METHODS
 LEVELS = ("copy", "scene")
 DEFAULT_EMBEDDER = "efficientnet_lite0"
 DEFAULT_INDEX_DIR = ".simsearch"
+BACKENDS = ("auto", "onnx", "torch")  # how the embedders and taggers run
+ANN_KINDS = ("auto", "flat", "ivf")  # the vector indexes

@@ -11,9 +11,8 @@ from .errors import InvalidArgument
 from .hamming import HASH_BITS
 from .hashing import DIHEDRAL, hash_image
 from .imageio import Decoded, decode, decode_file
-from .reads import ImageRecord, Reads
 from .names import SEARCH_METHODS
-
+from .reads import ImageRecord, Reads
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,6 @@ def search_hash(reads: Reads, image, by: str, k: int, max_distance: int | None) 
 def search_embedding(reads: Reads, image, k: int, min_similarity: float | None, model: str | None,
                      rotations: bool, embedder, allowed: set[int] | None = None) -> list[Match]:
     model = reads.model(model)
-    embedder = embedder or make_embedder(reads, model)
     rgb = decode_query(reads, image).image
     variants = [dihedral(rgb, t) for t in DIHEDRAL] if rotations else [rgb]
     queries = embedder.encode(variants)

@@ -16,7 +16,18 @@ from . import store
 from .errors import InvalidArgument
 from .hashing import check_method, to_uint64
 from .names import DEFAULT_EMBEDDER
-from .schema import FAILED, HASH_METHODS, OK, REMOVED, Embedder, Embedding, Failure, Image, Root, Tagged
+from .schema import (
+    FAILED,
+    HASH_METHODS,
+    OK,
+    REMOVED,
+    Embedder,
+    Embedding,
+    Failure,
+    Image,
+    Root,
+    Tagged,
+)
 
 _IN_CHUNK = 900  # ids per IN (...) clause
 
@@ -39,9 +50,10 @@ class ImageRecord:
 class Reads:
     """Read access to one index database (and the folder its derived files live in)."""
 
-    def __init__(self, engine: Engine, directory: Path):
+    def __init__(self, engine: Engine, directory: Path, read_only: bool = False):
         self.engine = engine
         self.directory = directory
+        self.read_only = read_only  # derived FAISS files are built in memory, never written
         self._roots: dict[int, tuple[str, str]] | None = None
 
     # -- settings -----------------------------------------------------------
@@ -81,6 +93,24 @@ class Reads:
                         row.size, row.width, row.height, row.format, row.mtime_ns, row.sha256,
                     )
         return out
+
+    def image_id_at(self, path: str) -> int | None:
+        """The id of the indexed image at ``path``: as listed (relative to its root, or with the
+        root's prefix), or a path to the file on disk; None if none is."""
+        absolute = os.fsencode(os.path.abspath(path))
+        with self.engine.connect() as conn:
+            for root_id, (root, prefix) in self.root_paths().items():
+                where = []
+                if path.startswith(prefix) and not os.path.isabs(path):
+                    where.append(Image.relpath == path[len(prefix):])
+                if absolute.startswith(os.fsencode(root) + b"/"):
+                    where.append(Image.relpath_raw == absolute[len(os.fsencode(root)) + 1:])
+                for condition in where:
+                    found = conn.execute(select(Image.id).where(Image.root_id == root_id, Image.status == OK,
+                                                                condition)).scalar()
+                    if found is not None:
+                        return found
+        return None
 
     def ordered(self, ids: list[int]) -> list[ImageRecord]:
         records = self.records(ids)
@@ -137,13 +167,14 @@ class Reads:
     def binary_index(self, method: str):
         from .faiss_store import binary_index  # noqa: PLC0415 - FAISS loads only when searching
 
-        return binary_index(self.directory / "faiss", method, self.data_version(), lambda: self.hash_codes(method))
+        return binary_index(self.directory / "faiss", method, self.data_version(), lambda: self.hash_codes(method),
+                            save=not self.read_only)
 
     def vector_index(self, model: str):
         from .faiss_store import vector_index  # noqa: PLC0415
 
         return vector_index(self.directory / "faiss", model, self.meta("ann", "auto"), self.data_version(),
-                            lambda: self.vectors(model))
+                            lambda: self.vectors(model), save=not self.read_only)
 
     # -- counts -------------------------------------------------------------
     def failures(self) -> list[dict]:

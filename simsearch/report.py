@@ -92,7 +92,7 @@ def _thumbnail(source: str, target: Path) -> bool:
 
 def clusters_page(reads, run: str, out: str | os.PathLike) -> Path:
     """The page of clustering ``run``: one row per cluster, medoid first."""
-    from .clusterings import cluster_members, clusters, run_info  # noqa: PLC0415
+    from .clusterings import cluster_members, clusters, run_info, scheme_text  # noqa: PLC0415
 
     info = run_info(reads, run)
     rows = []
@@ -100,7 +100,7 @@ def clusters_page(reads, run: str, out: str | os.PathLike) -> Path:
         tiles = [Tile(m.image, "medoid" if m.medoid else f"distance {m.distance:.4f}", m.medoid)
                  for m in cluster_members(reads, run, c["cluster"])]
         rows.append((f"cluster {c['cluster']}: {c['size']} images, mean distance {c['mean_distance']}", tiles))
-    scheme = "FasterPAM on every image" if info["scheme"] == "exact" else "CLARA (sampled FasterPAM)"
+    scheme = scheme_text(info)
     summary = f"{info['images']} images by {info['by']}, k={info['k']}, {scheme}, made {info['created']}"
     return write_page(out, f"simsearch clusters: {run}", summary, rows)
 

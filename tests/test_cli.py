@@ -65,7 +65,7 @@ def test_move_to_and_undo_round_trip(cli_index, photos, tmp_path):
     moved = sum(len(g) - 1 for g in groups)
     assert simsearch.open_index(cli_index).stats()["removed"] == moved
     out = run("undo", manifest, "--index", cli_index)
-    assert out.exit_code == 0 and f"restored {moved} files ({moved} back in the index)" in out.output
+    assert out.exit_code == 0 and out.output.strip() == f"restored {moved} files"
     assert sorted(p.relative_to(photos) for p in photos.rglob("*") if p.is_file()) == before
     assert simsearch.open_index(cli_index).stats()["removed"] == 0
     again = run("index", photos, "--index", cli_index, "--workers", "1")

@@ -10,8 +10,6 @@ from simsearch.cli import main
 from simsearch.cluster import assign, cluster
 from simsearch.errors import InvalidArgument
 
-pytest.importorskip("kmedoids")
-
 
 def _blobs(n_per=40, k=4, dim=32, seed=0):
     rng = np.random.default_rng(seed)
@@ -88,3 +86,56 @@ def test_clusters_are_stored_and_listed(photos, tmp_path):
     by_hash = runner.invoke(main, ["cluster", "--auto", "--by", "phash", "--index", ix])
     assert by_hash.exit_code == 0 and "silhouette" in by_hash.output
     assert "no clustering named" in runner.invoke(main, ["clusters", "nope", "--index", ix]).output
+
+
+def _no_swap_improves(diss: np.ndarray, medoids: np.ndarray) -> bool:
+    """PAM's criterion, by brute force: no medoid/non-medoid swap lowers the total distance."""
+    loss = diss[:, medoids].min(axis=1).sum()
+    for slot in range(len(medoids)):
+        for candidate in np.setdiff1d(np.arange(len(diss)), medoids):
+            trial = medoids.copy()
+            trial[slot] = candidate
+            if diss[:, trial].min(axis=1).sum() < loss - 1e-4:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pam_reaches_a_swap_optimum(seed):
+    from simsearch.pam import fasterpam
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((60, 8)).astype(np.float32)
+    diss = np.linalg.norm(x[:, None] - x[None], axis=2)
+    for k in (1, 3, 7):
+        result = fasterpam(diss, k, seed)
+        assert len(set(result.medoids.tolist())) == k and _no_swap_improves(diss, result.medoids)
+        assert (result.labels == diss[:, result.medoids].argmin(axis=1)).all()
+        assert result.loss == pytest.approx(diss[:, result.medoids].min(axis=1).sum(), rel=1e-5)
+
+
+def test_silhouette_by_hand():
+    from simsearch.pam import silhouette
+
+    # points at 0 and 1 together, a point at 10 alone: a = 1 for both of the pair, b = 10 and 9
+    pos = np.array([0.0, 1.0, 10.0])
+    diss = np.abs(pos[:, None] - pos[None])
+    expected = ((10 - 1) / 10 + (9 - 1) / 9 + 0.0) / 3  # the singleton scores 0
+    assert silhouette(diss, np.array([0, 0, 1])) == pytest.approx(expected)
+
+
+def test_gpl_solver_is_optional_and_agrees(monkeypatch):
+    x, _ = _blobs(n_per=60, k=5)
+    ours = cluster(x, "embedding", 5)
+    try:
+        import kmedoids  # noqa: F401
+    except ImportError:
+        kmedoids = None
+    if kmedoids is not None:
+        theirs = cluster(x, "embedding", 5, solver="kmedoids")
+        assert ours.loss == pytest.approx(theirs.loss, rel=0.02)
+    monkeypatch.setitem(__import__("sys").modules, "kmedoids", None)  # as if not installed
+    with pytest.raises(InvalidArgument, match=r"simsearch\[kmedoids\]"):
+        cluster(x, "embedding", 5, solver="kmedoids")
+    with pytest.raises(InvalidArgument, match="unknown k-medoids solver"):
+        cluster(x, "embedding", 5, solver="nope")

@@ -13,7 +13,8 @@ import simsearch
 from simsearch.cli import main
 from simsearch.errors import InvalidArgument, WeightsNotFound
 from simsearch.faiss_store import build_vectors
-from simsearch.models import ONNX_TOLERANCE, cache_dir, create_embedder
+from simsearch.models import create_embedder
+from simsearch.runtime import ONNX_TOLERANCE, cache_dir
 
 from .conftest import REPO, shared
 
@@ -146,7 +147,9 @@ def test_any_timm_architecture_loads_weights_from_a_file(tmp_path):
     import torch
 
     registry = create_embedder(MODEL, backend="torch", device="cpu")
-    from simsearch.models import _EmbeddingNet  # the loaded timm model, saved under timm's own names
+    from simsearch.models import (
+        _EmbeddingNet,  # the loaded timm model, saved under timm's own names
+    )
 
     net = _EmbeddingNet(registry._entry.build(registry.spec, registry._weights_path))
     torch.save(net.classifier.state_dict(), tmp_path / "lite0.pth")

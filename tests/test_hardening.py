@@ -1,6 +1,5 @@
 """Bad input never takes a run down: any decoder error, and a worker process that dies."""
 
-import importlib.util
 import io
 import os
 import shutil
@@ -126,11 +125,180 @@ def test_bad_index_runs_fail_in_one_line_and_leave_nothing(tmp_path, args, messa
     assert not target.exists()
 
 
-def test_a_missing_database_driver_is_named(tmp_path):
-    if importlib.util.find_spec("psycopg") is not None:
-        pytest.skip("psycopg is installed here")
+def test_a_missing_database_driver_is_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on a machine without the postgres extra
     target = tmp_path / "pg-index"
     result = CliRunner().invoke(main, ["index", str(REPO / "samples" / "images"), "--index", str(target),
                                        "--db", "postgresql://simsearch@127.0.0.1:9/none"])
     assert result.exit_code == 1 and "the database driver 'psycopg' is not installed" in result.output
     assert not target.exists()
+
+
+@pytest.fixture
+def moved(tmp_path):
+    """An index of two exact copies and another photo, one copy moved aside: (index, manifest, lines)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copy(REPO / "samples" / "images" / "coffee.png", photos / name)
+    shutil.copy(REPO / "samples" / "images" / "rocket.jpg", photos / "rocket.jpg")
+    idx = simsearch.open_index(tmp_path / "ix", create=True)
+    idx.add([photos], workers=1)
+    manifest = tmp_path / "moves.jsonl"
+    assert idx.move_duplicates(tmp_path / "aside", manifest, by="exact") == (1, 1)
+    yield idx, manifest, manifest.read_text().splitlines()
+    idx.close()
+
+
+def _forged(entry: dict, **changes) -> str:
+    import json
+
+    return json.dumps({**entry, **changes})
+
+
+def test_undo_refuses_a_forged_manifest_whole(moved, tmp_path):
+    import json
+
+    idx, manifest, [line] = moved
+    entry = json.loads(line)
+    stranger = tmp_path / "stranger.png"
+    shutil.copy(REPO / "samples" / "images" / "chelsea.png", stranger)
+    forgeries = {
+        "never moved": _forged(entry, to=str(stranger), **{"from": str(tmp_path / "photos" / "rocket.jpg")}),
+        "not an absolute, normal path": _forged(entry, **{"from": entry["from"].replace("/photos/", "/photos/../photos/")}),
+        "relative": _forged(entry, to="aside/b.png"),
+        "SHA-256 differs": None,
+    }
+    for problem, bad in forgeries.items():
+        if bad is None:  # the moved file swapped for another
+            shutil.copy(entry["to"], tmp_path / "keep.png")
+            shutil.copy(stranger, entry["to"])
+            bad = line
+        manifest.write_text(line + "\n" + bad + "\n")
+        result = CliRunner().invoke(main, ["undo", str(manifest), "--index", str(idx.directory)])
+        first_bad = "line 1" if bad == line else "line 2"  # the swapped file makes the genuine line bad too
+        assert result.exit_code == 1 and first_bad in result.output and "nothing was moved" in result.output, problem
+        assert len(result.output.strip().splitlines()) == 1
+        assert not os.path.exists(entry["from"]) and idx.stats()["removed"] == 1, problem  # line 1 was not applied
+        if problem == "SHA-256 differs":
+            shutil.copy(tmp_path / "keep.png", entry["to"])
+
+
+def test_undo_updates_the_index_and_can_be_run_again(moved):
+    import json
+
+    idx, manifest, [line] = moved
+    entry = json.loads(line)
+    assert idx.undo(manifest) == (1, 0)
+    assert os.path.isfile(entry["from"]) and not os.path.exists(entry["to"]) and idx.stats()["removed"] == 0
+    assert idx.undo(manifest) == (0, 1)  # an interrupted or repeated undo finds it back already
+
+
+def _snapshot(folder) -> dict:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def test_a_read_only_index_is_queried_without_writing_anything(tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    _many_photos(photos, 6)
+    shutil.copy(photos / sorted(os.listdir(photos))[0], photos / "copy.jpg")
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([photos], workers=1)
+    shutil.rmtree(tmp_path / "ix" / "faiss", ignore_errors=True)  # a writable open would write these back
+    before = _snapshot(tmp_path / "ix")
+    with simsearch.open_index(tmp_path / "ix", read_only=True) as ro:
+        assert ro.stats()["images"] == 7 and len(ro.duplicates(by="exact")) == 1
+        assert ro.search(photos / "copy.jpg", by="phash", k=2)[0].distance == 0
+        with pytest.raises(simsearch.InvalidArgument, match="read-only"):
+            ro.add([photos])
+        with pytest.raises(simsearch.InvalidArgument, match="read-only"):
+            ro.cluster(2, by="phash")
+    assert _snapshot(tmp_path / "ix") == before  # no FAISS file, no -wal or -shm, nothing touched
+    # an index this user cannot write opens read-only by itself (root can write anything: pretend)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    result = CliRunner().invoke(main, ["search", str(photos / "copy.jpg"), "--by", "phash", "--index",
+                                       str(tmp_path / "ix")])
+    assert result.exit_code == 0 and "copy.jpg" in result.output
+    refused = CliRunner().invoke(main, ["index", str(photos), "--index", str(tmp_path / "ix")])
+    assert refused.exit_code == 1 and refused.output.startswith("Error: ") and "read-only" in refused.output
+    assert _snapshot(tmp_path / "ix") == before
+
+
+def test_a_symlink_and_its_target_are_one_file(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(REPO / "samples" / "images" / "coffee.png", photos / "zz_real.png")
+    os.symlink("zz_real.png", photos / "a_link.png")  # sorts first: the old path tie-break kept it
+    outside = tmp_path / "elsewhere.png"
+    shutil.copy(REPO / "samples" / "images" / "rocket.jpg", outside)
+    os.symlink(outside, photos / "b_outside_link.jpg")
+    shutil.copy(outside, photos / "c_rocket_copy.jpg")
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([photos], workers=1)
+        paths = {r.path for r in idx.images()}
+        assert paths == {"zz_real.png", "b_outside_link.jpg", "c_rocket_copy.jpg"}  # the inner link is not listed
+        [group] = idx.duplicates(by="exact")
+        assert [r.path for r in group] == ["c_rocket_copy.jpg", "b_outside_link.jpg"]  # the file is kept
+        assert idx.move_duplicates(tmp_path / "aside", tmp_path / "moves.jsonl", by="exact") == (1, 1)
+    assert outside.is_file() and (photos / "c_rocket_copy.jpg").is_file()  # a link moved, never a target
+    assert (photos / "a_link.png").resolve() == (photos / "zz_real.png").resolve()
+
+
+def test_a_second_writer_is_refused_and_a_dead_one_frees_the_index(tmp_path, photos):
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([photos], workers=1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, simsearch\n"
+         "idx = simsearch.open_index(sys.argv[1])\n"
+         "with idx.writing():\n    print('held', flush=True)\n    time.sleep(60)\n", str(tmp_path / "ix")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = CliRunner().invoke(main, ["index", str(photos), "--index", str(tmp_path / "ix")])
+        assert refused.exit_code == 1 and f"simsearch process {holder.pid} is writing" in refused.output
+        assert len(refused.output.strip().splitlines()) == 1
+        reading = CliRunner().invoke(main, ["stats", "--index", str(tmp_path / "ix"), "--format", "json"])
+        assert reading.exit_code == 0  # readers are never blocked
+        with simsearch.open_index(tmp_path / "ix") as idx, pytest.raises(simsearch.IndexBusy):
+            idx.cluster(2, by="phash")
+    finally:
+        holder.kill()  # a killed writer: the operating system drops its lock
+        holder.wait()
+    again = CliRunner().invoke(main, ["index", str(photos), "--index", str(tmp_path / "ix"), "--workers", "1"])
+    assert again.exit_code == 0, again.output
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB file system (tmpfs), for a real full disk; skips where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a full-disk test needs to mount a small tmpfs (root, mount allowed)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk):
+    import numpy as np
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(300):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(photos / f"n{k:03d}.png")
+    args = ["index", str(photos), "--workers", "1", "--index"]
+    full = CliRunner().invoke(main, [*args, str(small_disk / "ix")])
+    assert full.exit_code == 1 and full.output.startswith("Error: the disk is full writing the index")
+    assert len(full.output.strip().splitlines()) == 1
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)  # space freed
+    resumed = CliRunner().invoke(main, [*args, str(small_disk / "ix")])
+    assert resumed.exit_code == 0, resumed.output
+    assert CliRunner().invoke(main, [*args, str(tmp_path / "reference")]).exit_code == 0
+    with simsearch.open_index(small_disk / "ix") as ix, simsearch.open_index(tmp_path / "reference") as ref:
+        assert ix.stats()["images"] == 300
+        assert {(r.path, r.sha256) for r in ix.images()} == {(r.path, r.sha256) for r in ref.images()}
+        assert ix.hash_codes("phash")[1].tolist() == ref.hash_codes("phash")[1].tolist()
+    assert not list(small_disk.rglob("*.tmp"))

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simsearch.hashing import DIHEDRAL, _bits_to_uint, dihedral_phashes, image_hashes, to_uint64, work_image
+from simsearch.hashing import (
+    DIHEDRAL,
+    _bits_to_uint,
+    dihedral_phashes,
+    image_hashes,
+    to_uint64,
+    work_image,
+)
 
 from .conftest import REPO
 

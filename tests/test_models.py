@@ -5,7 +5,12 @@ import pytest
 from PIL import Image, ImageOps
 
 from simsearch.errors import InvalidArgument, WeightsNotFound
-from simsearch.models import EmbedderSpec, create_embedder, list_embedders, register_embedder
+from simsearch.models import (
+    EmbedderSpec,
+    create_embedder,
+    list_embedders,
+    register_embedder,
+)
 
 from .conftest import REPO
 

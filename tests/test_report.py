@@ -10,7 +10,6 @@ from PIL import Image
 
 import simsearch
 
-pytest.importorskip("kmedoids")
 pytest.importorskip("onnxruntime")
 
 

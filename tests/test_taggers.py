@@ -3,6 +3,7 @@ importer, an independent implementation (same labels, boxes at IoU >= 0.9, score
 0.02) on both backends; tags made in the indexing pass equal tags made afterwards; the
 imagenet tagger shares the embedding pass; torchvision detectors need their weights."""
 
+import json
 import os
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 import simsearch
 from simsearch.cli import main
-from simsearch.errors import WeightsNotFound
+from simsearch.errors import InvalidArgument, WeightsNotFound
 from simsearch.taggers import list_taggers
 
 from .conftest import REPO, SHARED
@@ -80,7 +81,8 @@ def test_room_photos_show_furniture(yolo):
 
 
 def test_wrong_or_missing_weights_are_refused(tmp_path, monkeypatch):
-    from simsearch.taggers import check_weights, create_tagger
+    from simsearch.taggers import create_tagger
+    from simsearch.yolo import check_weights
 
     bad = tmp_path / "yolov3-tiny.weights"
     bad.write_bytes(b"\0" * 1000)
@@ -284,3 +286,20 @@ def test_tagging_afterwards_leaves_files_changed_since_indexing(built, photos):
     assert built.tag("imagenet", min_score=0.1) == len(built.images()) - 1
     chelsea = next(r for r in built.images() if r.path == "chelsea.png")
     assert built.detections(chelsea.id) == [] and chelsea.id in {i for i, _, _ in built.untagged("imagenet")}
+
+
+def test_tagger_registry_drives_models_list_and_pull():
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+    from simsearch.taggers import FAMILIES, pull_tagger, register_tagger
+
+    with pytest.raises(InvalidArgument, match="already registered"):
+        register_tagger(list_taggers()[0], locate=lambda weights: weights)(object)
+    with pytest.raises(InvalidArgument, match="nothing to fetch.*yolov3-tiny"):
+        pull_tagger("imagenet")
+    listed = json.loads(CliRunner().invoke(main, ["models", "list", "--format", "json"]).output)
+    tagger_rows = {row["name"] for row in listed if row["kind"] == "tagger"}
+    assert tagger_rows == {s.name for s in list_taggers()} | {f"{f}:ARCH" for f in FAMILIES}
+    bad = CliRunner().invoke(main, ["models", "pull", "imagenet"])
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "nothing to fetch" in bad.output
