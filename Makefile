@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean chromium
+.PHONY: demo test bench fuzz clean chromium postgres
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -27,8 +27,15 @@ demo: $(STAMP)
 	$(BIN)/simsearch search --tag espresso --index demo-out/index
 	$(BIN)/simsearch duplicates --index demo-out/index
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgres
 	$(BIN)/python -m pytest -q
+
+# tests/test_postgres.py starts a real PostgreSQL server on 127.0.0.1 (Debian package), installed here when root can
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null && apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	  || echo "PostgreSQL is not installed: the PostgreSQL tests will be skipped"
 
 # the HTML report test renders pages in headless Chromium (Debian package), installed here when root can
 chromium:
@@ -45,6 +52,10 @@ bench: $(STAMP)
 	  && .venv-peers/bin/pip install -q "immaculate[sscd]==0.3.0"; }; \
 	else echo "no Python >= 3.12: Immaculate is left out of the quality benchmark"; fi
 	$(BIN)/python benchmarks/run_all.py
+
+# a long seeded fuzz run of the decoder and the indexer (tests/test_fuzz.py runs a short one)
+fuzz: $(STAMP)
+	$(BIN)/python benchmarks/fuzz.py
 
 clean:
 	rm -rf $(VENV) .venv-peers demo-out

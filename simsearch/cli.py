@@ -28,7 +28,9 @@ def index_option(fn):
     return click.option(
         "--index", "index_dir", type=click.Path(file_okay=False), default=None,
         help=f"Index directory (default: $SIMSEARCH_INDEX or ./{DEFAULT_INDEX_DIR}).",
-    )(click.option("--db", default=None, help="SQLAlchemy URL for the metadata (default: SQLite in the index).")(fn))
+    )(click.option("--db", default=None, envvar="SIMSEARCH_DB", show_envvar=True,
+                   help="SQLAlchemy URL for the metadata, e.g. postgresql://user@host/db (default: SQLite in "
+                        "the index); the environment variable keeps a password off the command line.")(fn))
 
 
 def format_option(fn):
@@ -53,7 +55,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except SimsearchError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(exc.cli_message or str(exc)) from None
         except BrokenPipeError:  # output piped into `head` and the like: stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)

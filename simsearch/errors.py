@@ -2,7 +2,18 @@
 
 
 class SimsearchError(Exception):
-    """Base class of every error simsearch raises on purpose."""
+    """Base class of every error simsearch raises on purpose. ``cli_message``: the same message in
+    command-line terms where the fix is an option (``--weights PATH`` rather than ``weights=PATH``)."""
+
+    cli_message: str | None = None
+
+    @classmethod
+    def hinted(cls, template: str, api: str, cli: str, *args) -> "SimsearchError":
+        """An error whose message names the fix ``api`` in Python, and ``cli`` on the command line:
+        ``template`` holds one ``{}`` for it; ``args`` come first (``ImageError``'s kind)."""
+        error = cls(*args, template.format(api))
+        error.cli_message = template.format(cli)
+        return error
 
 
 class InvalidArgument(SimsearchError, ValueError):

@@ -57,11 +57,9 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageError(
-                    "too_large",
+                raise ImageError.hinted(
                     f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
-                    " (raise it with --max-pixels)",
-                )
+                    " (raise it with {})", "max_pixels", "--max-pixels", "too_large")
             fmt, mode = img.format or "unknown", img.mode
             if fmt == "JPEG" and not full:
                 img.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))

@@ -34,18 +34,21 @@ def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, 
     the index's folder or database file cannot be written.
     """
     directory = Path(path) if path is not None else default_index_dir()
-    exists = directory.is_dir() and (db is not None or (directory / store.DB_FILE).exists())
-    if not exists:
-        if not create:
-            raise IndexNotFound(f"no index at {directory}; create one with: simsearch index PATH --index {directory}")
-        if db is None:
+    if db is None:
+        exists = (directory / store.DB_FILE).exists()
+        if not exists and create:
             directory.mkdir(parents=True, exist_ok=True)  # SQLite needs the folder before it connects
-    if read_only is None:
-        read_only = exists and not _writable(directory, db)
-    url = db or store.sqlite_url(directory, read_only)
-    engine = store.make_engine(url, read_only)
+    if read_only is None:  # an existing index this user cannot write
+        read_only = (db is not None or exists) and directory.is_dir() and not _writable(directory, db)
+    engine = store.make_engine(db or store.sqlite_url(directory, read_only), read_only)
+    if db is not None:  # the index lives in the database; the folder only holds derived FAISS files
+        exists = store.is_index(engine)
+    if not exists and not create:
+        where = f"in the database {engine.url.render_as_string(hide_password=True)}" if db else f"at {directory}"
+        raise IndexNotFound(f"no index {where}; create one with open_index(..., create=True) or: simsearch "
+                            f"index PATH --index {directory}" + (" --db URL" if db else ""))
     with store.disk_full_is_one_error(directory):
-        store.upgrade(engine, read_only, lock=lambda: writer_lock(directory, engine, wait=True))
+        store.upgrade(engine, read_only, lock=lambda: writer_lock(engine, wait=True))
     if not read_only:
         directory.mkdir(parents=True, exist_ok=True)  # only once the database answered: no empty folder left
     return Index(directory, engine, read_only)
@@ -186,11 +189,7 @@ class Index:
         (found by ``tagger``, if given; embedding search only). The query is embedded by
         ``embedder``, else by the index's own (``embedder_options``: weights, backend, device).
         """
-        by = queries.resolve_method(self._reads, by)
-        if k < 1:
-            raise InvalidArgument(f"k must be at least 1, got {k}")
-        queries.check_distance(max_distance)
-        queries.check_similarity(min_similarity)
+        by = queries.checked_search(self._reads, by, k, max_distance, min_similarity)
         if by == "embedding":
             allowed = self.tagged_ids(tags, min_score=min_score, tagger=tagger) if tags else None
             embedder = embedder or self.embedder(model, **embedder_options)
@@ -233,16 +232,7 @@ class Index:
                 model: str | None = None) -> duplicates.Pair:
         """The decision on two indexed images (ids, or paths as listed or on disk): inputs, score,
         decision, and the estimated transform (verification always runs here)."""
-        return duplicates.explain(self._reads, self._image_id(a), self._image_id(b), level, cut, model)
-
-    def _image_id(self, image) -> int:
-        if isinstance(image, int):
-            return image
-        wanted = os.fspath(image)
-        found = self._reads.image_id_at(wanted)
-        if found is None:
-            raise InvalidArgument(f"{wanted} is not in the index; index it first")
-        return found
+        return duplicates.explain(self._reads, self._reads.image_id(a), self._reads.image_id(b), level, cut, model)
 
     def move_duplicates(self, target: str | os.PathLike, manifest: str | os.PathLike, **options) -> tuple[int, int]:
         """Keep the first image of each duplicate group and move the others under ``target``, recording

@@ -47,7 +47,7 @@ class Writer:
             finally:
                 self._depth -= 1
             return
-        with writer_lock(self.directory, self.engine), disk_full_is_one_error(self.directory):
+        with writer_lock(self.engine), disk_full_is_one_error(self.directory):
             self._depth = 1
             try:
                 yield
@@ -56,7 +56,7 @@ class Writer:
 
 
 @contextmanager
-def writer_lock(directory: Path, engine: Engine, wait: bool = False):
+def writer_lock(engine: Engine, wait: bool = False):
     """Hold the index's writer lock for the block (``wait``: until it is free, else refuse at once)."""
     if engine.dialect.name == "sqlite":
         database = engine.url.database

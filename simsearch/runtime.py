@@ -35,6 +35,23 @@ def registry_entry(kind: str, name: str, registry: dict, families: dict):
     raise InvalidArgument(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}, or {patterns}")
 
 
+def require_embed_extra(what: str, modules: tuple[str, ...] = ("torch", "timm")) -> None:
+    """Refuse at once, naming the extra to install, where ``modules`` of the embed extra are missing."""
+    missing = [m for m in modules if not installed(m)]
+    if missing:
+        raise InvalidArgument(f"{what} needs the embed extra (missing: {', '.join(missing)}): "
+                              "pip install 'simsearch[embed]'")
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA device that torch cannot see (imports torch)."""
+    import torch  # noqa: PLC0415
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidArgument.hinted(f"device {device} asked for, but torch sees no CUDA GPU; use {{}}",
+                                     'device="cpu"', "--device cpu")
+
+
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
@@ -61,7 +78,8 @@ def onnx_session(path: Path, make_net: Callable, sample: np.ndarray, outputs: tu
     torch module from ``make_net()`` is exported there, checked against torch on ``sample``
     and published atomically; later uses only open the file."""
     if not installed("onnxruntime"):
-        raise InvalidArgument("the onnx backend needs onnxruntime: pip install onnxruntime, or use --backend torch")
+        raise InvalidArgument.hinted("the onnx backend needs onnxruntime: pip install onnxruntime, or use {}",
+                                     'backend="torch"', "--backend torch")
     if not path.exists():
         _export_checked(make_net().eval(), sample, outputs, path, name)
     import onnxruntime as ort  # noqa: PLC0415
@@ -93,10 +111,9 @@ def _export_checked(net, sample: np.ndarray, outputs: tuple[str, ...], path: Pat
         got = session.run(None, {"pixels": sample})
         worst = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
         if worst > ONNX_TOLERANCE:
-            raise SimsearchError(
-                f"the ONNX export of {name} differs from torch by {worst:.2e} (> {ONNX_TOLERANCE}); "
-                "use --backend torch"
-            )
+            raise SimsearchError.hinted(
+                f"the ONNX export of {name} differs from torch by {worst:.2e} (> {ONNX_TOLERANCE}); use {{}}",
+                'backend="torch"', "--backend torch")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -38,7 +38,10 @@ def sqlite_url(directory: Path, read_only: bool = False) -> str:
 
 
 def make_engine(url: str, read_only: bool = False) -> Engine:
-    """An engine for ``url``; a malformed URL or a missing database driver is an ``InvalidArgument``."""
+    """An engine for ``url``; a malformed URL or a missing database driver is an ``InvalidArgument``.
+    A plain ``postgresql://`` URL uses psycopg 3 (the ``postgres`` extra)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         return _engine(url, read_only)
     except ArgumentError:
@@ -92,7 +95,7 @@ def upgrade(engine: Engine, read_only: bool = False, lock=nullcontext) -> None:
     An index already at head is recognised with one query; Alembic (slow to
     import) is loaded only when there is something to migrate or to explain.
     """
-    if _revisions(engine) == {HEAD_REVISION}:
+    if _revisions(engine, busy_is_unknown=True) == {HEAD_REVISION}:
         return
     if read_only:
         raise IndexNotFound("the index is read-only and its schema needs an upgrade: open it once with write "
@@ -103,11 +106,20 @@ def upgrade(engine: Engine, read_only: bool = False, lock=nullcontext) -> None:
             _migrate(engine, current)
 
 
-def _revisions(engine: Engine) -> set[str]:
+def is_index(engine: Engine) -> bool:
+    """Whether the database holds a simsearch index (at any schema revision)."""
+    return bool(_revisions(engine))
+
+
+def _revisions(engine: Engine, busy_is_unknown: bool = False) -> set[str] | None:
+    """The database's schema revisions; None, with ``busy_is_unknown``, while another process
+    holds it locked (creating it, most likely: the caller then waits for the writer lock)."""
     try:
         with engine.connect() as conn:
             return _current_revisions(conn)
     except SQLAlchemyError as exc:
+        if busy_is_unknown and "database is locked" in str(exc):
+            return None
         raise IndexNotFound(f"cannot open the index database: {exc.orig or exc}") from None
 
 
@@ -170,8 +182,7 @@ def dir_size(path: Path) -> int:
 def check_spec(stored: dict, spec: dict, name: str, what: str) -> None:
     """Refuse a model whose spec differs from the one the index's ``what`` were made with."""
     if stored != spec:
-        raise InvalidArgument(
+        raise InvalidArgument.hinted(
             f"this index holds {name} {what} made with other weights or settings "
-            f"(weights sha256 {stored.get('weights_sha256', '?')[:12]}); pass --weights PATH "
-            "to those weights, or build a new index"
-        )
+            f"(weights sha256 {stored.get('weights_sha256', '?')[:12]}); pass {{}} "
+            "to those weights, or build a new index", "weights=PATH", "--weights PATH")

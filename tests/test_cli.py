@@ -104,7 +104,8 @@ def test_evaluate_scores_against_a_ground_truth(cli_index, photos, tmp_path):
         (["index", "--index", "{index}"], "give at least one PATH"),
         (["evaluate", "--ground-truth", "{photo}", "--index", "{index}"], "cannot read ground truth"),
         (["undo", "{photo}", "--index", "{index}"], "not a simsearch move manifest"),
-        (["search", "{photo}", "--index", "{index}", "--by", "embedding"], "this index has no embeddings"),
+        (["search", "{photo}", "--index", "{index}", "--by", "embedding"],
+         "this index has no embeddings; add them with simsearch index PATH --embed"),
         (["duplicates", "--index", "{index}", "--by", "embedding"], "this index has no embeddings"),
         (["duplicates", "--index", "{index}", "--min-similarity", "1.5"], "min similarity must be between"),
         (["index", "{photo}", "--index", "{index}", "--embed", "no_such_model"], "unknown embedder"),
@@ -121,6 +122,14 @@ def test_bad_input_is_one_line_without_traceback(cli_index, photos, tmp_path, ar
     assert result.exception is None or isinstance(result.exception, SystemExit)
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1
+
+
+def test_library_errors_speak_python_and_the_cli_adds_the_flag(cli_index, photos):
+    idx = simsearch.open_index(cli_index)
+    with pytest.raises(simsearch.InvalidArgument) as caught:
+        idx.search(photos / "camera.png", by="embedding")
+    assert 'Index.add(paths, embed="efficientnet_lite0")' in str(caught.value) and "--embed" not in str(caught.value)
+    assert caught.value.cli_message.endswith("simsearch index PATH --embed")
 
 
 def test_every_command_is_documented_in_the_readme():

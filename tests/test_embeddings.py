@@ -160,9 +160,9 @@ def test_any_timm_architecture_loads_weights_from_a_file(tmp_path):
 
 
 def test_missing_or_wrong_weights_for_named_architectures_fail_loudly(tmp_path):
-    with pytest.raises(WeightsNotFound, match="--weights PATH"):
+    with pytest.raises(WeightsNotFound, match="weights=PATH"):
         create_embedder("torchvision:resnet18", backend="torch")
-    with pytest.raises(WeightsNotFound, match="--weights PATH"):
+    with pytest.raises(WeightsNotFound, match="weights=PATH"):
         create_embedder("timm:resnet18", backend="torch")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsNotFound, match="cannot read weights"):

@@ -293,6 +293,11 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk):
     full = CliRunner().invoke(main, [*args, str(small_disk / "ix")])
     assert full.exit_code == 1 and full.output.startswith("Error: the disk is full writing the index")
     assert len(full.output.strip().splitlines()) == 1
+    # queries still answer on a full disk: the FAISS index they cannot keep is built in memory
+    query = CliRunner().invoke(main, ["search", str(photos / "n000.png"), "--by", "phash", "-k", "1", "--index",
+                                      str(small_disk / "ix")])
+    assert query.exit_code == 0, query.output
+    assert not list(small_disk.rglob("*.tmp"))
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)  # space freed
     resumed = CliRunner().invoke(main, [*args, str(small_disk / "ix")])
     assert resumed.exit_code == 0, resumed.output
@@ -302,3 +307,39 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk):
         assert {(r.path, r.sha256) for r in ix.images()} == {(r.path, r.sha256) for r in ref.images()}
         assert ix.hash_codes("phash")[1].tolist() == ref.hash_codes("phash")[1].tolist()
     assert not list(small_disk.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("args", [["--embed"], ["--tag", "imagenet"]], ids=["embed", "tag"])
+def test_models_without_the_embed_extra_name_it_in_one_line(tmp_path, monkeypatch, args):
+    import simsearch.runtime
+
+    real = simsearch.runtime.installed
+    monkeypatch.setattr(simsearch.runtime, "installed", lambda m: m not in ("timm", "torch") and real(m))
+    result = CliRunner().invoke(main, ["index", str(REPO / "samples" / "images"), "--index", str(tmp_path / "ix"),
+                                       "--workers", "1", *args])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "needs the embed extra (missing: " in result.output and "pip install 'simsearch[embed]'" in result.output
+
+
+def concurrent_new_index(folder, index, db=None) -> list[subprocess.CompletedProcess]:
+    """Two ``simsearch index`` runs started at once on one new index."""
+    cmd = [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(index), "--workers", "1"]
+    cmd += ["--db", db] if db else []
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    out = [r.communicate() for r in runs]
+    return [subprocess.CompletedProcess(r.args, r.returncode, *o) for r, o in zip(runs, out)]
+
+
+def check_concurrent_runs(runs, index, db=None) -> None:
+    for run in runs:  # each finished, or was refused in one line: no traceback, no half-made index
+        assert run.returncode == 0 or (run.returncode == 1 and run.stderr.count("\n") == 1
+                                       and "is writing the index" in run.stderr), run.stderr
+    assert any(run.returncode == 0 for run in runs)
+    with simsearch.open_index(index, db=db) as idx:
+        assert idx.stats()["images"] == len(list((REPO / "samples" / "images").iterdir()))
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_runs_creating_one_index_at_once(tmp_path, attempt):
+    runs = concurrent_new_index(REPO / "samples" / "images", tmp_path / "ix")
+    check_concurrent_runs(runs, tmp_path / "ix")

@@ -59,3 +59,20 @@ def test_wrong_or_missing_weights_fail_loudly(tmp_path):
         create_embedder("absent_model")
     with pytest.raises(InvalidArgument, match="already registered"):
         register_embedder(list_embedders()[0])(lambda spec, weights=None: None)
+
+
+def test_running_out_of_memory_shrinks_batches_for_that_call_only(lite0, monkeypatch):
+    real, sizes = lite0._runner, []
+
+    def tight(pixels):  # the real network, on a device that holds at most 2 images
+        sizes.append(len(pixels))
+        if len(pixels) > 2:
+            raise MemoryError
+        return real(pixels)
+
+    monkeypatch.setattr(lite0, "_runner", tight)
+    before = lite0.batch_size
+    vectors = lite0.encode([_photo("chelsea.png")] * 5)
+    assert sizes[:3] == [5, 4, 2] and sum(s for s in sizes if s <= 2) == 5  # halved until it fits, none lost
+    assert lite0.batch_size == before  # the next call starts from the full batch again
+    assert np.allclose(vectors, vectors[0], atol=1e-5) and np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-4)

@@ -221,7 +221,7 @@ def test_torchvision_detectors_need_their_weights(tmp_path, monkeypatch):
     from simsearch.taggers import create_tagger
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    with pytest.raises(WeightsNotFound, match="--weights PATH.*ssdlite320_mobilenet_v3_large_coco"):
+    with pytest.raises(WeightsNotFound, match="weights=PATH.*ssdlite320_mobilenet_v3_large_coco"):
         create_tagger("torchvision:ssdlite320_mobilenet_v3_large")
     with pytest.raises(InvalidArgument, match="no detector 'resnet50'"):
         create_tagger("torchvision:resnet50")
