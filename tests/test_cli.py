@@ -2,6 +2,7 @@ import csv
 import io
 import json
 import re
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -12,20 +13,36 @@ from simsearch.cli import main
 from .conftest import REPO
 
 
-@pytest.fixture
-def cli_index(photos, tmp_path):
-    index = tmp_path / "ix"
+def _build(photos, index):
     result = CliRunner().invoke(main, ["index", str(photos), "--index", str(index), "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("indexed 29, failed 0")
     return index
 
 
+@pytest.fixture(scope="module")
+def shared_index(tmp_path_factory):
+    """(index, photos) built once for the tests that only read them."""
+    from make_variants import make_variants
+
+    photos = tmp_path_factory.mktemp("cli") / "photos"
+    shutil.copytree(REPO / "samples" / "images", photos)
+    make_variants(photos)
+    return _build(photos, photos.parent / "ix"), photos
+
+
+@pytest.fixture
+def cli_index(photos, tmp_path):
+    """An index of its own, for a test that changes it or its files."""
+    return _build(photos, tmp_path / "ix")
+
+
 def run(*args, env=None):
     return CliRunner().invoke(main, [str(a) for a in args], env=env)
 
 
-def test_search_formats(cli_index, photos):
+def test_search_formats(shared_index):
+    cli_index, photos = shared_index
     out = run("search", photos / "coffee.png", "--index", cli_index, "-k", "3", "--format", "json")
     rows = json.loads(out.output)
     assert rows[0] == {"rank": 1, "distance": 0, "path": "coffee.png"}
@@ -37,7 +54,8 @@ def test_search_formats(cli_index, photos):
     assert [r["rank"] for r in parsed] == ["1", "2"]
 
 
-def test_duplicates_json_is_imagededup_map(cli_index):
+def test_duplicates_json_is_imagededup_map(shared_index):
+    cli_index, _ = shared_index
     mapping = json.loads(run("duplicates", "--index", cli_index, "--format", "json").output)
     idx = simsearch.open_index(cli_index)
     assert set(mapping) == {r.path for r in idx.images()}  # every image is a key
@@ -46,7 +64,8 @@ def test_duplicates_json_is_imagededup_map(cli_index):
     assert mapping["text.png"] == []
 
 
-def test_index_env_variable_and_stats(cli_index):
+def test_index_env_variable_and_stats(shared_index):
+    cli_index, _ = shared_index
     out = run("stats", "--format", "json", env={"SIMSEARCH_INDEX": str(cli_index)})
     assert json.loads(out.output)["images"] == 29
 
@@ -72,7 +91,8 @@ def test_move_to_and_undo_round_trip(cli_index, photos, tmp_path):
     assert again.output.startswith("indexed 0, failed 0, unchanged 29, removed 0")
 
 
-def test_evaluate_scores_against_a_ground_truth(cli_index, photos, tmp_path):
+def test_evaluate_scores_against_a_ground_truth(shared_index, tmp_path):
+    cli_index, photos = shared_index
 
     truth = {}
     names = {r.path for r in simsearch.open_index(cli_index).images()}
@@ -112,7 +132,8 @@ def test_evaluate_scores_against_a_ground_truth(cli_index, photos, tmp_path):
         (["index", "{photo}", "--index", "{index}", "--embed", "--weights", "{nothing}"], "cannot read weights"),
     ],
 )
-def test_bad_input_is_one_line_without_traceback(cli_index, photos, tmp_path, args, message):
+def test_bad_input_is_one_line_without_traceback(shared_index, tmp_path, args, message):
+    cli_index, photos = shared_index
     values = {"missing": tmp_path / "none", "index": cli_index, "photo": photos / "camera.png",
               "nothing": tmp_path / "nothing.jpg"}
     result = run(*[a.format(**values) for a in args])
@@ -124,7 +145,8 @@ def test_bad_input_is_one_line_without_traceback(cli_index, photos, tmp_path, ar
     assert len(errors) == 1
 
 
-def test_library_errors_speak_python_and_the_cli_adds_the_flag(cli_index, photos):
+def test_library_errors_speak_python_and_the_cli_adds_the_flag(shared_index):
+    cli_index, photos = shared_index
     idx = simsearch.open_index(cli_index)
     with pytest.raises(simsearch.InvalidArgument) as caught:
         idx.search(photos / "camera.png", by="embedding")

@@ -9,18 +9,34 @@ from simsearch.errors import IndexNotFound, IndexTooNew, InvalidArgument
 from .conftest import REPO
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """(index, photos) built once for the tests that only read them."""
+    from make_variants import make_variants
+
+    photos = tmp_path_factory.mktemp("shared") / "photos"
+    shutil.copytree(REPO / "samples" / "images", photos)
+    make_variants(photos)
+    idx = simsearch.open_index(photos.parent / "index", create=True)
+    idx.add([photos], workers=1)
+    yield idx, photos
+    idx.close()
+
+
 def _paths(groups):
     return [sorted(r.path for r in g) for g in groups]
 
 
-def test_search_finds_edited_copies_first(built, photos):
+def test_search_finds_edited_copies_first(shared):
+    built, photos = shared
     matches = built.search(photos / "edits" / "coffee_q70.jpg", k=6)
     top = {m.image.path for m in matches[:5]}
     assert {"coffee.png", "edits/coffee_q70.jpg", "edits/coffee.webp", "edits/coffee_half.png"} <= top
     assert matches[0].distance == 0
 
 
-def test_query_image_need_not_be_indexed(built, tmp_path):
+def test_query_image_need_not_be_indexed(shared, tmp_path):
+    built, _ = shared
     from PIL import Image
 
     outside = tmp_path / "outside.jpg"
@@ -29,7 +45,8 @@ def test_query_image_need_not_be_indexed(built, tmp_path):
     assert match.image.path in {"rocket.jpg", "edits/rocket_q70.jpg", "edits/rocket.webp", "edits/rocket_grey.png"}
 
 
-def test_max_distance_filters(built, photos):
+def test_max_distance_filters(shared):
+    built, photos = shared
     everything = built.search(photos / "chelsea.png", k=30)
     near = built.search(photos / "chelsea.png", k=30, max_distance=2)
     assert near and all(m.distance <= 2 for m in near)  # chelsea's copies and edits are within 2 bits
@@ -45,7 +62,8 @@ def test_exact_duplicates_cover_bytes_and_pixels(built, photos):
     assert not any("edits/chelsea_q70.jpg" in g for g in groups)
 
 
-def test_near_duplicate_groups_keep_the_largest_first(built):
+def test_near_duplicate_groups_keep_the_largest_first(shared):
+    built, _ = shared
     groups = built.duplicates(by="phash")
     coffee = next(g for g in groups if any(r.path == "coffee.png" for r in g))
     assert {r.path for r in coffee} >= {"coffee.png", "edits/coffee_half.png", "edits/coffee_grey.png"}
