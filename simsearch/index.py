@@ -41,14 +41,18 @@ def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, 
     if read_only is None:  # an existing index this user cannot write
         read_only = (db is not None or exists) and directory.is_dir() and not _writable(directory, db)
     engine = store.make_engine(db or store.sqlite_url(directory, read_only), read_only)
-    if db is not None:  # the index lives in the database; the folder only holds derived FAISS files
-        exists = store.is_index(engine)
-    if not exists and not create:
-        where = f"in the database {engine.url.render_as_string(hide_password=True)}" if db else f"at {directory}"
-        raise IndexNotFound(f"no index {where}; create one with open_index(..., create=True) or: simsearch "
-                            f"index PATH --index {directory}" + (" --db URL" if db else ""))
-    with store.disk_full_is_one_error(directory):
-        store.upgrade(engine, read_only, lock=lambda: writer_lock(engine, wait=True))
+    try:
+        if db is not None:  # the index lives in the database; the folder only holds derived FAISS files
+            exists = store.is_index(engine)
+        if not exists and not create:
+            where = f"in the database {engine.url.render_as_string(hide_password=True)}" if db else f"at {directory}"
+            raise IndexNotFound(f"no index {where}; create one with open_index(..., create=True) or: simsearch "
+                                f"index PATH --index {directory}" + (" --db URL" if db else ""))
+        with store.disk_full_is_one_error(directory):
+            store.upgrade(engine, read_only, lock=lambda: writer_lock(engine, wait=True))
+    except BaseException:
+        engine.dispose()  # no connection left open on a failed open
+        raise
     if not read_only:
         directory.mkdir(parents=True, exist_ok=True)  # only once the database answered: no empty folder left
     return Index(directory, engine, read_only)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,7 +23,9 @@ OK, FAILED, REMOVED = "ok", "failed", "removed"
 
 
 class Base(DeclarativeBase):
-    pass
+    # the migrations' type for Python floats (SQLAlchemy's own default is Double): a new index made from
+    # these models has exactly the schema the migrations build (tests/test_schema.py)
+    type_annotation_map = {float: Float}
 
 
 class Meta(Base):
@@ -70,9 +73,9 @@ class Image(Base):
     dhash: Mapped[int | None] = mapped_column(BigInteger)
     whash: Mapped[int | None] = mapped_column(BigInteger)
     ahash: Mapped[int | None] = mapped_column(BigInteger)
-    # pHash of the 8 rotations and flips (see hashing.DIHEDRAL), 8 x 8 bytes little-endian
-    phash_dihedral: Mapped[bytes | None] = mapped_column(LargeBinary)
     indexed_at: Mapped[float] = mapped_column()
+    # pHash of the 8 rotations and flips (see hashing.DIHEDRAL), 8 x 8 bytes little-endian (added last)
+    phash_dihedral: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Failure(Base):

@@ -271,14 +271,16 @@ def test_a_second_writer_is_refused_and_a_dead_one_frees_the_index(tmp_path, pho
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 256 KB file system (tmpfs), for a real full disk; skips where mounting is not allowed."""
+    """A small file system (tmpfs), for a real full disk; skips where mounting is not allowed."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
                                            capture_output=True).returncode != 0:
         pytest.skip("a full-disk test needs to mount a small tmpfs (root, mount allowed)")
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    if subprocess.run(["umount", str(mount)]).returncode != 0:  # something still holds it open: detach it anyway
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+        pytest.fail("a file on the small disk was left open")
 
 
 def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk):
@@ -289,6 +291,9 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk):
     rng = np.random.default_rng(0)
     for k in range(300):
         Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(photos / f"n{k:03d}.png")
+    simsearch.open_index(small_disk / "ix", create=True).close()
+    used = shutil.disk_usage(small_disk).used
+    subprocess.run(["mount", "-o", f"remount,size={used // 1024 + 96}k", str(small_disk)], check=True)  # 96 KB left
     args = ["index", str(photos), "--workers", "1", "--index"]
     full = CliRunner().invoke(main, [*args, str(small_disk / "ix")])
     assert full.exit_code == 1 and full.output.startswith("Error: the disk is full writing the index")
