@@ -109,7 +109,7 @@ def create_embedder(name: str, *, weights: str | None = None, backend: str = "au
     check_backend(backend)
     check_batch_size(batch_size)
     require_embed_extra("embedding images")
-    entry = _entry(name, weights)
+    entry = _entry(name)
     path = entry.locate(entry.spec, weights)
     if not os.path.isfile(path):
         raise WeightsNotFound.hinted(f"cannot read weights {path}: no such file; pass {{}} to the weights file",
@@ -276,13 +276,13 @@ def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
 
 
 # -- helpers -----------------------------------------------------------------
-def _entry(name: str, weights: str | None) -> _Entry:
+def _entry(name: str) -> _Entry:
     return registry_entry("embedder", name, _REGISTRY, FAMILIES)
 
 
 def weights_file(name: str, weights: str | None = None) -> str:
     """The weights file the embedder ``name`` would load (``weights`` if given); loads nothing."""
-    entry = _entry(name, weights)
+    entry = _entry(name)
     return entry.locate(entry.spec, weights)
 
 

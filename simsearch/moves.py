@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from .errors import InvalidArgument
+from .reads import under_roots
 from .runtime import file_sha256
 from .schema import OK, REMOVED, Image, Root
 
@@ -92,7 +93,7 @@ def check_manifest(conn, manifest: str | os.PathLike) -> list[Move]:
         raise InvalidArgument(f"cannot read manifest {manifest}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InvalidArgument(f"{manifest} is not a simsearch move manifest") from None
-    roots = [(rid, raw + b"/") for rid, raw in conn.execute(select(Root.id, Root.path_raw))]
+    roots = dict(conn.execute(select(Root.id, Root.path_raw)).all())
     moves = []
     for number, line in enumerate(lines, 1):
         if line.strip():
@@ -107,7 +108,7 @@ class _BadLine(Exception):
     pass
 
 
-def _check_line(conn, roots: list, number: int, line: str) -> Move:
+def _check_line(conn, roots: dict, number: int, line: str) -> Move:
     try:
         entry = json.loads(line)
         moved_to, back_to, sha256 = entry["to"], entry["from"], entry["sha256"]
@@ -132,15 +133,13 @@ def _check_line(conn, roots: list, number: int, line: str) -> Move:
     return Move(number, moved_to, back_to, image_id, done=False)
 
 
-def _recorded_image(conn, roots: list, path: str, sha256) -> tuple[int | None, str | None]:
+def _recorded_image(conn, roots: dict, path: str, sha256) -> tuple[int | None, str | None]:
     """(id, status) of this index's image at ``path`` with ``sha256``; (None, None) if it has none."""
-    raw = os.fsencode(path)
-    for root_id, prefix in roots:
-        if raw.startswith(prefix):
-            found = conn.execute(select(Image.id, Image.status).where(
-                Image.root_id == root_id, Image.relpath_raw == raw[len(prefix):], Image.sha256 == sha256)).first()
-            if found is not None:
-                return found.id, found.status
+    for root_id, rel in under_roots(roots, path):
+        found = conn.execute(select(Image.id, Image.status).where(
+            Image.root_id == root_id, Image.relpath_raw == rel, Image.sha256 == sha256)).first()
+        if found is not None:
+            return found.id, found.status
     return None, None
 
 

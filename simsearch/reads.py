@@ -47,6 +47,12 @@ class ImageRecord:
     sha256: str
 
 
+def under_roots(roots: dict[int, bytes], path: str) -> list[tuple[int, bytes]]:
+    """(root id, path relative to it as raw bytes) for each root (raw bytes) that holds ``path`` on disk."""
+    absolute = os.fsencode(os.path.abspath(path))
+    return [(root_id, absolute[len(raw) + 1 :]) for root_id, raw in roots.items() if absolute.startswith(raw + b"/")]
+
+
 class Reads:
     """Read access to one index database (and the folder its derived files live in)."""
 
@@ -106,19 +112,17 @@ class Reads:
     def image_id_at(self, path: str) -> int | None:
         """The id of the indexed image at ``path``: as listed (relative to its root, or with the
         root's prefix), or a path to the file on disk; None if none is."""
-        absolute = os.fsencode(os.path.abspath(path))
+        roots = self.root_paths()
+        conditions = [(root_id, Image.relpath == path[len(prefix):]) for root_id, (_, prefix) in roots.items()
+                      if path.startswith(prefix) and not os.path.isabs(path)]
+        conditions += [(root_id, Image.relpath_raw == rel) for root_id, rel in
+                       under_roots({rid: os.fsencode(root) for rid, (root, _) in roots.items()}, path)]
         with self.engine.connect() as conn:
-            for root_id, (root, prefix) in self.root_paths().items():
-                where = []
-                if path.startswith(prefix) and not os.path.isabs(path):
-                    where.append(Image.relpath == path[len(prefix):])
-                if absolute.startswith(os.fsencode(root) + b"/"):
-                    where.append(Image.relpath_raw == absolute[len(os.fsencode(root)) + 1:])
-                for condition in where:
-                    found = conn.execute(select(Image.id).where(Image.root_id == root_id, Image.status == OK,
-                                                                condition)).scalar()
-                    if found is not None:
-                        return found
+            for root_id, condition in conditions:
+                found = conn.execute(select(Image.id).where(Image.root_id == root_id, Image.status == OK,
+                                                            condition)).scalar()
+                if found is not None:
+                    return found
         return None
 
     def ordered(self, ids: list[int]) -> list[ImageRecord]:
