@@ -154,7 +154,9 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
 
 
 @main.command()
-@click.argument("image", type=click.Path(), required=False)
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--from-file", "query_list", type=click.Path(dir_okay=False),
+              help="Read query images, one path a line, from this file (with IMAGES: after them).")
 @click.option("--by", type=click.Choice(SEARCH_METHODS), default="auto", show_default=True,
               help="embedding (cosine), a hash (Hamming), or auto: embedding if the index has them, else phash.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of neighbours.")
@@ -169,23 +171,61 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
 @index_option
 @format_option
 @friendly
-def search(image, by, k, max_distance, min_similarity, model, rotations, tags, min_score, tagger, weights, backend,
-           device, index_dir, db, fmt):
-    """Nearest indexed images to IMAGE (which need not be indexed); without IMAGE, the images with --tag."""
-    if image is None:
+def search(images, query_list, by, k, max_distance, min_similarity, model, rotations, tags, min_score, tagger, weights,
+           backend, device, index_dir, db, fmt):
+    """Nearest indexed images to each of IMAGES (which need not be indexed); without IMAGES, the images
+    with --tag. Several queries (or --from-file) give one result block per query."""
+    from simsearch.indexer.scan import read_file_list  # noqa: PLC0415
+
+    queries = list(images) + (read_file_list(query_list) if query_list else [])
+    if not queries:
+        if query_list:
+            raise click.ClickException(f"no query paths in {query_list}")
         if not tags:
-            raise click.UsageError("give an IMAGE, or --tag LABEL to list tagged images")
+            raise click.UsageError("give an IMAGE, --from-file LIST, or --tag LABEL to list tagged images")
         with _open(index_dir, db) as idx:
             found = idx.with_tags(list(tags), min_score=min_score, tagger=tagger)
         emit([{"path": r.path, "width": r.width, "height": r.height} for r in found], fmt, ["path", "width", "height"])
         return
     with _open(index_dir, db) as idx:
-        matches = idx.search(image, by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
-                             model=model, rotations=rotations, tags=list(tags), min_score=min_score, tagger=tagger,
-                             weights=weights, backend=backend, device=device)
-    score = "distance" if matches and matches[0].distance is not None else "similarity"
-    emit([{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(matches, 1)], fmt,
-         ["rank", score, "path"])
+        results = idx.search_many(queries, by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
+                                  model=model, rotations=rotations, tags=list(tags), min_score=min_score,
+                                  tagger=tagger, weights=weights, backend=backend, device=device)
+    score = "similarity" if idx.search_method(by) == "embedding" else "distance"
+    if len(queries) == 1 and not query_list:
+        [result] = results
+        if result.error is not None:
+            raise result.error
+        emit(_match_rows(result, score), fmt, ["rank", score, "path"])
+        return
+    _emit_blocks(results, score, fmt)
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(results)} queries could not be read (see their blocks)")
+
+
+def _match_rows(result, score: str) -> list[dict]:
+    return [{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(result.matches, 1)]
+
+
+def _emit_blocks(results, score: str, fmt: str) -> None:
+    """One block per query: json, a list of {query, matches | error}; csv, rows with a query column;
+    table, a heading line per query."""
+    if fmt == "json":
+        click.echo(json.dumps([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
+                               {"query": str(r.query), "matches": _match_rows(r, score)} for r in results], indent=2))
+        return
+    if fmt == "csv":
+        rows = [{"query": str(r.query), "error": str(r.error) if r.error is not None else "", **row}
+                for r in results for row in (_match_rows(r, score) or [{}])]
+        emit(rows, fmt, ["query", "rank", score, "path", "error"])
+        return
+    for n, r in enumerate(results):
+        click.echo(("\n" if n else "") + f"== {r.query}")
+        if r.error is not None:
+            click.echo(f"error: {r.error}")
+        else:
+            emit(_match_rows(r, score), fmt, ["rank", score, "path"])
 
 
 def level_options(fn):

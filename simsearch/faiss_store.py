@@ -37,13 +37,13 @@ class BinaryIndex:
         self.index = index
         self.ids = ids
 
-    def search(self, query: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, distances), each (len(queries), <=k), nearest first; missing slots have id -1."""
         if len(self.ids) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        code = np.array([query], dtype=np.int64).view(np.uint8).reshape(1, HASH_BITS // 8)
-        distances, rows = self.index.search(code, min(k, len(self.ids)))
-        keep = rows[0] >= 0
-        return self.ids[rows[0][keep]], distances[0][keep]
+            return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.int64)
+        codes = np.array(queries, dtype=np.int64).view(np.uint8).reshape(len(queries), HASH_BITS // 8)
+        distances, rows = self.index.search(codes, min(k, len(self.ids)))
+        return np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1), distances
 
 
 class VectorIndex:

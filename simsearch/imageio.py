@@ -83,6 +83,25 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
     return Decoded(rgb, width, height, fmt, mode, digest)
 
 
+def from_memory(image) -> Decoded:
+    """A PIL image or a numpy array (HxW grey, HxWx3 RGB or HxWx4 RGBA; 8 or 16 bits) made the RGB
+    image ``decode`` would give (orientation, alpha on white, deep images scaled)."""
+    try:
+        if isinstance(image, np.ndarray):
+            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or 0 in image.shape:
+                raise ImageError("not_an_image", f"an array of shape {image.shape} is not an image: give HxW, "
+                                 "HxWx3 or HxWx4")
+            image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+        width, height = image.size
+        rgb = _to_rgb(_oriented(image))
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow refuses dtypes and modes with assorted errors
+        raise ImageError("not_an_image", f"cannot read the image in memory: {type(exc).__name__}: {exc}") from None
+    digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
+    return Decoded(rgb, width, height, "memory", image.mode, digest)
+
+
 def decode_file(path: str, **kw) -> Decoded:
     """Decode the image at ``path``; unreadable files raise ``ImageError``."""
     try:

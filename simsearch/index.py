@@ -185,22 +185,42 @@ class Index:
                min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
                embedder=None, tags: list[str] | None = None, min_score: float = 0.25,
                tagger: str | None = None, **embedder_options) -> list[queries.Match]:
-        """Nearest indexed images to ``image`` (a path or bytes).
+        """Nearest indexed images to ``image`` (a path, bytes, a PIL image or a numpy array).
 
         ``by``: ``embedding`` (cosine; ``rotations`` also matches the query's 8 rotations and
         flips), a hash method (Hamming), or ``auto`` (embedding when the index has embeddings,
         else phash). ``tags`` keeps only images holding every label at ``min_score`` or more
         (found by ``tagger``, if given; embedding search only). The query is embedded by
         ``embedder``, else by the index's own (``embedder_options``: weights, backend, device).
+        Raises ``ImageError`` if the query cannot be read.
         """
+        [result] = self.search_many([image], by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
+                                    model=model, rotations=rotations, embedder=embedder, tags=tags,
+                                    min_score=min_score, tagger=tagger, **embedder_options)
+        if result.error is not None:
+            raise result.error
+        return result.matches
+
+    def search_method(self, by: str = "auto") -> str:
+        """The method a search ``by`` runs: ``auto`` is embedding where the index has embeddings, else phash."""
+        return queries.resolve_method(self._reads, by)
+
+    def search_many(self, images: Iterable, *, by: str = "auto", k: int = 10, max_distance: int | None = None,
+                    min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
+                    embedder=None, tags: list[str] | None = None, min_score: float = 0.25,
+                    tagger: str | None = None, **embedder_options) -> list[queries.QueryResult]:
+        """``search`` for many queries at once, in order: they are encoded in batches and each batch is one
+        FAISS call. A query that cannot be read gets its ``error``; the others are answered."""
+        images = list(images)
         by = queries.checked_search(self._reads, by, k, max_distance, min_similarity)
-        if by == "embedding":
-            allowed = self.tagged_ids(tags, min_score=min_score, tagger=tagger) if tags else None
-            embedder = embedder or self.embedder(model, **embedder_options)
-            return queries.search_embedding(self._reads, image, k, min_similarity, model, rotations, embedder, allowed)
-        if tags:
-            raise InvalidArgument("tag filters apply to embedding search: search by embedding")
-        return queries.search_hash(self._reads, image, by, k, max_distance)
+        if by != "embedding":
+            if tags:
+                raise InvalidArgument("tag filters apply to embedding search: search by embedding")
+            return queries.search_many(self._reads, images, by, k, max_distance=max_distance)
+        allowed = self.tagged_ids(tags, min_score=min_score, tagger=tagger) if tags else None
+        embedder = embedder or self.embedder(model, **embedder_options)
+        return queries.search_many(self._reads, images, by, k, min_similarity=min_similarity, model=model,
+                                   rotations=rotations, embedder=embedder, allowed=allowed)
 
     def duplicates(self, *, by: str = "auto", level: str = "copy", cut: float | None = None,
                    max_distance: int | None = None, min_similarity: float | None = None,

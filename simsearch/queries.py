@@ -6,13 +6,17 @@ import json
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import store
-from .errors import InvalidArgument
+from .errors import ImageError, InvalidArgument
 from .hamming import HASH_BITS
 from .hashing import DIHEDRAL, hash_image
-from .imageio import Decoded, decode, decode_file
+from .imageio import Decoded, decode, decode_file, from_memory
 from .names import SEARCH_METHODS
 from .reads import ImageRecord, Reads
+
+QUERY_BATCH = 64  # bulk queries encoded and searched together
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,14 @@ def check_similarity(min_similarity: float | None) -> None:
 
 
 def decode_query(reads: Reads, image) -> Decoded:
-    """A query image (a path or bytes) decoded exactly the way the index decodes."""
+    """A query image (a path, bytes, a PIL image or a numpy array) decoded exactly the way the index decodes."""
     if isinstance(image, bytes):
         return decode(image, full=reads.full_decode)
-    return decode_file(os.fspath(image), full=reads.full_decode)
+    if isinstance(image, (str, os.PathLike)):
+        return decode_file(os.fspath(image), full=reads.full_decode)
+    if isinstance(image, np.ndarray) or hasattr(image, "getbands"):  # a PIL image
+        return from_memory(image)
+    raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
 
 
 def hash_query(reads: Reads, image) -> dict[str, int]:
@@ -74,35 +82,82 @@ def make_embedder(reads: Reads, model: str | None = None, **options):
     return embedder
 
 
-def search_hash(reads: Reads, image, by: str, k: int, max_distance: int | None) -> list[Match]:
-    query = hash_query(reads, image)[by]
-    ids, distances = reads.binary_index(by).search(query, k)
-    records = reads.records(ids.tolist())
-    return [Match(records[i], distance=int(d)) for i, d in zip(ids.tolist(), distances.tolist())
-            if max_distance is None or d <= max_distance]
+@dataclass(frozen=True)
+class QueryResult:
+    """One query of a bulk search: its matches, or why it could not be run."""
+
+    query: object
+    matches: list[Match]
+    error: ImageError | None = None
 
 
-def search_embedding(reads: Reads, image, k: int, min_similarity: float | None, model: str | None,
-                     rotations: bool, embedder, allowed: set[int] | None = None) -> list[Match]:
+def search_many(reads: Reads, images: list, by: str, k: int, *, max_distance: int | None = None,
+                min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
+                embedder=None, allowed: set[int] | None = None) -> list[QueryResult]:
+    """Search every image in ``images``, ``QUERY_BATCH`` at a time: one encoding call and one FAISS call
+    per batch. A query that cannot be read gets its error; the others go on."""
+    results = []
+    for start in range(0, len(images), QUERY_BATCH):
+        chunk = images[start : start + QUERY_BATCH]
+        decoded, errors = [], {}
+        for n, image in enumerate(chunk):
+            try:
+                decoded.append(decode_query(reads, image).image)
+            except ImageError as exc:
+                errors[n] = exc
+        if by == "embedding":
+            found = _embedding_batch(reads, decoded, k, min_similarity, model, rotations, embedder, allowed)
+        else:
+            found = _hash_batch(reads, decoded, by, k, max_distance)
+        found = iter(found)
+        results += [QueryResult(q, [], errors[n]) if n in errors else QueryResult(q, next(found))
+                    for n, q in enumerate(chunk)]
+    return results
+
+
+def _hash_batch(reads: Reads, images: list, by: str, k: int, max_distance: int | None) -> list[list[Match]]:
+    if not images:
+        return []
+    ids, distances = reads.binary_index(by).search([hash_image(im)[by] for im in images], k)
+    records = reads.records(sorted({i for i in ids.ravel().tolist() if i >= 0}))
+    return [[Match(records[i], distance=int(d)) for i, d in zip(row_ids, row_dist)
+             if i >= 0 and (max_distance is None or d <= max_distance)]
+            for row_ids, row_dist in zip(ids.tolist(), distances.tolist())]
+
+
+def _embedding_batch(reads: Reads, images: list, k: int, min_similarity: float | None, model: str | None,
+                     rotations: bool, embedder, allowed: set[int] | None) -> list[list[Match]]:
+    if not images:
+        return []
     model = reads.model(model)
-    rgb = decode_query(reads, image).image
-    variants = [dihedral(rgb, t) for t in DIHEDRAL] if rotations else [rgb]
-    queries = embedder.encode(variants)
+    views = len(DIHEDRAL) if rotations else 1
+    vectors = embedder.encode([dihedral(im, t) for im in images for t in DIHEDRAL] if rotations else images)
     index = reads.vector_index(model)
     fetch = k if allowed is None else min(len(index.ids), max(10 * k, 100))
-    while True:  # with a tag filter, fetch more neighbours until k pass it or none are left
-        ids, sims = index.search(queries, fetch)
-        best: dict[int, float] = {}
-        for i, sim in zip(ids.ravel().tolist(), sims.ravel().tolist()):
-            if i >= 0 and (allowed is None or i in allowed) and sim > best.get(i, -2.0):
-                best[i] = sim
-        if allowed is None or len(best) >= k or fetch >= len(index.ids):
+    best: dict[int, dict[int, float]] = {}
+    todo = list(range(len(images)))
+    while todo:  # with a tag filter, fetch more neighbours for the queries that have fewer than k
+        rows = np.concatenate([np.arange(q * views, (q + 1) * views) for q in todo])
+        ids, sims = index.search(vectors[rows], fetch)
+        for n, q in enumerate(todo):
+            best[q] = _best(ids[n * views : (n + 1) * views], sims[n * views : (n + 1) * views], allowed)
+        if allowed is None or fetch >= len(index.ids):
             break
+        todo = [q for q in todo if len(best[q]) < k]
         fetch = min(len(index.ids), fetch * 4)
-    ranked = sorted(best.items(), key=lambda item: -item[1])[:k]
-    ranked = [(i, s) for i, s in ranked if min_similarity is None or s >= min_similarity]
-    records = reads.records([i for i, _ in ranked])
-    return [Match(records[i], similarity=round(s, 6)) for i, s in ranked]
+    ranked = [[(i, s) for i, s in sorted(best[q].items(), key=lambda item: -item[1])[:k]
+               if min_similarity is None or s >= min_similarity] for q in range(len(images))]
+    records = reads.records(sorted({i for found in ranked for i, _ in found}))
+    return [[Match(records[i], similarity=round(s, 6)) for i, s in found] for found in ranked]
+
+
+def _best(ids: np.ndarray, sims: np.ndarray, allowed: set[int] | None) -> dict[int, float]:
+    """Image id -> its best similarity over a query's views, among the ``allowed``."""
+    best: dict[int, float] = {}
+    for i, sim in zip(ids.ravel().tolist(), sims.ravel().tolist()):
+        if i >= 0 and (allowed is None or i in allowed) and sim > best.get(i, -2.0):
+            best[i] = sim
+    return best
 
 
 def dihedral(rgb, transform: tuple[bool, bool, bool]):

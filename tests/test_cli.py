@@ -54,6 +54,26 @@ def test_search_formats(shared_index):
     assert [r["rank"] for r in parsed] == ["1", "2"]
 
 
+def test_bulk_search_writes_one_block_per_query(shared_index, tmp_path):
+    cli_index, photos = shared_index
+    queries = tmp_path / "queries.txt"
+    queries.write_text(f"# queries\n{photos / 'chelsea.png'}\n\n{photos / 'nope.png'}\n")
+    out = run("search", photos / "coffee.png", "--from-file", queries, "--index", cli_index, "-k", "2",
+              "--format", "json")
+    assert out.exit_code == 1 and "1 of 3 queries could not be read" in out.output
+    blocks = json.loads(out.output[: out.output.rindex("]") + 1])
+    assert [b["query"] for b in blocks] == [str(photos / n) for n in ("coffee.png", "chelsea.png", "nope.png")]
+    assert blocks[1]["matches"][0] == {"rank": 1, "distance": 0, "path": "chelsea.png"}
+    assert "cannot read file" in blocks[2]["error"]
+    table = run("search", photos / "coffee.png", photos / "text.png", "--index", cli_index, "-k", "1")
+    assert table.exit_code == 0
+    assert table.output.splitlines()[0] == f"== {photos / 'coffee.png'}" and "== " + str(photos / "text.png") in table.output
+    rows = list(csv.DictReader(io.StringIO(run("search", photos / "coffee.png", photos / "text.png", "--index",
+                                               cli_index, "-k", "2", "--format", "csv").output)))
+    assert [(r["query"].split("/")[-1], r["rank"]) for r in rows] == [("coffee.png", "1"), ("coffee.png", "2"),
+                                                                      ("text.png", "1"), ("text.png", "2")]
+
+
 def test_duplicates_json_is_imagededup_map(shared_index):
     cli_index, _ = shared_index
     mapping = json.loads(run("duplicates", "--index", cli_index, "--format", "json").output)

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 import simsearch
 from simsearch.cli import main
-from simsearch.errors import InvalidArgument, WeightsNotFound
+from simsearch.errors import ImageError, InvalidArgument, WeightsNotFound
 from simsearch.faiss_store import build_vectors
 from simsearch.models import create_embedder
 from simsearch.runtime import ONNX_TOLERANCE, cache_dir
@@ -75,6 +75,39 @@ def test_search_by_embedding_finds_edits_and_takes_outside_queries(embedded, tmp
     assert sims == sorted(sims, reverse=True) and sims[0] > 0.9
     assert all(m.similarity >= 0.99 for m in idx.search(outside, by="embedding", k=30, min_similarity=0.99))
     assert idx.search(outside, k=1)[0].similarity is not None  # auto searches embeddings when present
+
+
+def test_bulk_search_equals_one_search_per_query(embedded, monkeypatch):
+    from simsearch import queries
+
+    idx, folder = embedded
+    paths = sorted(folder.rglob("*.png"))[:12] + [folder / "missing.jpg"]
+    embedder = idx.embedder()
+    single = [idx.search(p, k=5, embedder=embedder, rotations=True) for p in paths[:-1]]
+    monkeypatch.setattr(queries, "QUERY_BATCH", 5)  # batches of 5: 3 batches, the last with the bad query
+    calls = []
+    index = idx._reads.vector_index(MODEL)
+    monkeypatch.setattr(type(index), "search", lambda self, q, k, _f=type(index).search: calls.append(len(q)) or
+                        _f(self, q, k))
+    bulk = idx.search_many(paths, k=5, embedder=embedder, rotations=True)
+    assert calls == [40, 40, 16]  # one FAISS call per batch (5, 5, 2 readable queries), 8 views each
+    assert [[(m.image.path, m.similarity) for m in r.matches] for r in bulk[:-1]] == \
+           [[(m.image.path, m.similarity) for m in found] for found in single]
+    assert bulk[-1].matches == [] and bulk[-1].error.kind == "unreadable"
+
+
+def test_queries_in_memory_match_the_file(embedded):
+    idx, folder = embedded
+    pil = Image.open(folder / "chelsea.png")
+    by_path = idx.search(folder / "chelsea.png", k=3)
+    for query in (pil, np.asarray(pil.convert("RGB")), np.asarray(pil.convert("RGBA")), (folder / "chelsea.png").read_bytes()):
+        assert [m.image.path for m in idx.search(query, k=3)] == [m.image.path for m in by_path]
+    grey = idx.search(np.asarray(pil.convert("L")), by="phash", k=1)
+    assert grey[0].image.path.split("/")[-1].startswith("chelsea")
+    with pytest.raises(ImageError, match="shape"):
+        idx.search(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(InvalidArgument, match="not int"):
+        idx.search(7)
 
 
 def test_rotations_option_matches_a_turned_copy(embedded):
