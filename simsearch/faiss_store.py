@@ -12,8 +12,9 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -28,6 +29,8 @@ EXACT_BELOW = 100_000  # auto: exact search below this many vectors, IVF from he
 PROBE_FRACTION, MIN_PROBES = 8, 128
 REFINE_FACTOR = 8  # IVF re-ranks 8 k candidates with the 8-bit codes
 _TRAIN_PER_LIST = 50
+SHARD_VECTORS = 1_000_000  # an IVF index past this many vectors is split into shards, built one at a time
+CHUNK_VECTORS = 20_000  # vectors read from the database at a time while building
 _RANGE_BLOCK = 4096  # queries per range_search call when pairing every vector
 _PAIR_NEIGHBOURS = 64  # approximate indexes pair each vector with at most this many neighbours
 
@@ -92,33 +95,101 @@ def build_binary(codes: np.ndarray) -> faiss.IndexBinary:
     return index
 
 
+class VectorSource(NamedTuple):
+    """How a build reads the vectors without holding them all: ``chunks()`` yields (ids, vectors) in id order,
+    ``sample(size, seed)`` returns ``size`` of them drawn at random."""
+
+    count: int
+    dim: int
+    chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+    sample: Callable[[int, int], np.ndarray]
+
+
+def array_source(vectors: np.ndarray, ids: np.ndarray | None = None, chunk: int = CHUNK_VECTORS) -> VectorSource:
+    """A ``VectorSource`` over vectors already in memory (row numbers as ids unless given)."""
+    ids = np.arange(len(vectors), dtype=np.int64) if ids is None else ids
+
+    def chunks():
+        for start in range(0, len(vectors), chunk):
+            yield ids[start : start + chunk], vectors[start : start + chunk]
+
+    def sample(size: int, seed: int) -> np.ndarray:
+        return vectors[sample_rows(len(vectors), size, seed)]
+
+    return VectorSource(len(vectors), vectors.shape[1], chunks, sample)
+
+
+def sample_rows(count: int, size: int, seed: int) -> np.ndarray:
+    """``size`` row numbers out of ``count``, drawn without replacement, in order."""
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+
+
 def build_vectors(vectors: np.ndarray, kind: str = "auto", *, seed: int = 0) -> tuple[faiss.Index, str]:
-    """An inner-product index over unit vectors; ``auto`` picks flat below ``EXACT_BELOW`` vectors.
+    """An inner-product index over unit vectors in memory, one shard; see ``build_shards``."""
+    [(index, _ids)], kind = _collect(build_shards(array_source(vectors), kind, seed=seed,
+                                                  shard_size=max(len(vectors), 1)))
+    return index, kind
+
+
+def build_shards(source: VectorSource, kind: str = "auto", *, seed: int = 0,
+                 shard_size: int | None = None) -> Iterator[tuple[faiss.Index, np.ndarray, str]]:
+    """(shard, its ids, kind) one shard at a time: an inner-product index over unit vectors, streamed in from
+    ``source`` chunk by chunk. ``auto`` picks flat below ``EXACT_BELOW`` vectors.
 
     ``ivf``: an inverted file of about 2 sqrt(n) lists whose vectors are product-quantised to 4 bits per
-    4 dimensions and scanned with SIMD (FAISS fast scan), the candidates re-ranked with 8-bit scalar codes.
+    4 dimensions and scanned with SIMD (FAISS fast scan), the candidates re-ranked with 8-bit scalar codes;
+    trained on a sample of at most 50 vectors per list, then split into shards of ``shard_size`` vectors
+    (default ``SHARD_VECTORS``) that share the trained quantiser. A build holds one shard, one chunk and the
+    training sample, never the collection; a flat index is never split.
     """
+    shard_size = shard_size or SHARD_VECTORS
     if kind not in ANN_KINDS:
         raise InvalidArgument(f"unknown vector index {kind!r}; choose one of {', '.join(ANN_KINDS)}")
-    n, dim = vectors.shape
+    n, dim = source.count, source.dim
     if kind == "auto":
         kind = "flat" if n < EXACT_BELOW else "ivf"
     if kind == "flat" or n < 2:
-        index, kind = faiss.IndexFlatIP(dim), "flat"
+        kind, shard_size = "flat", max(n, 1)
+        empty = faiss.serialize_index(faiss.IndexFlatIP(dim))
     else:
-        nlist = ivf_lists(n)
-        codes = f"PQ{dim // 4}x4fs" if dim % 4 == 0 else "SQ8"
-        index = faiss.index_factory(dim, f"IVF{nlist},{codes},Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)
-        sample = vectors
-        if n > _TRAIN_PER_LIST * nlist:  # k-means needs tens of points per list, not all of them
-            pick = np.sort(np.random.default_rng(seed).choice(n, _TRAIN_PER_LIST * nlist, replace=False))
-            sample = vectors[pick]
-        faiss.extract_index_ivf(index).cp.seed = seed
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        _set_search_params(index)
-    if n:
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index, kind
+        empty = faiss.serialize_index(_trained_ivf(source, seed))
+    shard, ids = faiss.deserialize_index(empty), []
+    for chunk_ids, chunk in source.chunks():
+        while len(chunk):
+            room = shard_size - shard.ntotal
+            shard.add(np.ascontiguousarray(chunk[:room], dtype=np.float32))
+            ids.append(chunk_ids[:room])
+            chunk, chunk_ids = chunk[room:], chunk_ids[room:]
+            if shard.ntotal == shard_size:
+                yield _ready(shard, kind), np.concatenate(ids).astype(np.int64), kind
+                shard, ids = faiss.deserialize_index(empty), []
+    if shard.ntotal or not n:
+        yield _ready(shard, kind), np.concatenate(ids or [np.zeros(0, np.int64)]).astype(np.int64), kind
+
+
+def _trained_ivf(source: VectorSource, seed: int) -> faiss.Index:
+    nlist = ivf_lists(source.count)
+    codes = f"PQ{source.dim // 4}x4fs" if source.dim % 4 == 0 else "SQ8"
+    index = faiss.index_factory(source.dim, f"IVF{nlist},{codes},Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)
+    faiss.extract_index_ivf(index).cp.seed = seed
+    # k-means needs tens of points per list, not all of them
+    index.train(np.ascontiguousarray(source.sample(min(source.count, _TRAIN_PER_LIST * nlist), seed),
+                                     dtype=np.float32))
+    return index
+
+
+def _ready(shard: faiss.Index, kind: str) -> faiss.Index:
+    if kind == "ivf":
+        _set_search_params(shard)
+    return shard
+
+
+def _collect(shards: Iterator) -> tuple[list, str]:
+    """Every shard of a build, held in memory, and the kind built."""
+    out, kind = [], "flat"
+    for index, ids, kind in shards:
+        out.append((index, ids))
+    return out, kind
 
 
 def _set_search_params(index: faiss.Index) -> None:
@@ -140,53 +211,87 @@ def binary_index(folder: Path, method: str, version: int, load: Callable, save: 
 
     def build():
         ids, codes = load()
-        return build_binary(codes), ids
+        yield build_binary(codes), ids
 
-    index, ids = _cached(folder, method, {"data_version": version, "method": method}, build,
-                         faiss.read_index_binary, faiss.write_index_binary, save)
+    [index], ids = _cached(folder, method, {"data_version": version, "method": method}, build,
+                           faiss.read_index_binary, faiss.write_index_binary, save)
     return BinaryIndex(index, ids)
 
 
-def vector_index(folder: Path, model: str, kind: str, version: int, load: Callable,
+def vector_index(folder: Path, model: str, kind: str, version: int, source: Callable[[], VectorSource],
                  save: bool = True) -> VectorIndex:
-    """The FAISS index over ``model``'s embeddings in ``folder``, loaded, or rebuilt from ``load()`` ->
-    (ids, vectors) if stale (and kept in ``folder`` where ``save``)."""
+    """The FAISS index over ``model``'s embeddings in ``folder``, loaded, or rebuilt from ``source()`` (a
+    ``VectorSource``) if stale: shard by shard, each written to ``folder`` (where ``save``) before the next."""
     built_kind = {}
 
     def build():
-        ids, vectors = load()
-        index, built_kind["kind"] = build_vectors(vectors, kind)
-        return index, ids
+        for index, ids, built_kind["kind"] in build_shards(source(), kind):
+            yield index, ids
+            del index, ids  # the next shard is built while the caller has let go of this one
 
     stamp = {"data_version": version, "model": model, "kind": kind}
-    index, ids = _cached(folder, f"embedding-{file_stem(model)}", stamp, build, faiss.read_index, faiss.write_index,
-                         save)
-    actual = "flat" if isinstance(index, faiss.IndexFlat) else "ivf"
-    if actual == "ivf":
-        _set_search_params(index)
-    return VectorIndex(index, ids, built_kind.get("kind", actual))
+    shards, ids = _cached(folder, f"embedding-{file_stem(model)}", stamp, build, faiss.read_index,
+                          faiss.write_index, save)
+    actual = "flat" if isinstance(shards[0], faiss.IndexFlat) else "ivf"
+    for shard in shards:
+        if actual == "ivf":
+            _set_search_params(shard)
+    return VectorIndex(_joined(shards), ids, built_kind.get("kind", actual))
 
 
-def _cached(folder: Path, name: str, stamp: dict, build: Callable, read: Callable, write: Callable, save: bool):
-    """(index, ids) from ``folder/name.*`` if its stamp matches, else built, saved (where ``save``) and
-    returned."""
-    stamp_file, index_file, ids_file = (folder / f"{name}{ext}" for ext in (".json", ".index", ".ids.npy"))
+def _joined(shards: list[faiss.Index]) -> faiss.Index:
+    """One index searching every shard (in threads), numbering rows across them in order."""
+    if len(shards) == 1:
+        return shards[0]
+    joined = faiss.IndexShards(shards[0].d, True, True)  # threaded, successive ids
+    for shard in shards:
+        joined.add_shard(shard)  # FAISS's wrapper keeps a reference to each shard
+    return joined
+
+
+def _cached(folder: Path, name: str, stamp: dict, build: Callable, read: Callable, write: Callable,
+            save: bool) -> tuple[list, np.ndarray]:
+    """([shard indexes], ids) from ``folder/name.*`` if its stamp matches, else built by ``build()`` (which
+    yields (shard, ids) pairs), each shard saved (where ``save``) and let go before the next is built,
+    then read back."""
+    stamp_file, ids_file = folder / f"{name}.json", folder / f"{name}.ids.npy"
     try:
-        if json.loads(stamp_file.read_text()) == stamp:
-            return read(str(index_file)), np.load(ids_file)
+        saved = json.loads(stamp_file.read_text())
+        count = saved.pop("shards", 1)
+        if saved == stamp:
+            return [read(str(_shard_file(folder, name, n))) for n in range(count)], np.load(ids_file)
     except (OSError, ValueError, RuntimeError):
         pass  # missing or damaged: rebuild below
-    index, ids = build()
     if save:
         try:
-            folder.mkdir(exist_ok=True)
-            # the stamp goes last: a crash in between leaves a stale stamp, so the next open rebuilds
-            _replace(index_file, lambda tmp: write(index, tmp))
-            _replace(ids_file, lambda tmp: _save_npy(tmp, ids))
-            _replace(stamp_file, lambda tmp: Path(tmp).write_text(json.dumps(stamp)))
+            return _build_files(folder, name, stamp, build, read, write)
         except OSError:
-            pass  # a derived file that cannot be kept (full disk, no permission) is rebuilt next time
-    return index, ids
+            pass  # a derived file that cannot be kept (full disk, no permission) is built in memory each time
+    shards, ids = zip(*build())
+    return list(shards), np.concatenate(ids)
+
+
+def _build_files(folder: Path, name: str, stamp: dict, build: Callable, read: Callable, write: Callable):
+    folder.mkdir(exist_ok=True)
+    # the stamp goes last: a crash in between leaves a stale stamp, so the next open rebuilds
+    ids, count = [], 0
+    for count, (index, shard_ids) in enumerate(build(), 1):
+        _replace(_shard_file(folder, name, count - 1), lambda tmp, index=index: write(index, tmp))
+        ids.append(shard_ids)
+        del index  # one shard in memory at a time
+    ids = np.concatenate(ids)
+    _replace(folder / f"{name}.ids.npy", lambda tmp: _save_npy(tmp, ids))
+    _replace(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(json.dumps({**stamp, "shards": count})))
+    for extra in folder.glob(f"{name}.*.index"):  # shards of an earlier, larger build
+        number = extra.name[len(name) + 1 : -len(".index")]
+        if number.isdigit() and int(number) >= count:
+            extra.unlink(missing_ok=True)
+    return [read(str(_shard_file(folder, name, n))) for n in range(count)], ids
+
+
+def _shard_file(folder: Path, name: str, shard: int) -> Path:
+    """Shard 0 is ``name.index`` (an index of one shard keeps the single-file layout), shard n ``name.n.index``."""
+    return folder / (f"{name}.index" if shard == 0 else f"{name}.{shard}.index")
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

@@ -177,6 +177,42 @@ class Reads:
                 vectors[n] = np.frombuffer(blob, dtype="<f4")
         return ids, vectors
 
+    def vector_source(self, model: str, chunk: int | None = None):
+        """``model``'s vectors for an index build, read from the database a chunk at a time (keyset pages
+        in id order, so any database streams them) and sampled at random for training."""
+        from .faiss_store import CHUNK_VECTORS, VectorSource, sample_rows  # noqa: PLC0415
+
+        chunk = chunk or CHUNK_VECTORS
+        embedded = (select(Embedding.image_id).join(Image, Image.id == Embedding.image_id)
+                    .where(Embedding.model == model, Image.status == OK))
+        with self.engine.connect() as conn:
+            ids = np.fromiter(conn.execute(embedded.order_by(Embedding.image_id)).scalars(), np.int64)
+            dim = int(json.loads(conn.execute(select(Embedder.spec).where(Embedder.name == model)).scalar())["dim"])
+
+        def rows(query) -> tuple[np.ndarray, np.ndarray]:
+            with self.engine.connect() as conn:
+                found = conn.execute(query).all()
+            return (np.fromiter((r[0] for r in found), np.int64, len(found)),
+                    np.frombuffer(b"".join(r[1] for r in found), "<f4").reshape(len(found), dim))
+
+        vectors = select(Embedding.image_id, Embedding.vector).where(Embedding.model == model)
+
+        def chunks():
+            for start in range(0, len(ids), chunk):
+                page = ids[start : start + chunk]
+                got, found = rows(vectors.where(Embedding.image_id.between(int(page[0]), int(page[-1])))
+                                  .order_by(Embedding.image_id))
+                keep = np.isin(got, page)  # between the two ends: images removed since are not in ``ids``
+                yield got[keep], found[keep]
+
+        def sample(size: int, seed: int) -> np.ndarray:
+            picked = ids[sample_rows(len(ids), size, seed)]
+            parts = [rows(vectors.where(Embedding.image_id.in_(part.tolist())).order_by(Embedding.image_id))[1]
+                     for part in np.array_split(picked, max(1, -(-len(picked) // _IN_CHUNK)))]
+            return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+        return VectorSource(len(ids), dim, chunks, sample)
+
     # -- derived indexes ----------------------------------------------------
     def binary_index(self, method: str):
         from .faiss_store import binary_index  # noqa: PLC0415 - FAISS loads only when searching
@@ -188,7 +224,7 @@ class Reads:
         from .faiss_store import vector_index  # noqa: PLC0415
 
         return vector_index(self.directory / "faiss", model, self.meta("ann", "auto"), self.data_version(),
-                            lambda: self.vectors(model), save=not self.read_only)
+                            lambda: self.vector_source(model), save=not self.read_only)
 
     # -- counts -------------------------------------------------------------
     def failures(self) -> list[dict]:

