@@ -59,6 +59,8 @@ class ModelJobs:
     batch_size: int | None
     threads: int
     torch_threads: int  # 1 where the parent had loaded torch: its OpenMP pool hangs in a forked child
+    embed_backend: str = "onnx"
+    device: str = "cpu"  # where torch models run (a Ray actor may hold a GPU)
 
 
 _worker_models: dict = {}
@@ -104,7 +106,7 @@ def extract_many(tasks: list[Task], jobs: ModelJobs | None = None) -> list[Resul
     results = [extract(task) for task in tasks]
     if jobs is None:
         return results
-    embedder, tagger = _worker_models.get(jobs) or _make_models(jobs)
+    embedder, tagger = _worker_models.get(jobs) or make_models(jobs)
     return infer(results, embedder, tagger, jobs.min_score)
 
 
@@ -127,21 +129,21 @@ def infer(results: list[Result], embedder, tagger, min_score: float) -> list[Res
     return [replace(r, **done[n]) if n in done else r for n, r in enumerate(results)]
 
 
-def _make_models(jobs: ModelJobs):
-    """Once per worker process: its own CPU embedder and tagger."""
+def make_models(jobs: ModelJobs):
+    """Once per worker process (or Ray actor): its own embedder and tagger."""
     from simsearch.models import create_embedder  # noqa: PLC0415 - only in workers that run models
     from simsearch.taggers import create_tagger, tagger_needs_torch  # noqa: PLC0415
 
     embedder = tagger = None
     if jobs.embed:
-        embedder = create_embedder(jobs.embed, weights=jobs.embed_weights, backend="onnx",
-                                   batch_size=jobs.batch_size, threads=jobs.threads)
+        embedder = create_embedder(jobs.embed, weights=jobs.embed_weights, backend=jobs.embed_backend,
+                                   device=jobs.device, batch_size=jobs.batch_size, threads=jobs.threads)
     if jobs.tag:
         if tagger_needs_torch(jobs.tag, jobs.tag_backend):
             import torch  # noqa: PLC0415
 
             torch.set_num_threads(jobs.torch_threads)  # before any torch op
-        tagger = create_tagger(jobs.tag, weights=jobs.tag_weights, backend=jobs.tag_backend, device="cpu",
+        tagger = create_tagger(jobs.tag, weights=jobs.tag_weights, backend=jobs.tag_backend, device=jobs.device,
                                threads=jobs.threads, embedder=embedder)
     _worker_models[jobs] = embedder, tagger
     return embedder, tagger

@@ -29,6 +29,8 @@ from .scan import Scan, scan_roots
 from .workers import extract_all, worker_pool
 from .write import KnownFile
 
+ENGINES = ("local", "ray")
+
 
 @dataclass
 class RunSummary:
@@ -48,6 +50,8 @@ class RunSummary:
     skipped: int = 0  # files whose extension is not an image's
     elapsed: float = 0.0  # wall seconds of the whole run
     seconds: dict = field(default_factory=dict)
+    nodes: dict = field(default_factory=dict)  # the Ray engine: stage (extract, models) -> node id -> files
+    fallback: int = 0  # the Ray engine: files the cluster could not finish, finished by local workers
 
     def line(self) -> str:
         return (
@@ -59,9 +63,11 @@ class RunSummary:
 
 
 def run(
-    engine: Engine,
+    db: Engine,
     paths: list[str],
     *,
+    engine: str = "local",
+    ray_address: str | None = None,
     workers: int | None = None,
     batch_size: int = 256,
     full_decode: bool | None = None,
@@ -77,7 +83,10 @@ def run(
     tag_weights: str | None = None,
     min_score: float = 0.25,
 ) -> RunSummary:
-    """Index ``paths`` (folders recursively, or files) into the index database behind ``engine``.
+    """Index ``paths`` (folders recursively, or files) into the index database behind ``db``.
+
+    ``engine``: ``local`` (this machine's worker processes) or ``ray`` (a Ray cluster: the one at
+    ``ray_address``, else a local instance started for the run; see ``ray_engine``). Either writes the same index.
 
     ``embed`` names an embedder (``simsearch.models``) whose vectors are computed
     in the same pass; ``weights``, ``backend``, ``device`` and ``embed_batch``
@@ -93,24 +102,51 @@ def run(
     if batch_size < 1:
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
     check_min_score(min_score)
+    if engine not in ENGINES:
+        raise InvalidArgument(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     summary = RunSummary()
-    full = _decode_mode(engine, full_decode)
+    full = _decode_mode(db, full_decode)
     started = time.perf_counter()
     scans = scan_roots(paths, all_files=all_files)
     summary.seconds["scan"] = time.perf_counter() - started
     files = sum(len(scan.entries) for scan in scans)
-    # workers fork before the models start their threads
     workers = workers or os.cpu_count() or 1
-    torch_loaded = "torch" in sys.modules  # before the fork: a parent that ran torch leaves OpenMP unusable
-    with worker_pool(workers, files) as pool:
-        embedder = _embedder(engine, embed, weights, backend, device, embed_batch) if embed else None
-        tagger = _tagger(engine, tag, tag_weights, backend, device, embedder) if tag else None
-        models = _Models(embedder, tagger, min_score)
-        jobs = models.worker_jobs(pool, workers, torch_loaded, weights, tag_weights, embed_batch)
-        for scan in scans:
-            _run_root(engine, scan, summary, full, max_pixels, pool, models, jobs, batch_size, progress)
+    model_args = {"embed": embed, "weights": weights, "backend": backend, "device": device, "embed_batch": embed_batch,
+                  "tag": tag, "tag_weights": tag_weights, "min_score": min_score}
+    options = (full, max_pixels, batch_size, progress)
+    if engine == "ray":
+        _run_on_ray(db, scans, summary, ray_address, workers, model_args, options)
+    else:
+        torch_loaded = "torch" in sys.modules  # before the fork: a parent that ran torch leaves OpenMP unusable
+        # workers fork before the models start their threads
+        with worker_pool(workers, files) as pool:
+            models = _make_models(db, **model_args)
+            jobs = models.worker_jobs(pool, workers, torch_loaded, weights, tag_weights, embed_batch)
+            for scan in scans:
+                _run_root(db, scan, summary, models, lambda tasks: extract_all(tasks, pool, jobs, 2 * batch_size),
+                          *options)
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, workers: int, model_args: dict,
+                options: tuple) -> None:
+    from .ray_engine import RayStages, ray_cluster  # noqa: PLC0415 - Ray loads only for this engine
+
+    with ray_cluster(address) as ray:
+        models = _make_models(db, **model_args)
+        jobs = models.ray_jobs(ray, model_args["weights"], model_args["tag_weights"], model_args["embed_batch"])
+        stages = RayStages(ray, jobs, workers)
+        for scan in scans:
+            _run_root(db, scan, summary, models, stages.results, *options)
+    summary.nodes = {stage: dict(counts) for stage, counts in stages.nodes.items() if counts}
+    summary.fallback = stages.fallback
+
+
+def _make_models(db: Engine, embed, weights, backend, device, embed_batch, tag, tag_weights, min_score) -> "_Models":
+    embedder = _embedder(db, embed, weights, backend, device, embed_batch) if embed else None
+    tagger = _tagger(db, tag, tag_weights, backend, device, embedder) if tag else None
+    return _Models(embedder, tagger, min_score)
 
 
 @dataclass
@@ -142,6 +178,17 @@ class _Models:
                          tagger.spec.name if tagger else None, tag_weights,
                          "onnx" if tagger is not None and tagger.backend == "onnx" else "torch", self.min_score,
                          embed_batch, threads, 1 if torch_loaded else threads)
+
+    def ray_jobs(self, ray, weights, tag_weights, embed_batch) -> ModelJobs | None:
+        """What the Ray actors run: every model, on a GPU each where the cluster has GPUs, else on one CPU each."""
+        if self.embedder is None and self.tagger is None:
+            return None
+        on_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        embed_backend = "torch" if on_gpu or (self.embedder and self.embedder.backend != "onnx") else "onnx"
+        tag_backend = "onnx" if self.tagger is not None and self.tagger.backend == "onnx" and not on_gpu else "torch"
+        return ModelJobs(self.embedder.spec.name if self.embedder else None, weights,
+                         self.tagger.spec.name if self.tagger else None, tag_weights, tag_backend, self.min_score,
+                         embed_batch, 1, 1, embed_backend, "cuda" if on_gpu else "cpu")
 
 
 def _embedder(engine: Engine, name, weights, backend, device, batch):
@@ -210,8 +257,9 @@ def _decode_mode(engine: Engine, full_decode: bool | None) -> bool:
         return write.decode_mode(conn, None if full_decode is None else ("full" if full_decode else "draft")) == "full"
 
 
-def _run_root(engine: Engine, scan: Scan, summary: RunSummary, full, max_pixels, pool, models: _Models, jobs,
+def _run_root(engine: Engine, scan: Scan, summary: RunSummary, models: _Models, extract, full, max_pixels,
               batch_size, progress) -> None:
+    """Index one root's files; ``extract(tasks)`` yields their results in task order (an engine's workers)."""
     t0 = time.perf_counter()
     embedder, tagger = models.embedder, models.tagger
     with engine.begin() as conn:
@@ -235,7 +283,7 @@ def _run_root(engine: Engine, scan: Scan, summary: RunSummary, full, max_pixels,
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
     batch: list[Result] = []
-    for result in extract_all(tasks, pool, jobs, ahead=2 * batch_size):
+    for result in extract(tasks):
         batch.append(result)
         if len(batch) >= batch_size:
             _write(engine, root_id, batch, known, models, summary)

@@ -25,10 +25,10 @@ CHUNK = 16  # files per task sent to a worker
 class Workers:
     """A process pool that is started again when a worker dies."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, start_method: str = "fork"):
         self.count = count
         # fork: callers need no __main__ guard; the parent has started no threads yet (no FAISS, no model)
-        self._context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        self._context = multiprocessing.get_context(start_method if os.name == "posix" else "spawn")
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -48,12 +48,13 @@ class Workers:
 
 
 @contextmanager
-def worker_pool(count: int, files: int):
-    """``Workers``, or None where the work is too small to share out."""
-    if count == 1 or files < IN_PROCESS_BELOW:
+def worker_pool(count: int, files: int, *, isolate: bool = False, start_method: str = "fork"):
+    """``Workers``, or None where the work is too small to share out (unless ``isolate``: every file in a
+    worker process, so that none can take this process down)."""
+    if not isolate and (count == 1 or files < IN_PROCESS_BELOW):
         yield None
         return
-    pool = Workers(count)
+    pool = Workers(count, start_method)
     try:
         yield pool
     finally:
@@ -63,7 +64,7 @@ def worker_pool(count: int, files: int):
 def extract_all(tasks: list[Task], pool: Workers | None, jobs: ModelJobs | None, ahead: int) -> Iterator[Result]:
     """Results in task order. At most ``ahead`` files are decoded ahead of the consumer, so
     memory stays bounded while the workers keep busy during inference and writes."""
-    if pool is None or len(tasks) < IN_PROCESS_BELOW:
+    if pool is None:
         yield from map(extract, tasks)
         return
     pending: deque = deque()  # (chunk, future), in task order

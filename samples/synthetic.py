@@ -8,9 +8,9 @@ import json
 import time
 
 import numpy as np
+from simsearch.indexer import write
 from sqlalchemy import select
 
-from simsearch.indexer import write
 from simsearch.schema import OK, Embedder, Image
 
 MODEL = "synthetic"

@@ -122,11 +122,15 @@ def main():
               help="Weights file for the tagger (default: the model cache or the local torch cache).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Tags: keep detections this sure.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine's worker processes; ray: a Ray cluster (pip install 'simsearch[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray: join the cluster at ADDR (e.g. 10.0.0.5:6379); default: start a local Ray instance.")
 @model_options
 @index_option
 @friendly
 def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, embed, embed_batch,
-          ann, tagger, tag_weights, min_score, weights, backend, device, index_dir, db):
+          ann, tagger, tag_weights, min_score, engine, ray_address, weights, backend, device, index_dir, db):
     """Index images under PATHS (folders recursively, or files); re-running updates the index."""
     from simsearch.indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
 
@@ -136,8 +140,11 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:  # before the index is created: a mistyped path leaves nothing behind
         raise click.ClickException(f"no such file or folder: {missing[0]}")
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
     options = {"workers": workers, "batch_size": batch_size, "full_decode": full_decode, "all_files": all_files,
-               "progress": sys.stderr.isatty() if progress is None else progress}
+               "progress": sys.stderr.isatty() if progress is None else progress, "engine": engine,
+               "ray_address": ray_address}
     if max_pixels:
         options["max_pixels"] = max_pixels
     if embed or tagger:
@@ -151,6 +158,10 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
             idx.set_ann(ann)
         summary = idx.add(paths, **options)
     click.echo(summary.line())
+    for stage, counts in summary.nodes.items():
+        click.echo(f"ray {stage}: files per node: " + ", ".join(f"{n[:8]} {c}" for n, c in sorted(counts.items())))
+    if summary.fallback:
+        click.echo(f"ray: {summary.fallback} files the cluster could not finish were finished locally")
 
 
 @main.command()

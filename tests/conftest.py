@@ -40,6 +40,24 @@ def built(photos, tmp_path):
     idx.close()
 
 
+N_IMAGES = 240
+
+
+@pytest.fixture(scope="session")
+def many(tmp_path_factory):
+    """240 edited JPEGs of the samples and one broken file (the resume and Ray engine tests)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("many")
+    sources = [Image.open(p).convert("RGB") for p in sorted((REPO / "samples" / "images").iterdir())]
+    for n in range(N_IMAGES):
+        img = sources[n % len(sources)]
+        w, h = img.size
+        img.resize((w - n % 37, h - n % 23)).save(folder / f"img_{n:04d}.jpg", quality=60 + n % 30)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
+    return folder
+
+
 def shared(name: str) -> Path:
     path = SHARED / name
     if not path.exists():

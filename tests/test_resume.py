@@ -11,25 +11,10 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import simsearch
 
-from .conftest import REPO
-
-N_IMAGES = 240
-
-
-@pytest.fixture(scope="module")
-def many(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("many")
-    sources = [Image.open(p).convert("RGB") for p in sorted((REPO / "samples" / "images").iterdir())]
-    for n in range(N_IMAGES):
-        img = sources[n % len(sources)]
-        w, h = img.size
-        img.resize((w - n % 37, h - n % 23)).save(folder / f"img_{n:04d}.jpg", quality=60 + n % 30)
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
-    return folder
+from .conftest import N_IMAGES
 
 
 def _index_cmd(folder, index, features):

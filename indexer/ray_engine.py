@@ -1,0 +1,161 @@
+"""The Ray engine (``index --engine ray``, the ``simsearch[ray]`` extra): the indexing run's per-file stage
+(read, digest, decode, hash, model inputs) runs as Ray Data ``map_batches`` tasks on the cluster's CPUs, the
+models in a pool of actors (one per GPU where the cluster has GPUs), and the results stream back, in task
+order, to the driver, which writes them exactly as the local engine does.
+
+Files are read where they live: every node must see the paths (a shared filesystem). A batch the cluster
+cannot finish (a decoder that kills its worker, a node lost) is finished on the driver's machine by the local
+engine's workers, where a file that kills its process is recorded as a failure like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import socket
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simsearch.errors import InvalidArgument
+
+from .features import ModelJobs, Result, Task, extract, infer, make_models
+from .workers import CHUNK, extract_all, worker_pool
+
+_TASK_RETRIES = 1  # a task whose worker died is tried once more before its files go to the local fallback
+
+
+def require_ray():
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        raise InvalidArgument.hinted("the Ray engine needs Ray: pip install 'simsearch[ray]' (or use {})",
+                                     'engine="local"', "--engine local") from None
+    return ray
+
+
+@contextmanager
+def ray_cluster(address: str | None):
+    """Ray, joined to the cluster at ``address``, or to a local instance started (and stopped) here."""
+    ray = require_ray()
+    if ray.is_initialized():  # the caller's own session (the API inside a Ray program)
+        yield ray
+        return
+    if address:
+        _check_reachable(address)
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+        import ray.data  # noqa: PLC0415 - configures its logger on import: quieten it after
+
+        for name in ("ray", "ray.data"):  # the run prints its own summary; Ray's log files keep the rest
+            logging.getLogger(name).setLevel(logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise InvalidArgument(f"cannot reach a Ray cluster at {address}: {exc}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT that does not answer fails here at once (Ray itself would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or "://" in address or not port.isdigit():
+        return  # ray://, auto, and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class RayStages:
+    """The per-file and model stages of a run on a Ray cluster. ``nodes`` counts, per stage (``extract``,
+    ``models``), the files each node did; ``fallback`` those finished locally."""
+
+    ray: object
+    jobs: ModelJobs | None  # the models the actors run (None: no models, or the driver runs them)
+    workers: int  # local worker processes for the fallback
+    nodes: dict[str, Counter] = field(default_factory=lambda: {"extract": Counter(), "models": Counter()})
+    fallback: int = 0
+
+    def results(self, tasks: list[Task]) -> Iterator[Result]:
+        """Results in task order, as ``workers.extract_all`` gives them."""
+        done = 0
+        try:
+            for batch in self._dataset(tasks).iter_batches(batch_size=CHUNK, batch_format="numpy",
+                                                           prefetch_batches=4):
+                self.nodes["extract"].update(batch["node"].tolist())
+                if "model_node" in batch:
+                    self.nodes["models"].update(batch["model_node"].tolist())
+                for blob in batch["result"]:
+                    yield pickle.loads(blob)
+                    done += 1
+        except self.ray.exceptions.RayError:
+            rest = tasks[done:]  # task order: everything after the last result came back is redone here
+            self.fallback += len(rest)
+            yield from self._local(rest)
+
+    def _dataset(self, tasks: list[Task]):
+        data = self.ray.data
+        context = data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # same order, same image ids as the local engine
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        blocks = max(1, -(-len(tasks) // (2 * CHUNK)))  # small blocks: results stream back as they are done
+        ds = data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=blocks)
+        with warnings.catch_warnings():  # remote args are deprecated from Ray 2.60 with no named replacement yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Ray Data retries a dead task for ever by default: a file that kills its worker would never end the run
+            ds = ds.map_batches(_extract_batch, batch_size=CHUNK, batch_format="numpy", num_cpus=1,
+                                max_retries=_TASK_RETRIES)
+            if self.jobs is not None:
+                ds = self._models(ds)
+        return ds
+
+    def _models(self, ds):
+        """The model stage: a pool of actors; one that dies ends the dataset, and the rest is finished locally."""
+        resources = self.ray.cluster_resources()
+        on_gpu = self.jobs.device.startswith("cuda")
+        size = int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1)) // 2)  # CPUs left to decode
+        return ds.map_batches(_ModelStage, fn_constructor_kwargs={"jobs": self.jobs}, batch_format="numpy",
+                              batch_size=self.jobs.batch_size or CHUNK, compute=self.ray.data.ActorPoolStrategy(size=size),
+                              num_gpus=1 if on_gpu else 0, num_cpus=1, max_restarts=0)
+
+    def _local(self, tasks: list[Task]) -> Iterator[Result]:
+        """The local engine's crash-isolating workers (spawned: this process runs Ray's threads)."""
+        with worker_pool(self.workers, len(tasks), isolate=True, start_method="spawn") as pool:
+            yield from extract_all(tasks, pool, None, ahead=4 * CHUNK)
+
+
+def _extract_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import ray  # noqa: PLC0415
+
+    results = [extract(pickle.loads(blob)) for blob in batch["task"]]
+    node = ray.get_runtime_context().get_node_id()
+    return {"result": _blobs(results), "node": np.array([node] * len(results))}
+
+
+class _ModelStage:
+    """An actor holding the run's models (ONNX Runtime on a CPU, torch on its GPU)."""
+
+    def __init__(self, jobs: ModelJobs):
+        self.embedder, self.tagger = make_models(jobs)
+        self.min_score = jobs.min_score
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import ray  # noqa: PLC0415
+
+        results = infer([pickle.loads(blob) for blob in batch["result"]], self.embedder, self.tagger, self.min_score)
+        node = ray.get_runtime_context().get_node_id()
+        return {"result": _blobs(results), "node": batch["node"], "model_node": np.array([node] * len(results))}
+
+
+def _blobs(results: list[Result]) -> np.ndarray:
+    out = np.empty(len(results), dtype=object)
+    out[:] = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in results]
+    return out

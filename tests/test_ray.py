@@ -1,0 +1,78 @@
+"""The Ray engine on a real two-node Ray cluster on this machine (1 CPU a node, started and stopped here):
+the same index as the local engine, a driver killed with SIGKILL resumes to it, and both nodes do work."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import N_IMAGES
+from .test_resume import _dump, _rows, _same_vectors
+
+pytest.importorskip("ray", reason="the ray extra is not installed")
+pytest.importorskip("onnxruntime", reason="the embed extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    head.add_node(num_cpus=1)
+    head.wait_for_nodes()
+    yield head.address
+    head.shutdown()
+
+
+def _cmd(folder, index, *engine):
+    return [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(index), "--workers", "2",
+            "--batch-size", "16", "--no-progress", "--embed", *engine]
+
+
+def _duplicates(index) -> dict:
+    out = subprocess.run([sys.executable, "-m", "simsearch.cli", "duplicates", "--index", str(index), "--format",
+                          "json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def reference(many, tmp_path_factory):
+    index = tmp_path_factory.mktemp("local") / "ix"
+    subprocess.run(_cmd(many, index), check=True, capture_output=True)
+    return index
+
+
+@pytest.mark.slow
+def test_ray_engine_builds_the_local_index_on_two_nodes(many, reference, cluster, tmp_path):
+    index = tmp_path / "ray"
+    out = subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster), check=True,
+                         capture_output=True, text=True).stdout
+    decoded, embedded = (dict(re.findall(r"(\w{8}) (\d+)", line)) for line in out.splitlines()[1:3])
+    assert sum(map(int, decoded.values())) == N_IMAGES + 1 and sum(map(int, embedded.values())) == N_IMAGES + 1, out
+    assert len(set(decoded) | set(embedded)) == 2, out  # both nodes worked (the model actor holds one CPU)
+    got, want = _dump(index), _dump(reference)
+    assert got[:2] == want[:2]  # rows, hashes and failures identical
+    assert _same_vectors(got[2], want[2])  # embeddings within 1e-5
+    assert _duplicates(index) == _duplicates(reference)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_driver_resumes_to_the_same_index(many, reference, cluster, tmp_path):
+    index = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(many, index, "--engine", "ray", "--ray-address", cluster),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while proc.poll() is None and _rows(index) == 0:
+        time.sleep(0.01)
+    assert proc.poll() is None, "indexing finished before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver (the cluster lives on)
+    proc.wait()
+    assert 0 < _rows(index) < N_IMAGES + 1
+    subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster), check=True, capture_output=True)
+    got, want = _dump(index), _dump(reference)
+    assert got[:2] == want[:2] and _same_vectors(got[2], want[2])
+    assert _duplicates(index) == _duplicates(reference)
