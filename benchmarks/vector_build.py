@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from common import REPO, write
+from sqlalchemy import select
+
+from simsearch.schema import Image
 
 sys.path.insert(0, str(REPO / "samples"))
 from pg_server import postgres_bin, postgres_server  # noqa: E402
@@ -80,7 +83,7 @@ def _first(n: int, rest: list):
     seen = 0
     for block in clustered_blocks(n + QUERIES, DIM, seed=SEED):
         keep = block[: max(0, n - seen)]
-        rest.append(block[len(keep) :])
+        rest.append(block[len(keep) :].copy())  # a copy: a view would keep the whole block alive
         seen += len(block)
         if len(keep):
             yield keep
@@ -103,7 +106,8 @@ def main() -> None:
         with simsearch.open_index(folder, db=url, create=True) as idx:
             fill(idx.engine, _first(args.n, held_out))
             idx.set_ann("ivf")
-            ids = np.array([r.id for r in idx.images()])
+            with idx.engine.connect() as conn:  # the vectors' image ids, in the order they were streamed in
+                ids = np.fromiter(conn.execute(select(Image.id).order_by(Image.id)).scalars(), np.int64)
         fill_s = time.perf_counter() - t
         queries = np.concatenate(held_out)
         np.save(Path(tmp) / "q.npy", queries)

@@ -35,22 +35,24 @@ def clustered_blocks(n: int, dim: int = 1280, *, seed: int = 0, clusters: int = 
         yield out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def fill(engine, vectors, *, root: str = "/synthetic", batch: int = 20_000) -> None:
-    """One image row (status ok, no file behind it) and one ``MODEL`` embedding per vector, committed in
-    batches. ``vectors``: an array, or an iterable of blocks."""
+def fill(engine, vectors, *, root: str = "/synthetic", batch: int = 20_000, model: str = MODEL) -> None:
+    """One image row (status ok, no file behind it) and one ``model`` embedding per vector, committed in
+    batches. ``vectors``: an array, or an iterable of blocks. A model the index does not hold yet is recorded
+    with a minimal spec."""
     blocks = [vectors] if isinstance(vectors, np.ndarray) else vectors
     root_id, start = None, 0
     for big in blocks:
         for offset in range(0, len(big), batch):
-            root_id = _fill_batch(engine, big[offset : offset + batch], start, root_id, root)
+            root_id = _fill_batch(engine, big[offset : offset + batch], start, root_id, root, model)
             start += len(big[offset : offset + batch])
 
 
-def _fill_batch(engine, block: np.ndarray, start: int, root_id: int | None, root: str) -> int:
+def _fill_batch(engine, block: np.ndarray, start: int, root_id: int | None, root: str, model: str) -> int:
     if root_id is None:
-        spec = json.dumps({"name": MODEL, "dim": int(block.shape[1])})
+        spec = json.dumps({"name": model, "dim": int(block.shape[1])})
         with engine.begin() as conn:
-            conn.execute(Embedder.__table__.insert().values(name=MODEL, spec=spec, created_at=time.time()))
+            if conn.execute(select(Embedder.name).where(Embedder.name == model)).first() is None:
+                conn.execute(Embedder.__table__.insert().values(name=model, spec=spec, created_at=time.time()))
             root_id = write.root_id(conn, root)
     names = [f"{start + n:09d}.jpg" for n in range(len(block))]
     rows = [{"root_id": root_id, "relpath": name, "relpath_raw": name.encode(), "size": 0, "mtime_ns": 0,
@@ -59,6 +61,6 @@ def _fill_batch(engine, block: np.ndarray, start: int, root_id: int | None, root
         conn.execute(Image.__table__.insert(), rows)
         ids = conn.execute(select(Image.id).where(Image.root_id == root_id, Image.relpath.between(names[0], names[-1]))
                            .order_by(Image.id)).scalars().all()
-        write.write_embeddings(conn, MODEL, ids, block)
+        write.write_embeddings(conn, model, ids, block)
         write.bump_version(conn)
     return root_id
