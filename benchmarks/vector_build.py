@@ -109,9 +109,11 @@ def main() -> None:
             with idx.engine.connect() as conn:  # the vectors' image ids, in the order they were streamed in
                 ids = np.fromiter(conn.execute(select(Image.id).order_by(Image.id)).scalars(), np.int64)
         fill_s = time.perf_counter() - t
+        print(f"filled {args.n} vectors in {fill_s:.0f} s", file=sys.stderr, flush=True)
         queries = np.concatenate(held_out)
         np.save(Path(tmp) / "q.npy", queries)
         build = _child(folder, url, MODEL)
+        print(f"built: {build}", file=sys.stderr, flush=True)
         query = _child(folder, url, MODEL, Path(tmp) / "q.npy", K, Path(tmp) / "found.npy")
         found = np.load(Path(tmp) / "found.npy")
     truth, exact_s = _exact(args.n, queries, ids)

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -237,6 +238,23 @@ def _emit_blocks(results, score: str, fmt: str) -> None:
             click.echo(f"error: {r.error}")
         else:
             emit(_match_rows(r, score), fmt, ["rank", score, "path"])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--token", default=None, help="The token write actions need (default: a new random one, printed).")
+@click.option("--move-to", type=click.Path(file_okay=False), default=None,
+              help="Where moved files and their manifests go (default: INDEX/aside).")
+@index_option
+@friendly
+def serve(host, port, token, move_to, index_dir, db):
+    """Serve the index: a JSON API (/api, documented at /openapi.json) and a web app at /."""
+    from .serve import require_serve, run_server  # noqa: PLC0415
+
+    require_serve()
+    with _open(index_dir, db) as idx:
+        run_server(idx, host, port, token, Path(move_to) if move_to else None, echo=click.echo)
 
 
 def level_options(fn):

@@ -268,6 +268,23 @@ class Index:
             os.makedirs(target, exist_ok=True)
             return len(move_duplicates(self, groups, target, manifest)), len(groups)
 
+    def move_group(self, keeper: int, members: list[int], target: str | os.PathLike,
+                   manifest: str | os.PathLike) -> int:
+        """Move the images ``members`` (ids) aside under ``target``, keeping ``keeper``: a duplicate group
+        whose keeper a person chose, through the same machinery and manifest as ``move_duplicates``.
+        Returns how many files were moved."""
+        from .moves import move_duplicates  # noqa: PLC0415
+
+        ids = [keeper, *[m for m in members if m != keeper]]
+        indexed = set(self._reads.image_ids(ids))
+        missing = [i for i in ids if i not in indexed]
+        if missing:
+            raise InvalidArgument(f"image {missing[0]} is not in the index (or was moved aside already)")
+        records = self._reads.records(ids)
+        with self.writing():
+            os.makedirs(target, exist_ok=True)
+            return len(move_duplicates(self, [[records[i] for i in ids]], target, manifest))
+
     # -- clusters -----------------------------------------------------------------------------
     def cluster(self, k: int | None = None, *, auto: bool = False, by: str = "embedding", model: str | None = None,
                 name: str | None = None, seed: int = 0, exact_below: int | None = None, solver: str = "pam") -> dict:

@@ -61,6 +61,7 @@ class Reads:
         self.directory = directory
         self.read_only = read_only  # derived FAISS files are built in memory, never written
         self._roots: dict[int, tuple[str, str]] | None = None
+        self._loaded: dict[tuple, object] = {}  # FAISS indexes this process loaded, by name and data version
 
     # -- settings -----------------------------------------------------------
     def meta(self, key: str, default: str) -> str:
@@ -129,9 +130,14 @@ class Reads:
         records = self.records(ids)
         return [records[i] for i in ids]
 
-    def image_ids(self) -> list[int]:
+    def image_ids(self, among: list[int] | None = None) -> list[int]:
+        """Ids of the indexed images (status ok), in order; with ``among``, only those of these ids."""
+        query = select(Image.id).where(Image.status == OK).order_by(Image.id)
         with self.engine.connect() as conn:
-            return conn.execute(select(Image.id).where(Image.status == OK).order_by(Image.id)).scalars().all()
+            if among is None:
+                return conn.execute(query).scalars().all()
+            return sorted(i for start in range(0, len(among), _IN_CHUNK)
+                          for i in conn.execute(query.where(Image.id.in_(among[start : start + _IN_CHUNK]))).scalars())
 
     def hash_codes(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         column = getattr(Image, check_method(method))
@@ -217,14 +223,24 @@ class Reads:
     def binary_index(self, method: str):
         from .faiss_store import binary_index  # noqa: PLC0415 - FAISS loads only when searching
 
-        return binary_index(self.directory / "faiss", method, self.data_version(), lambda: self.hash_codes(method),
-                            save=not self.read_only)
+        version = self.data_version()
+        return self._kept(("hash", method, version), lambda: binary_index(
+            self.directory / "faiss", method, version, lambda: self.hash_codes(method), save=not self.read_only))
 
     def vector_index(self, model: str):
         from .faiss_store import vector_index  # noqa: PLC0415
 
-        return vector_index(self.directory / "faiss", model, self.meta("ann", "auto"), self.data_version(),
-                            lambda: self.vector_source(model), save=not self.read_only)
+        version, ann = self.data_version(), self.meta("ann", "auto")
+        return self._kept(("vectors", model, ann, version), lambda: vector_index(
+            self.directory / "faiss", model, ann, version, lambda: self.vector_source(model), save=not self.read_only))
+
+    def _kept(self, key: tuple, load):
+        """A derived index loaded once per data version: a long-lived process (a server, a loop of API
+        queries) reads its files once, and any write to the index makes it load the new one."""
+        if key not in self._loaded:
+            self._loaded = {k: v for k, v in self._loaded.items() if k[:-1] != key[:-1]}  # the stale one goes
+            self._loaded[key] = load()
+        return self._loaded[key]
 
     # -- counts -------------------------------------------------------------
     def failures(self) -> list[dict]:
