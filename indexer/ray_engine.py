@@ -54,7 +54,9 @@ def ray_cluster(address: str | None):
         for name in ("ray", "ray.data"):  # the run prints its own summary; Ray's log files keep the rest
             logging.getLogger(name).setLevel(logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise InvalidArgument(f"cannot reach a Ray cluster at {address}: {exc}") from None
+        raise InvalidArgument(f"cannot join the Ray cluster at {address}: {exc} (a cluster made by `ray start` "
+                              "uses token authentication: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN unless "
+                              "the token is in ~/.ray/auth_token)") from None
     try:
         yield ray
     finally:
