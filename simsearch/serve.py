@@ -39,7 +39,12 @@ class Service:
         self.index = index
         self.token = token
         self.move_to = move_to
-        self.embedder = index.embedder() if index.embedding_models() else None
+        # one thread per request in ONNX Runtime and FAISS: concurrent requests share the cores instead of
+        # contending for them (measured: benchmarks/serve_load.py)
+        self.embedder = index.embedder(threads=1) if index.embedding_models() else None
+        import faiss  # noqa: PLC0415
+
+        faiss.omp_set_num_threads(1)
         self._lock = threading.Lock()
         self._duplicates: dict[tuple, list] = {}
         self._thumbs = index.directory / "thumbnails"
