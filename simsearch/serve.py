@@ -65,15 +65,17 @@ class Service:
         return method, self.index.search_many(images, by=by, k=k, min_similarity=min_similarity, tags=tags or None,
                                               embedder=embedder)
 
-    def duplicate_groups(self, by: str, level: str, cut: float | None) -> list[dict]:
+    def duplicate_groups(self, by: str, level: str, cut: float | None, max_distance: int | None = None,
+                         min_similarity: float | None = None) -> list[dict]:
         """The groups as JSON-ready dicts, computed once per data version and options."""
-        key = (by, level, cut, self.index._reads.data_version())
+        key = (by, level, cut, max_distance, min_similarity, self.index._reads.data_version())
         with self._lock:  # one computation at a time; concurrent requests wait for it
             if key not in self._duplicates:
-                self._duplicates = {key: self._compute_groups(by, level, cut)}
+                self._duplicates = {key: self._compute_groups(by, level, cut, max_distance, min_similarity)}
             return self._duplicates[key]
 
-    def _compute_groups(self, by: str, level: str, cut: float | None) -> list[dict]:
+    def _compute_groups(self, by: str, level: str, cut: float | None, max_distance: int | None,
+                        min_similarity: float | None) -> list[dict]:
         if by == "auto":
             return [{"keeper": image_json(pairs[0].a),
                      "members": [{"image": image_json(p.b), "score": round(p.score, 4), "reason": reason(p),
@@ -82,7 +84,7 @@ class Service:
         return [{"keeper": image_json(group[0]),
                  "members": [{"image": image_json(r), "score": None, "reason": by, "verified": False,
                               "transform": None} for r in group[1:]]}
-                for group in self.index.duplicates(by=by)]
+                for group in self.index.duplicates(by=by, max_distance=max_distance, min_similarity=min_similarity)]
 
     def thumbnail(self, image_id: str) -> bytes:
         record = self.record(image_id)
@@ -188,9 +190,11 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/api/duplicates", summary="Duplicate groups, keeper first, paged (the CLI's options)")
     def api_duplicates(by: str = Query("auto", description=f"one of {', '.join(DUPLICATE_METHODS)}"),
                        level: str = Query("copy", description=f"one of {', '.join(LEVELS)}"),
-                       cut: float | None = Query(None, gt=0, le=1), page: int = Query(1, ge=1),
-                       per_page: int = Query(PAGE_SIZE, ge=1, le=500)):
-        return duplicates_json(service, by, level, cut, page, per_page)
+                       cut: float | None = Query(None, gt=0, le=1),
+                       max_distance: int | None = Query(None, description="hash methods: Hamming distance"),
+                       min_similarity: float | None = Query(None, description="embedding: cosine similarity"),
+                       page: int = Query(1, ge=1), per_page: int = Query(PAGE_SIZE, ge=1, le=500)):
+        return duplicates_json(service, by, level, cut, page, per_page, max_distance, min_similarity)
 
     @app.get("/api/clusters", summary="Every stored clustering run")
     def api_clusterings():
@@ -265,10 +269,11 @@ def search_json(service: Service, images: list[bytes], names: list[str | None], 
         {"query": name, "matches": [match_json(m) for m in r.matches]} for name, r in zip(names, results)]}
 
 
-def duplicates_json(service: Service, by: str, level: str, cut: float | None, page: int, per_page: int) -> dict:
+def duplicates_json(service: Service, by: str, level: str, cut: float | None, page: int, per_page: int,
+                    max_distance: int | None = None, min_similarity: float | None = None) -> dict:
     if by not in DUPLICATE_METHODS or level not in LEVELS:
         raise HTTPException(422, f"by is one of {', '.join(DUPLICATE_METHODS)}; level one of {', '.join(LEVELS)}")
-    groups = service.duplicate_groups(by, level, cut)
+    groups = service.duplicate_groups(by, level, cut, max_distance, min_similarity)
     start = (page - 1) * per_page
     return {"by": by, "level": level, "total": len(groups), "page": page, "per_page": per_page,
             "pages": max(1, -(-len(groups) // per_page)), "groups": groups[start : start + per_page]}

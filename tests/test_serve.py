@@ -64,6 +64,15 @@ def served(tmp_path_factory):
     server.wait(10)
 
 
+def _groups(csv_text: str) -> list[list[dict]]:
+    import csv
+
+    groups: dict[str, list] = {}
+    for row in csv.DictReader(io.StringIO(csv_text)):
+        groups.setdefault(row["group"], []).append(row)
+    return list(groups.values())
+
+
 def _search(url, *paths, **form):
     files = [("image", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
     return httpx.post(url + "/api/search", files=files, data=form, timeout=60)
@@ -94,6 +103,10 @@ def test_listings_match_the_cli(served):
     assert page["total"] == len(cli) > 0
     assert [(g["keeper"]["path"], [(m["image"]["path"], m["score"]) for m in g["members"]]) for g in page["groups"]] \
         == [(g["keep"], [(p["b"], p["score"]) for p in g["pairs"]]) for g in cli]
+    by_hash = httpx.get(url + "/api/duplicates", params={"by": "dhash", "max_distance": 6, "per_page": 500}).json()
+    cli_hash = [[r["path"] for r in rows] for rows in _groups(_cli("duplicates", "--index", index, "--by", "dhash",
+                                                                    "--max-distance", "6", "--format", "csv"))]
+    assert [[g["keeper"]["path"]] + [m["image"]["path"] for m in g["members"]] for g in by_hash["groups"]] == cli_hash
     paged = httpx.get(url + "/api/duplicates", params={"per_page": 2, "page": 2}).json()
     assert paged["groups"] == page["groups"][2:4] and paged["pages"] == -(-page["total"] // 2)
     [run] = httpx.get(url + "/api/clusters").json()
