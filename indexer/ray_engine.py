@@ -1,7 +1,7 @@
 """The Ray engine (``index --engine ray``, the ``simsearch[ray]`` extra): the indexing run's per-file stage
-(read, digest, decode, hash, model inputs) runs as Ray Data ``map_batches`` tasks on the cluster's CPUs, the
-models in a pool of actors (one per GPU where the cluster has GPUs), and the results stream back, in task
-order, to the driver, which writes them exactly as the local engine does.
+(read, digest, decode, hash, model inputs) runs as Ray Data ``map_batches`` tasks spread over the cluster's
+CPUs, the models in a pool of actors (one per GPU where the cluster has GPUs, else one per CPU), and the
+results stream back, in task order, to the driver, which writes them exactly as the local engine does.
 
 Files are read where they live: every node must see the paths (a shared filesystem). A batch the cluster
 cannot finish (a decoder that kills its worker, a node lost) is finished on the driver's machine by the local
@@ -27,8 +27,8 @@ from .features import ModelJobs, Result, Task, extract, infer, make_models
 from .workers import CHUNK, extract_all, worker_pool
 
 BLOCK = 128  # files per Ray Data block and per call of each stage
-_TASK_RETRIES = 1
-_ACTOR_CPUS = 0.25  # the logical CPUs a model actor reserves on a CPU cluster (see RayStages._models)  # a task whose worker died is tried once more before its files go to the local fallback
+_TASK_RETRIES = 1  # a task whose worker died is tried once more before its files go to the local fallback
+_ACTOR_CPUS = 0.25  # the logical CPUs a model actor reserves on a CPU cluster (see RayStages._models)
 
 
 def require_ray():
