@@ -24,7 +24,7 @@ from pathlib import Path
 from common import REPO, require_dups, write
 
 sys.path.insert(0, str(REPO / "samples"))
-from synthetic import clustered_blocks, fill  # noqa: E402
+from synthetic import padded_index  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 
@@ -44,14 +44,9 @@ def main() -> None:
     args = parser.parse_args()
     folder = require_dups() / "images"
     images = sorted(p for p in folder.rglob("*") if p.is_file())
-    import simsearch
-
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "ix"
-        with simsearch.open_index(index, create=True) as idx:
-            idx.add([folder], embed=MODEL)
-            real = idx.stats()["embeddings"][MODEL]
-            fill(idx.engine, clustered_blocks(args.vectors - real, 1280, seed=11), model=MODEL)
+        with padded_index(index, folder, args.vectors, MODEL, seed=11) as idx:
             vectors = len(idx.vectors(MODEL)[0])
         queries = [str(images[n % len(images)]) for n in range(args.queries)]
         listing = Path(tmp) / "queries.txt"

@@ -28,7 +28,7 @@ from common import REPO, require_dups, write
 from PIL import Image
 
 sys.path.insert(0, str(REPO / "samples"))
-from synthetic import clustered_blocks, fill  # noqa: E402
+from synthetic import padded_index  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 
@@ -73,14 +73,9 @@ def main() -> None:
     folder = require_dups() / "images"
     images = sorted(p for p in folder.rglob("*") if p.is_file())
     queries = _queries(images)
-    import simsearch
-
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "ix"
-        with simsearch.open_index(index, create=True) as idx:
-            idx.add([folder], embed=MODEL)
-            fill(idx.engine, clustered_blocks(args.vectors - idx.stats()["embeddings"][MODEL], 1280, seed=5),
-                 model=MODEL)
+        with padded_index(index, folder, args.vectors, MODEL, seed=5) as idx:
             vectors = len(idx.vectors(MODEL)[0])
             embedder = idx.embedder()
             idx.search(queries[0], k=10, embedder=embedder)  # builds the vector index once

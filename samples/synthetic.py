@@ -64,3 +64,15 @@ def _fill_batch(engine, block: np.ndarray, start: int, root_id: int | None, root
         write.write_embeddings(conn, model, ids, block)
         write.bump_version(conn)
     return root_id
+
+
+def padded_index(index, folder, vectors: int, model: str, *, seed: int = 0):
+    """A new index at ``index`` of the images under ``folder`` with real ``model`` embeddings, padded with
+    synthetic vectors under the same model to ``vectors`` in all (the benchmarks' way to reach a collection
+    size without that many photos). Returns the open index."""
+    import simsearch
+
+    idx = simsearch.open_index(index, create=True)
+    idx.add([folder], embed=model)
+    fill(idx.engine, clustered_blocks(vectors - idx.stats()["embeddings"][model], 1280, seed=seed), model=model)
+    return idx
