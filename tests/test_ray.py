@@ -76,3 +76,19 @@ def test_a_killed_ray_driver_resumes_to_the_same_index(many, reference, cluster,
     got, want = _dump(index), _dump(reference)
     assert got[:2] == want[:2] and _same_vectors(got[2], want[2])
     assert _duplicates(index) == _duplicates(reference)
+
+
+@pytest.mark.slow
+def test_what_the_cluster_cannot_finish_is_finished_locally(many, reference, cluster, tmp_path):
+    """Every Ray worker killed as soon as it starts (as when a node's workers keep dying): each batch fails
+    twice, the dataset gives up, and the driver's own workers finish the run to the same index."""
+    index = tmp_path / "fallback"
+    proc = subprocess.Popen(_cmd(many, index, "--engine", "ray", "--ray-address", cluster), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:
+        subprocess.run(["pkill", "-KILL", "-f", "^ray::Map"], capture_output=True)  # Ray Data tasks and actors
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0 and "finished locally" in out, out + err[-3000:]
+    got, want = _dump(index), _dump(reference)
+    assert got[:2] == want[:2] and _same_vectors(got[2], want[2])
