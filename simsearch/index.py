@@ -152,6 +152,19 @@ class Index:
         """Every indexed image (status ok), in index order."""
         return self._reads.ordered(self._reads.image_ids())
 
+    def image(self, image_id: int) -> ImageRecord | None:
+        """The image with this id (whatever its status), or None."""
+        return self._reads.records([image_id]).get(image_id)
+
+    def root_paths(self) -> list[str]:
+        """The folders (or files' folders) this index was built from, on disk."""
+        return [path for path, _ in self._reads.root_paths().values()]
+
+    @property
+    def data_version(self) -> int:
+        """A number that changes whenever the indexed data changes (for caches of derived results)."""
+        return self._reads.data_version()
+
     def hash_codes(self, method: str):
         """(image ids, uint64 codes) of hash ``method``, in id order."""
         return self._reads.hash_codes(method)

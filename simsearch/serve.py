@@ -34,6 +34,7 @@ from .errors import ImageError, InvalidArgument, SimsearchError
 from .imageio import decode_file
 from .index import Index
 from .names import DUPLICATE_METHODS, LEVELS, SEARCH_METHODS
+from .reads import under_roots
 from .report import reason
 
 MAX_UPLOAD = 32 * 1024 * 1024  # bytes per request
@@ -68,7 +69,7 @@ class Service:
     def duplicate_groups(self, by: str, level: str, cut: float | None, max_distance: int | None = None,
                          min_similarity: float | None = None) -> list[dict]:
         """The groups as JSON-ready dicts, computed once per data version and options."""
-        key = (by, level, cut, max_distance, min_similarity, self.index._reads.data_version())
+        key = (by, level, cut, max_distance, min_similarity, self.index.data_version)
         with self._lock:  # one computation at a time; concurrent requests wait for it
             if key not in self._duplicates:
                 self._duplicates = {key: self._compute_groups(by, level, cut, max_distance, min_similarity)}
@@ -110,7 +111,7 @@ class Service:
         if not str(image_id).isdigit():
             raise HTTPException(404, "not found")
         image_id = int(image_id)
-        found = self.index._reads.records([image_id]).get(image_id)
+        found = self.index.image(image_id)
         if found is None:
             raise HTTPException(404, f"no image {image_id} in the index")
         return found
@@ -127,8 +128,8 @@ class Service:
 def checked_path(index: Index, record) -> str:
     """The record's file, resolved, only if it lies under one of the index's roots (no link out of them)."""
     real = os.path.realpath(record.abspath)
-    roots = [os.path.realpath(path) for path, _ in index._reads.root_paths().values()]
-    if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+    roots = {n: os.fsencode(os.path.realpath(root)) for n, root in enumerate(index.root_paths())}
+    if not under_roots(roots, real):
         raise HTTPException(404, "not found")
     return real
 
