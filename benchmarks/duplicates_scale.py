@@ -34,7 +34,7 @@ from simsearch import duplicates as dup
 from simsearch.hashing import DIHEDRAL, to_signed
 from simsearch.pairs import NEIGHBOURS
 from simsearch.schema import Embedder, Root
-from simsearch.verify import keypoints, verify
+from simsearch.verify import keypoints, verify_many
 
 MODEL = "efficientnet_lite0"
 
@@ -99,7 +99,8 @@ def borderline(decided) -> np.ndarray:
 
 def verification_cost() -> dict:
     """Seconds per image (decoding and keypoints) and per pair (matching and RANSAC) on real photos:
-    the dups set's borderline pairs, on every core, as `duplicates` runs them."""
+    the dups set's borderline pairs, on every core, as `duplicates` runs them (one descriptor search
+    per left image)."""
     if not (DUPS / "images").is_dir():
         return {"skipped": f"{DUPS} is absent"}
     tmp = Path(tempfile.mkdtemp())
@@ -116,7 +117,10 @@ def verification_cost() -> dict:
             t0 = time.perf_counter()
             points = dict(zip(rows, pool.map(lambda r: keypoints(paths[r]), rows)))
             t1 = time.perf_counter()
-            list(pool.map(lambda ab: verify(points[ab[0]], points[ab[1]]), zip(left, right)))
+            by_left = {}
+            for a, b in zip(left, right):
+                by_left.setdefault(a, []).append(points[b])
+            list(pool.map(lambda a: verify_many(points[a], by_left[a]), by_left))
             t2 = time.perf_counter()
     finally:
         shutil.rmtree(tmp)

@@ -33,7 +33,7 @@ import numpy as np
 from .errors import InvalidArgument
 from .names import LEVELS
 from .pairs import FEATURES, Pairs
-from .verify import Keypoints, Transform, Verification, keypoints, verify
+from .verify import Keypoints, Transform, Verification, keypoints, verify_many
 
 MODEL_FILE = "duplicate_model.json"
 
@@ -151,14 +151,23 @@ class Decider:
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, checks)
 
     def _verify_all(self, paths: list[str], left: np.ndarray, right: np.ndarray) -> list[Verification]:
-        """Each pair verified, keypoints computed once per image. Threads share the cores: decoding
-        and OpenCV's detection, matching and RANSAC release the GIL."""
+        """Each pair verified, keypoints computed once per image, and one descriptor search per left
+        image for all its pairs. Threads share the cores: decoding and OpenCV's detection and RANSAC
+        release the GIL, and the FAISS searches spread over the cores themselves."""
         rows = [r for r in np.unique(np.concatenate([left, right])).tolist() if r not in self._keypoints]
+        by_left: dict[int, list[int]] = {}
+        for k, a in enumerate(left.tolist()):
+            by_left.setdefault(a, []).append(k)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            found = pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode), rows)
-            self._keypoints.update(zip(rows, found))
+            self._keypoints.update(zip(rows, pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode),
+                                                      rows)))
             points = self._keypoints
-            return list(pool.map(lambda ab: verify(points[ab[0]], points[ab[1]]), zip(left.tolist(), right.tolist())))
+            checks: list[Verification | None] = [None] * len(left)
+            found = pool.map(lambda a: verify_many(points[a], [points[int(right[k])] for k in by_left[a]]), by_left)
+            for a, verifications in zip(by_left, found):
+                for k, check in zip(by_left[a], verifications):
+                    checks[k] = check
+            return checks
 
 
 def verification_row(check: Verification) -> list[float]:

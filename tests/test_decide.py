@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 import simsearch
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
-from simsearch.verify import keypoints, verify
+from simsearch.verify import RATIO, _ratio_matches, keypoints, verify, verify_many
 
 from .conftest import REPO
 
@@ -173,6 +173,35 @@ def test_verification_survives_tiny_and_unreadable_images(tmp_path):
     for other in (keypoints(str(tiny)), keypoints(str(broken)), keypoints(str(tmp_path / "missing.png"))):
         check = verify(photo, other)
         assert check.inliers == 0 and check.transform is None
+
+
+def _opencv_matches(query: np.ndarray, train: np.ndarray) -> list[tuple[int, int]]:
+    """The matcher verification was calibrated with: OpenCV's brute force, the ratio test, then
+    the closest match per train point kept in a dict."""
+    import cv2
+
+    good = {}
+    for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query, train, k=2):
+        if len(m) == 2 and m[0].distance < RATIO * m[1].distance:
+            if m[0].trainIdx not in good or m[0].distance < good[m[0].trainIdx].distance:
+                good[m[0].trainIdx] = m[0]
+    return [(m.queryIdx, m.trainIdx) for m in good.values()]
+
+
+def test_matcher_gives_opencvs_matches_in_order_and_batches_agree(copies_index):
+    """RANSAC's samples depend on the order of the matches: the FAISS matcher must give OpenCV's
+    matches in OpenCV's order, and one search for many pairs the same verifications as one each."""
+    paths = sorted(r.abspath for r in copies_index.images() if _base(r.path) == "chelsea")
+    points = [keypoints(p) for p in paths]
+    other = keypoints(str(REPO / "samples" / "images" / "coffee.png"))
+    a = points[0]
+    for b in [*points[1:], other]:
+        for descriptors in (b.descriptors, b.mirrored_descriptors):
+            query, train = _ratio_matches([descriptors], a.descriptors)[0]
+            assert list(zip(query.tolist(), train.tolist())) == _opencv_matches(descriptors, a.descriptors)
+    together = verify_many(a, [*points[1:], other, None])
+    assert together == [verify(a, b) for b in [*points[1:], other, None]]
+    assert sum(v.inliers >= 20 for v in together[:-2]) >= 4 and together[-2].inliers < 20
 
 
 def test_shipped_models_state_their_provenance():
