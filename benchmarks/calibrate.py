@@ -32,7 +32,7 @@ import simsearch
 from simsearch.decide import MODEL_FILE, inputs, verification_row
 from simsearch.evaluate import load_ground_truth
 from simsearch.pairs import candidate_pairs, load_collection
-from simsearch.verify import keypoints, verify
+from simsearch.verify import keypoints, verify_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "simsearch" / "data" / MODEL_FILE
@@ -98,14 +98,8 @@ def split_data(folder: Path, work: Path) -> dict:
         pairs = candidate_pairs(col)
         paths = [records[i].abspath for i in col.ids.tolist()]
         names = [records[i].path for i in col.ids.tolist()]
-        points = {}
-
-        def kp(row):
-            if row not in points:
-                points[row] = keypoints(paths[row])
-            return points[row]
-
-        checks = [verify(kp(a), kp(b)) for a, b in zip(pairs.left.tolist(), pairs.right.tolist())]
+        points = {row: keypoints(paths[row]) for row in np.unique(np.concatenate([pairs.left, pairs.right])).tolist()}
+        checks = verify_pairs(points, pairs.left.tolist(), pairs.right.tolist())
         found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, 5)
         labels = {}
         for level in ("copy", "scene"):

@@ -34,7 +34,7 @@ from simsearch import duplicates as dup
 from simsearch.hashing import DIHEDRAL, to_signed
 from simsearch.pairs import NEIGHBOURS
 from simsearch.schema import Embedder, Root
-from simsearch.verify import keypoints, verify_many
+from simsearch.verify import keypoints, verify_pairs
 
 MODEL = "efficientnet_lite0"
 
@@ -117,10 +117,7 @@ def verification_cost() -> dict:
             t0 = time.perf_counter()
             points = dict(zip(rows, pool.map(lambda r: keypoints(paths[r]), rows)))
             t1 = time.perf_counter()
-            by_left = {}
-            for a, b in zip(left, right):
-                by_left.setdefault(a, []).append(points[b])
-            list(pool.map(lambda a: verify_many(points[a], by_left[a]), by_left))
+            verify_pairs(points, left, right, pool.map)
             t2 = time.perf_counter()
     finally:
         shutil.rmtree(tmp)

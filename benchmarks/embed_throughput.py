@@ -4,6 +4,12 @@ embeddings, SQLite writes) against a plain torch loop over the same files (PIL
 decode, resize, the same network in torch eager), with the model-only figures
 of both backends beside them.
 
+On CPU it also measures the CPU budget (issue 15): the CPU time per image of each stage the command
+runs, in one process on one core, as a worker runs them (read, SHA-256, decode with the pixel digest, the
+four hashes with the rotation pHashes, the network's input; then the network in ONNX Runtime on one
+thread at the workers' batch). With every core busy all the time and nothing else running, the cores
+divided by their sum is the most any pipeline of these stages can reach.
+
 Usage: python benchmarks/embed_throughput.py [--images 480] [--device cpu|cuda]
 The photos are 1024x768 JPEGs generated from the bundled samples (seeded).
 """
@@ -53,6 +59,33 @@ def model_only(backend: str, device: str, batch: int, n: int = 256) -> float:
     return n / (time.perf_counter() - start)
 
 
+def cpu_budget(files: list[Path]) -> dict:
+    """Milliseconds of CPU per image for each stage on one core, and the bound they set on 2 cores."""
+    import os
+
+    from simsearch.indexer.features import Task, extract
+
+    from simsearch.imageio import DEFAULT_MAX_PIXELS
+    from simsearch.models import _CPU_BATCH, create_embedder
+
+    embedder = create_embedder(MODEL, backend="onnx", threads=1)
+    tasks = [Task(str(f), f.name, f.stat().st_size, 0, None, False, DEFAULT_MAX_PIXELS, embedder.spec.input_size)
+             for f in files]
+    extract(tasks[0])  # warm-up
+    start = time.process_time()
+    pixels = np.stack([extract(t).pixels for t in tasks])
+    per_file = (time.process_time() - start) / len(tasks)
+    embedder.run(pixels[:_CPU_BATCH])  # warm-up
+    start = time.process_time()
+    for i in range(0, len(pixels), _CPU_BATCH):
+        embedder.run(pixels[i : i + _CPU_BATCH])
+    network = (time.process_time() - start) / len(pixels)
+    cores = os.cpu_count() or 1
+    return {"ms_per_image_one_core": {"read_sha256_decode_digest_hashes_input": round(1000 * per_file, 2),
+                                      f"network_onnx_1_thread_batch_{_CPU_BATCH}": round(1000 * network, 2)},
+            "cores": cores, "bound_img_per_s": round(cores / (per_file + network), 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=480)
@@ -80,6 +113,7 @@ def main() -> None:
         "peer_plain_torch_loop": {"seconds": round(theirs, 2), "img_per_s": round(len(files) / theirs, 1)},
         "ratio": round(theirs / ours, 2),
         "model_only_img_per_s": models,
+        **({"cpu_budget": cpu_budget(files)} if args.device == "cpu" else {}),
     })
     shutil.rmtree(folder.parent)
 

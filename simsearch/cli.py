@@ -280,16 +280,20 @@ def level_options(fn):
               help="Keep the first of each group (largest, then biggest file, then oldest) and move the rest here.")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="Where --move-to records the moves (default: DIR/simsearch-moves.jsonl).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars while borderline pairs are verified (default: when stderr is a terminal).")
 @index_option
 @format_option
 @friendly
-def duplicates(by, level, cut, max_distance, min_similarity, model, explain, move_to, manifest, index_dir, db, fmt):
+def duplicates(by, level, cut, max_distance, min_similarity, model, explain, move_to, manifest, progress, index_dir,
+               db, fmt):
     """Duplicate groups, the image to keep first. JSON is imagededup's {path: [duplicates]} map
     (with --explain: the groups with each pair's decision)."""
     if explain and (by != "auto" or fmt != "json"):
         raise click.UsageError("--explain goes with --by auto and --format json")
+    progress = sys.stderr.isatty() if progress is None else progress
     options = {"by": by, "level": level, "cut": cut, "max_distance": max_distance, "min_similarity": min_similarity,
-               "model": model}
+               "model": model, "progress": progress}
     with _open(index_dir, db) as idx:
         if move_to:
             manifest = manifest or os.path.join(move_to, "simsearch-moves.jsonl")
@@ -298,7 +302,7 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
             click.echo(f"moved {moved} files from {groups} groups; undo with: simsearch undo {manifest}{where}")
             return
         if explain:
-            groups = idx.duplicate_pairs(level=level, cut=cut, model=model)
+            groups = idx.duplicate_pairs(level=level, cut=cut, model=model, progress=progress)
             click.echo(json.dumps([{"keep": g[0].a.path, "pairs": [p.as_dict() for p in g]} for g in groups], indent=2))
             return
         if fmt == "json":

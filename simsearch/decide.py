@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,7 +34,7 @@ import numpy as np
 from .errors import InvalidArgument
 from .names import LEVELS
 from .pairs import FEATURES, Pairs
-from .verify import Keypoints, Transform, Verification, keypoints, verify_many
+from .verify import Keypoints, Transform, Verification, keypoints, verify_pairs
 
 MODEL_FILE = "duplicate_model.json"
 
@@ -111,7 +112,7 @@ class Decider:
 
     def __init__(self, level: str = "copy", *, cut: float | None = None, embeddings: bool = True,
                  full_decode: bool = False, verify_all: bool = False,
-                 keypoint_cache: dict[int, Keypoints | None] | None = None):
+                 keypoint_cache: dict[int, Keypoints | None] | None = None, progress: bool = False):
         data = model_data()["levels"][check_level(level)]
         variant = "" if embeddings else "_hashes"
         self.level = level
@@ -122,11 +123,12 @@ class Decider:
         if not 0.0 < self.cut <= 1.0:
             raise InvalidArgument(f"the cut is a probability in (0, 1], got {self.cut}")
         self.full_decode = full_decode
+        self.progress = progress
         self._keypoints: dict[int, Keypoints | None] = {} if keypoint_cache is None else keypoint_cache
         self.includes = None
         if data.get("includes"):
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
-                                    verify_all=verify_all, keypoint_cache=self._keypoints)
+                                    verify_all=verify_all, keypoint_cache=self._keypoints, progress=progress)
 
     def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
         """``paths``: every collection row's file on disk (for verification)."""
@@ -155,19 +157,21 @@ class Decider:
         image for all its pairs. Threads share the cores: decoding and OpenCV's detection and RANSAC
         release the GIL, and the FAISS searches spread over the cores themselves."""
         rows = [r for r in np.unique(np.concatenate([left, right])).tolist() if r not in self._keypoints]
-        by_left: dict[int, list[int]] = {}
-        for k, a in enumerate(left.tolist()):
-            by_left.setdefault(a, []).append(k)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            self._keypoints.update(zip(rows, pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode),
-                                                      rows)))
-            points = self._keypoints
-            checks: list[Verification | None] = [None] * len(left)
-            found = pool.map(lambda a: verify_many(points[a], [points[int(right[k])] for k in by_left[a]]), by_left)
-            for a, verifications in zip(by_left, found):
-                for k, check in zip(by_left[a], verifications):
-                    checks[k] = check
-            return checks
+            with self._bar(len(rows), "img", "keypoints") as images:
+                for row, found in zip(rows, pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode),
+                                                     rows)):
+                    self._keypoints[row] = found
+                    images.update()
+            with self._bar(len(left), "pair", "verifying") as pairs:
+                return verify_pairs(self._keypoints, left.tolist(), right.tolist(), pool.map, done=pairs.update)
+
+    def _bar(self, total: int, unit: str, what: str):
+        """A progress bar on stderr for one stage of verification (a silent one unless ``progress``)."""
+        from tqdm import tqdm  # noqa: PLC0415
+
+        return tqdm(total=total, unit=unit, desc=f"{what} ({self.level})", disable=not self.progress or not total,
+                    file=sys.stderr, leave=False)
 
 
 def verification_row(check: Verification) -> list[float]:

@@ -92,8 +92,9 @@ class Decided:
 
 
 def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: str | None = None,
-           verify: bool = True) -> Decided:
-    """Every candidate pair of the index decided at ``level`` (embeddings used when the index has them)."""
+           verify: bool = True, progress: bool = False) -> Decided:
+    """Every candidate pair of the index decided at ``level`` (embeddings used when the index has them);
+    ``progress``: bars on stderr while borderline pairs are verified."""
     check_level(level)
     model = _embedding_model(reads, model)
     col = load_collection(reads, model)
@@ -103,14 +104,14 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
     paths = [""] * len(col.ids)
     for row in involved.tolist():
         paths[row] = records[int(col.ids[row])].abspath
-    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode)
+    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode, progress=progress)
     return Decided(col, decider.decide(pairs, paths, verify), records)
 
 
 def calibrated_groups(reads: Reads, level: str = "copy", cut: float | None = None,
-                      model: str | None = None) -> list[list[int]]:
+                      model: str | None = None, progress: bool = False) -> list[list[int]]:
     """Duplicate groups as image ids, keeper first, largest group first."""
-    decided = decide(reads, level, cut, model)
+    decided = decide(reads, level, cut, model, progress=progress)
     return [decided.collection.ids[g].tolist() for g in decided.groups()]
 
 
@@ -165,7 +166,7 @@ def _embedding_model(reads: Reads, model: str | None) -> str | None:
 
 def duplicate_ids(reads: Reads, by: str = "auto", max_distance: int | None = None,
                   min_similarity: float | None = None, model: str | None = None, *, level: str = "copy",
-                  cut: float | None = None) -> list[list[int]]:
+                  cut: float | None = None, progress: bool = False) -> list[list[int]]:
     """Duplicate groups as lists of image ids, largest first: ``auto`` by calibrated decisions at
     ``level`` (keeper first), the single-feature rules as connected components of their pairs."""
     if by not in DUPLICATE_METHODS:
@@ -173,7 +174,7 @@ def duplicate_ids(reads: Reads, by: str = "auto", max_distance: int | None = Non
     check_distance(max_distance)
     check_similarity(min_similarity)
     if by == "auto":
-        return calibrated_groups(reads, level, cut, model)
+        return calibrated_groups(reads, level, cut, model, progress)
     with reads.engine.connect() as conn:
         rows = conn.execute(select(Image.id, Image.sha256, Image.pixel_digest)
                             .where(Image.status == OK).order_by(Image.id)).all()

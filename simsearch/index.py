@@ -237,7 +237,7 @@ class Index:
 
     def duplicates(self, *, by: str = "auto", level: str = "copy", cut: float | None = None,
                    max_distance: int | None = None, min_similarity: float | None = None,
-                   model: str | None = None) -> list[list[ImageRecord]]:
+                   model: str | None = None, progress: bool = False) -> list[list[ImageRecord]]:
         """Duplicate groups, largest first; in each, the image to keep comes first.
 
         ``auto`` (the default) decides each candidate pair with calibrated models at ``level``:
@@ -245,25 +245,28 @@ class Index:
         at probability ``cut`` (default: the level's calibrated cut); every member of a group
         matches its keeper. ``exact``, a hash method (within ``max_distance`` bits) and
         ``embedding`` (cosine at least ``min_similarity``) are single-feature rules whose
-        pairs are grouped as connected components.
+        pairs are grouped as connected components. ``progress``: bars on stderr while borderline
+        pairs are verified (the long part on a large collection).
         """
-        groups = self.duplicate_ids(by, max_distance, min_similarity, model, level=level, cut=cut)
+        groups = self.duplicate_ids(by, max_distance, min_similarity, model, level=level, cut=cut, progress=progress)
         return [duplicates.keep_first(self._reads, g) for g in groups]
 
     def duplicate_ids(self, by: str = "auto", max_distance: int | None = None, min_similarity: float | None = None,
-                      model: str | None = None, *, level: str = "copy", cut: float | None = None) -> list[list[int]]:
+                      model: str | None = None, *, level: str = "copy", cut: float | None = None,
+                      progress: bool = False) -> list[list[int]]:
         """Duplicate groups as lists of image ids."""
-        return duplicates.duplicate_ids(self._reads, by, max_distance, min_similarity, model, level=level, cut=cut)
+        return duplicates.duplicate_ids(self._reads, by, max_distance, min_similarity, model, level=level, cut=cut,
+                                        progress=progress)
 
     def duplicate_map(self, **options) -> dict[str, list[str]]:
         """imagededup's ``{path: [paths of its duplicates]}`` map (``options`` as for ``duplicates``)."""
         return duplicates.imagededup_map(self._reads, self.duplicates(**options))
 
-    def duplicate_pairs(self, *, level: str = "copy", cut: float | None = None,
-                        model: str | None = None) -> list[list[duplicates.Pair]]:
+    def duplicate_pairs(self, *, level: str = "copy", cut: float | None = None, model: str | None = None,
+                        progress: bool = False) -> list[list[duplicates.Pair]]:
         """The calibrated groups explained: per group, the keeper's pair with each member (score,
         inputs, and the transform where verified)."""
-        return duplicates.group_pairs(duplicates.decide(self._reads, level, cut, model))
+        return duplicates.group_pairs(duplicates.decide(self._reads, level, cut, model, progress=progress))
 
     def explain(self, a, b, *, level: str = "copy", cut: float | None = None,
                 model: str | None = None) -> duplicates.Pair:

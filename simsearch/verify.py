@@ -10,6 +10,7 @@ the box of the first image that the second one shows (its crop)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,25 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
         best = max(next(fits), next(fits), key=lambda v: v[1])  # straight, then mirrored: straight wins ties
         transform = _describe(best[2], a, b, best[3]) if best[2] is not None else None
         found.append(Verification(best[0], best[1], min(len(a.points), len(b.points)), transform, best[4]))
+    return found
+
+
+def verify_pairs(points: Mapping[int, Keypoints | None], left: list[int], right: list[int],
+                 map_fn: Callable = map, done: Callable[[int], object] | None = None) -> list[Verification]:
+    """``verify(points[a], points[b])`` for each pair ``(a, b)`` of ``left`` and ``right``, with one
+    descriptor search per left image (``verify_many``); ``map_fn`` spreads the left images (a thread
+    pool's ``map``: RANSAC releases the GIL, and FAISS spreads each search over the cores itself);
+    ``done`` is told how many pairs each left image verified, as they finish."""
+    by_left: dict[int, list[int]] = {}
+    for k, a in enumerate(left):
+        by_left.setdefault(a, []).append(k)
+    found: list[Verification | None] = [None] * len(left)
+    batches = map_fn(lambda a: verify_many(points[a], [points[right[k]] for k in by_left[a]]), by_left)
+    for a, verifications in zip(by_left, batches):
+        for k, check in zip(by_left[a], verifications):
+            found[k] = check
+        if done is not None:
+            done(len(verifications))
     return found
 
 

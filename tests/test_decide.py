@@ -139,6 +139,15 @@ def test_cli_explain_and_duplicates_explain(copies_index):
     assert missing.exit_code == 1 and missing.output.startswith("Error: nope.jpg is not in the index")
 
 
+def test_duplicates_progress_goes_to_stderr_and_changes_nothing(copies_index):
+    ix = str(copies_index.directory)
+    quiet = CliRunner().invoke(main, ["duplicates", "--format", "json", "--no-progress", "--index", ix])
+    shown = CliRunner().invoke(main, ["duplicates", "--format", "json", "--progress", "--index", ix])
+    assert quiet.exit_code == shown.exit_code == 0
+    assert shown.stdout == quiet.stdout and json.loads(shown.stdout) and quiet.stderr == ""
+    assert "keypoints (copy)" in shown.stderr and "verifying (copy)" in shown.stderr
+
+
 def test_hash_only_index_still_decides(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
