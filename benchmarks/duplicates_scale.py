@@ -115,7 +115,8 @@ def verification_cost() -> dict:
         idx.close()
         with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
             t0 = time.perf_counter()
-            points = dict(zip(rows, pool.map(lambda r: keypoints(paths[r]), rows)))
+            seconds = set(right)  # as `duplicates` does: only the second image of a pair is mirrored too
+            points = dict(zip(rows, pool.map(lambda r: keypoints(paths[r], mirrored=r in seconds), rows)))
             t1 = time.perf_counter()
             verify_pairs(points, left, right, pool.map)
             t2 = time.perf_counter()

@@ -156,12 +156,16 @@ class Decider:
         """Each pair verified, keypoints computed once per image, and one descriptor search per left
         image for all its pairs. Threads share the cores: decoding and OpenCV's detection and RANSAC
         release the GIL, and the FAISS searches spread over the cores themselves."""
-        rows = [r for r in np.unique(np.concatenate([left, right])).tolist() if r not in self._keypoints]
+        seconds = set(right.tolist())  # only an image matched as the second of a pair is also mirrored
+        known = self._keypoints
+        rows = [r for r in np.unique(np.concatenate([left, right])).tolist()
+                if r not in known or (r in seconds and known[r] is not None and known[r].mirrored_points is None)]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             with self._bar(len(rows), "img", "keypoints") as images:
-                for row, found in zip(rows, pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode),
-                                                     rows)):
-                    self._keypoints[row] = found
+                found = pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode, mirrored=r in seconds),
+                                 rows)
+                for row, points in zip(rows, found):
+                    known[row] = points
                     images.update()
             with self._bar(len(left), "pair", "verifying") as pairs:
                 return verify_pairs(self._keypoints, left.tolist(), right.tolist(), pool.map, done=pairs.update)

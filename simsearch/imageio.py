@@ -43,11 +43,12 @@ class Decoded:
     height: int
     format: str
     mode: str  # of the stored image
-    pixel_digest: str  # sha256 of the decoded pixels and their size
+    pixel_digest: str | None  # sha256 of the decoded pixels and their size (None: not asked for)
 
 
-def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode image bytes. Raises ``ImageError`` with a ``kind`` on failure."""
+def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, digest: bool = True) -> Decoded:
+    """Decode image bytes. Raises ``ImageError`` with a ``kind`` on failure. ``digest=False`` leaves out the
+    pixel digest (a pass over every pixel) where only the pixels are wanted."""
     _register_heif()
     if not data:
         raise ImageError("empty", "file is empty (0 bytes)")
@@ -67,7 +68,7 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
             _load_strict(img)
             img = _oriented(img)
             rgb = _to_rgb(img)
-            digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
+            pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -80,7 +81,7 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
         raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a codec may raise anything (bad AVIF: RuntimeError): one file fails
         raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {type(exc).__name__}: {exc}") from None
-    return Decoded(rgb, width, height, fmt, mode, digest)
+    return Decoded(rgb, width, height, fmt, mode, pixel_digest)
 
 
 def from_memory(image) -> Decoded:

@@ -56,16 +56,18 @@ class Keypoints:
     scale: float  # work image pixels per pixel of the stored image
     points: np.ndarray  # (n, 2) float32
     descriptors: np.ndarray | None  # (n, 32) uint8
-    mirrored_points: np.ndarray
+    mirrored_points: np.ndarray | None  # None: the mirror image was not looked at (see ``keypoints``)
     mirrored_descriptors: np.ndarray | None
 
 
-def keypoints(path: str, *, full_decode: bool = False) -> Keypoints | None:
-    """ORB keypoints of the image at ``path`` and of its mirror image; None if it cannot be read."""
+def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) -> Keypoints | None:
+    """ORB keypoints of the image at ``path`` and, with ``mirrored``, of its mirror image (needed only
+    where the image is the second of a pair: ``verify`` turns ``b``, never ``a``); None if it cannot
+    be read."""
     import cv2  # noqa: PLC0415 - OpenCV loads only for borderline pairs
 
     try:
-        decoded = decode_file(path, full=full_decode)
+        decoded = decode_file(path, full=full_decode, digest=False)
     except ImageError:
         return None
     grey = decoded.image.convert("L")
@@ -75,12 +77,14 @@ def keypoints(path: str, *, full_decode: bool = False) -> Keypoints | None:
     pixels = np.asarray(grey)
     orb = cv2.ORB_create(nfeatures=ORB_FEATURES)
     kp, desc = orb.detectAndCompute(pixels, None)
+    points = np.array([k.pt for k in kp], dtype=np.float32).reshape(-1, 2)
+    size, scale = (pixels.shape[1], pixels.shape[0]), pixels.shape[1] / decoded.width
+    if not mirrored:
+        return Keypoints(size, scale, points, desc, None, None)
     mkp, mdesc = orb.detectAndCompute(np.ascontiguousarray(pixels[:, ::-1]), None)
     width = pixels.shape[1]
-    points = np.array([k.pt for k in kp], dtype=np.float32).reshape(-1, 2)
-    mirrored = np.array([(width - 1 - k.pt[0], k.pt[1]) for k in mkp], dtype=np.float32).reshape(-1, 2)
-    return Keypoints((pixels.shape[1], pixels.shape[0]), pixels.shape[1] / decoded.width, points, desc, mirrored,
-                     mdesc)
+    mirrored_points = np.array([(width - 1 - k.pt[0], k.pt[1]) for k in mkp], dtype=np.float32).reshape(-1, 2)
+    return Keypoints(size, scale, points, desc, mirrored_points, mdesc)
 
 
 def verify(a: Keypoints | None, b: Keypoints | None) -> Verification:
@@ -92,6 +96,8 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
     """``verify(a, b)`` for each ``b`` of ``others``, with one descriptor search for all of them."""
     if a is None or a.descriptors is None:
         return [Verification(0, 0, 0, None) for _ in others]
+    if any(b is not None and b.mirrored_points is None for b in others):
+        raise ValueError("the second image of a pair needs its mirror image's keypoints: keypoints(..., mirrored=True)")
     sides = [side for b in others if b is not None
              for side in ((b.points, b.descriptors, False), (b.mirrored_points, b.mirrored_descriptors, True))]
     matches = iter(_ratio_matches([d for p, d, _ in sides if _matchable(a, p, d)], a.descriptors))

@@ -211,6 +211,12 @@ def test_matcher_gives_opencvs_matches_in_order_and_batches_agree(copies_index):
     together = verify_many(a, [*points[1:], other, None])
     assert together == [verify(a, b) for b in [*points[1:], other, None]]
     assert sum(v.inliers >= 20 for v in together[:-2]) >= 4 and together[-2].inliers < 20
+    # the first image of a pair is never mirrored, so its keypoints may leave the mirror image out
+    straight = keypoints(paths[0], mirrored=False)
+    assert straight.mirrored_points is None and np.array_equal(straight.descriptors, a.descriptors)
+    assert verify_many(straight, points[1:]) == together[: len(points) - 1]
+    with pytest.raises(ValueError, match="mirror"):
+        verify(a, straight)
 
 
 def test_shipped_models_state_their_provenance():
