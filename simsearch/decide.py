@@ -34,6 +34,7 @@ import numpy as np
 from .errors import InvalidArgument
 from .names import LEVELS
 from .pairs import FEATURES, Pairs
+from .verified import VerifiedPairs
 from .verify import Keypoints, Transform, Verification, keypoints, verify_pairs
 
 MODEL_FILE = "duplicate_model.json"
@@ -112,7 +113,8 @@ class Decider:
 
     def __init__(self, level: str = "copy", *, cut: float | None = None, embeddings: bool = True,
                  full_decode: bool = False, verify_all: bool = False,
-                 keypoint_cache: dict[int, Keypoints | None] | None = None, progress: bool = False):
+                 keypoint_cache: dict[int, Keypoints | None] | None = None, progress: bool = False,
+                 verified: VerifiedPairs | None = None):
         data = model_data()["levels"][check_level(level)]
         variant = "" if embeddings else "_hashes"
         self.level = level
@@ -124,11 +126,13 @@ class Decider:
             raise InvalidArgument(f"the cut is a probability in (0, 1], got {self.cut}")
         self.full_decode = full_decode
         self.progress = progress
+        self.verified = verified  # verifications kept between runs (simsearch.verified)
         self._keypoints: dict[int, Keypoints | None] = {} if keypoint_cache is None else keypoint_cache
         self.includes = None
         if data.get("includes"):
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
-                                    verify_all=verify_all, keypoint_cache=self._keypoints, progress=progress)
+                                    verify_all=verify_all, keypoint_cache=self._keypoints, progress=progress,
+                                    verified=verified)
 
     def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
         """``paths``: every collection row's file on disk (for verification)."""
@@ -153,12 +157,26 @@ class Decider:
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, checks)
 
     def _verify_all(self, paths: list[str], left: np.ndarray, right: np.ndarray) -> list[Verification]:
-        """Each pair verified, keypoints computed once per image, and one descriptor search per left
-        image for all its pairs. Threads share the cores: decoding and OpenCV's detection and RANSAC
-        release the GIL, and the FAISS searches spread over the cores themselves."""
-        seconds = set(right.tolist())  # only an image matched as the second of a pair is also mirrored
+        """Each pair verified: taken from the kept verifications where its two files were verified
+        before, else checked now (and kept)."""
+        left, right = left.tolist(), right.tolist()
+        found = self.verified.lookup(left, right) if self.verified is not None else [None] * len(left)
+        todo = [k for k, check in enumerate(found) if check is None]
+        if todo:
+            new = self._check(paths, [left[k] for k in todo], [right[k] for k in todo])
+            for k, check in zip(todo, new):
+                found[k] = check
+            if self.verified is not None:
+                self.verified.add([left[k] for k in todo], [right[k] for k in todo], new)
+        return found
+
+    def _check(self, paths: list[str], left: list[int], right: list[int]) -> list[Verification]:
+        """Keypoints computed once per image, and one descriptor search per left image for all its
+        pairs. Threads share the cores: decoding and OpenCV's detection and RANSAC release the GIL,
+        and the FAISS searches spread over the cores themselves."""
+        seconds = set(right)  # only an image matched as the second of a pair is also mirrored
         known = self._keypoints
-        rows = [r for r in np.unique(np.concatenate([left, right])).tolist()
+        rows = [r for r in sorted(set(left) | seconds)
                 if r not in known or (r in seconds and known[r] is not None and known[r].mirrored_points is None)]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             with self._bar(len(rows), "img", "keypoints") as images:
@@ -168,7 +186,7 @@ class Decider:
                     known[row] = points
                     images.update()
             with self._bar(len(left), "pair", "verifying") as pairs:
-                return verify_pairs(self._keypoints, left.tolist(), right.tolist(), pool.map, done=pairs.update)
+                return verify_pairs(known, left, right, pool.map, done=pairs.update)
 
     def _bar(self, total: int, unit: str, what: str):
         """A progress bar on stderr for one stage of verification (a silent one unless ``progress``)."""

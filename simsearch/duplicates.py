@@ -28,6 +28,7 @@ from .pairs import (
 from .queries import check_distance, check_similarity
 from .reads import ImageRecord, Reads
 from .schema import HASH_METHODS, OK, Image
+from .verified import VerifiedPairs
 
 # the single-feature rules' defaults (chosen on the development set; see README)
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
@@ -104,8 +105,18 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
     paths = [""] * len(col.ids)
     for row in involved.tolist():
         paths[row] = records[int(col.ids[row])].abspath
-    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode, progress=progress)
-    return Decided(col, decider.decide(pairs, paths, verify), records)
+    verified = kept_verifications(reads, col)
+    decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode, progress=progress,
+                      verified=verified)
+    decided = Decided(col, decider.decide(pairs, paths, verify), records)
+    verified.save()
+    return decided
+
+
+def kept_verifications(reads: Reads, col: Collection) -> VerifiedPairs:
+    """The verifications earlier runs kept for this index (``simsearch.verified``)."""
+    return VerifiedPairs.of_index(reads.directory, col.sha256, full_decode=reads.full_decode,
+                                  writable=not reads.read_only)
 
 
 def calibrated_groups(reads: Reads, level: str = "copy", cut: float | None = None,
@@ -151,11 +162,13 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     records = reads.records([a, b])
     paths = [""] * len(col.ids)
     paths[rows[0]], paths[rows[1]] = records[a].abspath, records[b].abspath
-    options = {"cut": cut, "embeddings": model is not None, "full_decode": reads.full_decode}
+    options = {"cut": cut, "embeddings": model is not None, "full_decode": reads.full_decode,
+               "verified": kept_verifications(reads, col)}
     decided = Decided(col, Decider(level, **options).decide(pairs, paths), records)
     if not decided.decisions.verified[0] and not pairs.exact[0]:
         # decided without verification, as `duplicates` decides it; verify to show what geometry says
         decided.decisions.checks = Decider(level, verify_all=True, **options).decide(pairs, paths).checks
+    options["verified"].save()
     return decided.pair(0)
 
 

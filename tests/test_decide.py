@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 import simsearch
+from simsearch import decide
+from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
 from simsearch.verify import RATIO, _ratio_matches, keypoints, verify, verify_many
@@ -142,10 +144,30 @@ def test_cli_explain_and_duplicates_explain(copies_index):
 def test_duplicates_progress_goes_to_stderr_and_changes_nothing(copies_index):
     ix = str(copies_index.directory)
     quiet = CliRunner().invoke(main, ["duplicates", "--format", "json", "--no-progress", "--index", ix])
+    shutil.rmtree(copies_index.directory / "verified")  # kept verifications would leave nothing to show
     shown = CliRunner().invoke(main, ["duplicates", "--format", "json", "--progress", "--index", ix])
     assert quiet.exit_code == shown.exit_code == 0
     assert shown.stdout == quiet.stdout and json.loads(shown.stdout) and quiet.stderr == ""
     assert "keypoints (copy)" in shown.stderr and "verifying (copy)" in shown.stderr
+
+
+def test_verifications_are_kept_between_runs_and_change_nothing(copies_index, monkeypatch):
+    first = [[r.path for r in g] for g in copies_index.duplicates()]
+    kept = list((copies_index.directory / "verified").glob("pairs-*.npy"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 0
+
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError("a kept pair was verified again")
+
+    monkeypatch.setattr(decide, "keypoints", no_decoding)
+    assert [[r.path for r in g] for g in copies_index.duplicates()] == first
+    checked = next(p for g in copies_index.duplicate_pairs() for p in g if p.verified and "crop30" in p.b.path)
+    pair = copies_index.explain(checked.a.path, checked.b.path)
+    assert pair.verified and pair.transform is not None and pair.transform == checked.transform
+    monkeypatch.undo()
+    kept[0].write_bytes(b"not a kept file")  # damaged: treated as empty, verified again, rewritten
+    assert [[r.path for r in g] for g in copies_index.duplicates()] == first
+    assert verified_module._read(kept[0])
 
 
 def test_hash_only_index_still_decides(tmp_path):

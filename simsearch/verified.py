@@ -1,0 +1,105 @@
+"""Geometric verifications kept between runs, in the index folder.
+
+Verification is the long part of ``duplicates`` on a large collection, and its result depends only on
+the two files' contents and the verification settings. So each verified pair is kept under the SHA-256
+of its two files, in the order verified, in ``INDEX/verified/pairs-<settings>-<decode>.npy``: a later
+run (another level or cut, ``explain`` of a grouped pair, the server after new files were indexed)
+verifies only the pairs it has not seen. Entries whose files are gone are dropped when the file is
+rewritten. The file is replaced atomically; two processes saving at once both leave a valid file (the
+later one's). A file that cannot be read is treated as empty; one that cannot be written is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import verify
+from .verify import Transform, Verification
+
+_RECORD = np.dtype([("a", "u1", (32,)), ("b", "u1", (32,)), ("matches", "<i4"), ("inliers", "<i4"), ("keypoints", "<i4"),
+                    ("residual", "<f8"), ("transform", "?"), ("scale", "<f8"), ("aspect", "<f8"),
+                    ("rotation", "<f8"), ("flipped", "?"), ("crop", "<f8", (4,))])
+
+
+def settings_key() -> str:
+    """A short digest of every setting a verification depends on: a change starts a new file."""
+    settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.RATIO, verify.RANSAC_PIXELS, verify.MIN_MATCHES, 1)
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
+
+
+class VerifiedPairs:
+    """The kept verifications of one index, looked up and added by collection rows."""
+
+    def __init__(self, path: Path, digests: list[str], *, writable: bool = True):
+        """``path``: the file; ``digests``: each collection row's SHA-256 (hex); ``writable=False`` reads
+        what is kept and never writes."""
+        self.path = path
+        self.writable = writable
+        self._digests = [bytes.fromhex(d) if d else b"" for d in digests]
+        self._kept: dict[tuple[bytes, bytes], Verification] = _read(path)
+        self._added = 0
+
+    @classmethod
+    def of_index(cls, directory: Path, digests: list[str], *, full_decode: bool, writable: bool) -> VerifiedPairs:
+        name = f"pairs-{settings_key()}-{'full' if full_decode else 'draft'}.npy"
+        return cls(directory / "verified" / name, digests, writable=writable)
+
+    def lookup(self, left: list[int], right: list[int]) -> list[Verification | None]:
+        return [self._kept.get((self._digests[a], self._digests[b])) if self._digests[a] and self._digests[b] else None
+                for a, b in zip(left, right)]
+
+    def add(self, left: list[int], right: list[int], checks: list[Verification]) -> None:
+        for a, b, check in zip(left, right, checks):
+            if self._digests[a] and self._digests[b]:
+                self._kept[(self._digests[a], self._digests[b])] = check
+                self._added += 1
+
+    def save(self) -> None:
+        """Write what this run added, merged with what another process may have saved meanwhile, and
+        only for files still in the collection."""
+        if not self.writable or not self._added:
+            return
+        current = set(self._digests)
+        merged = {**_read(self.path), **self._kept}
+        kept = {key: check for key, check in merged.items() if key[0] in current and key[1] in current}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, _to_records(kept), allow_pickle=False)
+            os.replace(tmp, self.path)
+        except OSError:
+            return  # a cache that cannot be written costs time next run, nothing else
+        self._added = 0
+
+
+def _read(path: Path) -> dict[tuple[bytes, bytes], Verification]:
+    try:
+        records = np.load(path, allow_pickle=False)
+        if records.dtype != _RECORD:
+            return {}
+    except (OSError, ValueError, EOFError):
+        return {}  # absent, unreadable or not ours: start afresh
+    return {(r["a"].tobytes(), r["b"].tobytes()): _verification(r) for r in records}
+
+
+def _verification(r) -> Verification:
+    transform = None
+    if r["transform"]:
+        transform = Transform(float(r["scale"]), float(r["aspect"]), float(r["rotation"]), bool(r["flipped"]),
+                              tuple(float(v) for v in r["crop"]))
+    return Verification(int(r["matches"]), int(r["inliers"]), int(r["keypoints"]), transform, float(r["residual"]))
+
+
+def _to_records(kept: dict[tuple[bytes, bytes], Verification]) -> np.ndarray:
+    out = np.zeros(len(kept), dtype=_RECORD)
+    for n, ((a, b), check) in enumerate(kept.items()):
+        t = check.transform
+        out[n] = (np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8), check.matches, check.inliers, check.keypoints, check.residual, t is not None,
+                  t.scale if t else 0.0, t.aspect if t else 0.0, t.rotation if t else 0.0, bool(t and t.flipped),
+                  t.crop if t else (0.0, 0.0, 0.0, 0.0))
+    return out
