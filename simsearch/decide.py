@@ -172,8 +172,7 @@ class Decider:
 
     def _check(self, paths: list[str], left: list[int], right: list[int]) -> list[Verification]:
         """Keypoints computed once per image, and one descriptor search per left image for all its
-        pairs. Threads share the cores: decoding and OpenCV's detection and RANSAC release the GIL,
-        and the FAISS searches spread over the cores themselves."""
+        pairs. Threads share the cores: decoding, OpenCV's detection and RANSAC release the GIL."""
         seconds = set(right)  # only an image matched as the second of a pair is also mirrored
         known = self._keypoints
         rows = [r for r in sorted(set(left) | seconds)
