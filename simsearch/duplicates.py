@@ -8,7 +8,7 @@ above a similarity), grouped as connected components, kept for comparison and sp
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
@@ -69,7 +69,9 @@ class Decided:
     def row_record(self, row: int) -> ImageRecord:
         return self.records[int(self.collection.ids[row])]
 
-    def pair(self, k: int) -> Pair:
+    def pair(self, k: int, reverse: bool = False) -> Pair:
+        """Candidate pair ``k`` as decided (its first image indexed first), or with ``reverse`` the other
+        way round, its transform then mapping the first image onto the second."""
         d, pairs = self.decisions, self.decisions.pairs
         check = d.checks.get(k)
         inputs = {name: round(float(pairs.features[k, n]), 4) for n, name in enumerate(FEATURES)}
@@ -77,9 +79,11 @@ class Decided:
             inputs.update(matches=check.matches, inliers=check.inliers,
                           inlier_fraction=round(check.inlier_fraction, 4), residual=round(check.residual * 1000, 3),
                           keypoints=check.keypoints)
-        return Pair(self.row_record(pairs.left[k]), self.row_record(pairs.right[k]), d.level, float(d.score[k]),
-                    float(d.cheap[k]), bool(d.score[k] >= d.cut), bool(d.verified[k]), bool(pairs.exact[k]), inputs,
-                    transform_dict(check.transform) if check is not None else None)
+        a, b = self.row_record(pairs.left[k]), self.row_record(pairs.right[k])
+        geometry = check.geometry if check is not None else None
+        transform = transform_dict(geometry.transform(reverse)) if geometry is not None else None
+        return Pair(*((b, a) if reverse else (a, b)), d.level, float(d.score[k]), float(d.cheap[k]),
+                    bool(d.score[k] >= d.cut), bool(d.verified[k]), bool(pairs.exact[k]), inputs, transform)
 
     def groups(self) -> list[list[int]]:
         """Star groups of collection rows, keeper first."""
@@ -139,10 +143,7 @@ def group_pairs(decided: Decided) -> list[list[Pair]]:
             links = [k for k in links if k is not None and d.score[k] >= d.cut]
             direct = index.get((min(group[0], member), max(group[0], member)))
             k = direct if direct in links else max(links, key=lambda k: d.score[k])
-            pair = decided.pair(k)
-            if pair.b.id != decided.row_record(member).id:  # the member second
-                pair = replace(pair, a=pair.b, b=pair.a)
-            pairs.append(pair)
+            pairs.append(decided.pair(k, reverse=d.pairs.left[k] == member))  # the member second
         out.append(pairs)
     return out
 
@@ -150,7 +151,8 @@ def group_pairs(decided: Decided) -> list[list[Pair]]:
 def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None = None,
             model: str | None = None) -> Pair:
     """The decision ``duplicates`` makes on one pair of indexed images (by id), with what geometric
-    verification finds even where the decision did not need it."""
+    verification finds even where the decision did not need it. It is decided as ``duplicates``
+    decides it, the image indexed first as the first, and told in the order asked."""
     check_level(level)
     model = _embedding_model(reads, model)
     col = load_collection(reads, model)
@@ -158,7 +160,7 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     if any(r >= len(col.ids) or col.ids[r] != i for r, i in zip(rows, (a, b))):
         raise InvalidArgument("both images must be indexed (and not removed)")
     density = row_density(col, rows)
-    pairs = pair_features(col, np.array([rows[0]]), np.array([rows[1]]), density)
+    pairs = pair_features(col, np.array([rows.min()]), np.array([rows.max()]), density)
     records = reads.records([a, b])
     paths = [""] * len(col.ids)
     paths[rows[0]], paths[rows[1]] = records[a].abspath, records[b].abspath
@@ -169,7 +171,7 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
         # decided without verification, as `duplicates` decides it; verify to show what geometry says
         decided.decisions.checks = Decider(level, verify_all=True, **options).decide(pairs, paths).checks
     options["verified"].save()
-    return decided.pair(0)
+    return decided.pair(0, reverse=bool(rows[0] > rows[1]))
 
 
 def _embedding_model(reads: Reads, model: str | None) -> str | None:

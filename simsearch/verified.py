@@ -5,7 +5,7 @@ the two files' contents and the verification settings. So each verified pair is 
 of its two files, in the order verified, in ``INDEX/verified/pairs-<settings>-<decode>.npy``: a later
 run (another level or cut, ``explain`` of a grouped pair, the server after new files were indexed)
 verifies only the pairs it has not seen. Entries whose files are gone are dropped when the file is
-rewritten. The file is replaced atomically; two processes saving at once both leave a valid file (the
+rewritten, and a file of another layout or settings is never read. The file is replaced atomically; two processes saving at once both leave a valid file (the
 later one's). A file that cannot be read is treated as empty; one that cannot be written is skipped.
 """
 
@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from . import verify
-from .verify import Transform, Verification
+from .verify import Geometry, Verification
 
 _RECORD = np.dtype([("a", "u1", (32,)), ("b", "u1", (32,)), ("matches", "<i4"), ("inliers", "<i4"), ("keypoints", "<i4"),
-                    ("residual", "<f8"), ("transform", "?"), ("scale", "<f8"), ("aspect", "<f8"),
-                    ("rotation", "<f8"), ("flipped", "?"), ("crop", "<f8", (4,))])
+                    ("residual", "<f8"), ("fitted", "?"), ("matrix", "<f8", (6,)), ("a_size", "<i4", (2,)),
+                    ("a_scale", "<f8"), ("b_size", "<i4", (2,)), ("b_scale", "<f8"), ("flipped", "?")])
 
 
 def settings_key() -> str:
     """A short digest of every setting a verification depends on: a change starts a new file."""
-    settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.RATIO, verify.RANSAC_PIXELS, verify.MIN_MATCHES, 1)
+    settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.RATIO, verify.RANSAC_PIXELS, verify.MIN_MATCHES, 2)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 
@@ -72,6 +72,9 @@ class VerifiedPairs:
             with open(tmp, "wb") as fh:
                 np.save(fh, _to_records(kept), allow_pickle=False)
             os.replace(tmp, self.path)
+            for stale in self.path.parent.glob("pairs-*.npy"):  # kept under other settings: never read again
+                if stale != self.path:
+                    stale.unlink(missing_ok=True)
         except OSError:
             return  # a cache that cannot be written costs time next run, nothing else
         self._added = 0
@@ -88,18 +91,20 @@ def _read(path: Path) -> dict[tuple[bytes, bytes], Verification]:
 
 
 def _verification(r) -> Verification:
-    transform = None
-    if r["transform"]:
-        transform = Transform(float(r["scale"]), float(r["aspect"]), float(r["rotation"]), bool(r["flipped"]),
-                              tuple(float(v) for v in r["crop"]))
-    return Verification(int(r["matches"]), int(r["inliers"]), int(r["keypoints"]), transform, float(r["residual"]))
+    geometry = None
+    if r["fitted"]:
+        geometry = Geometry(tuple(float(v) for v in r["matrix"]), tuple(int(v) for v in r["a_size"]),
+                            float(r["a_scale"]), tuple(int(v) for v in r["b_size"]), float(r["b_scale"]),
+                            bool(r["flipped"]))
+    return Verification(int(r["matches"]), int(r["inliers"]), int(r["keypoints"]), geometry, float(r["residual"]))
 
 
 def _to_records(kept: dict[tuple[bytes, bytes], Verification]) -> np.ndarray:
     out = np.zeros(len(kept), dtype=_RECORD)
     for n, ((a, b), check) in enumerate(kept.items()):
-        t = check.transform
-        out[n] = (np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8), check.matches, check.inliers, check.keypoints, check.residual, t is not None,
-                  t.scale if t else 0.0, t.aspect if t else 0.0, t.rotation if t else 0.0, bool(t and t.flipped),
-                  t.crop if t else (0.0, 0.0, 0.0, 0.0))
+        g = check.geometry
+        out[n] = (np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8), check.matches, check.inliers,
+                  check.keypoints, check.residual, g is not None, g.matrix if g else (0.0,) * 6,
+                  g.a_size if g else (0, 0), g.a_scale if g else 0.0, g.b_size if g else (0, 0),
+                  g.b_scale if g else 0.0, bool(g and g.flipped))
     return out

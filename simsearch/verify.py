@@ -39,16 +39,45 @@ class Transform:
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """A fitted map, with what it takes to describe it either way round: the affine map of b's work-image
+    points onto a's (2x3, row by row), and both work images' sizes and scales."""
+
+    matrix: tuple[float, ...]
+    a_size: tuple[int, int]
+    a_scale: float
+    b_size: tuple[int, int]
+    b_scale: float
+    flipped: bool
+
+    def transform(self, reverse: bool = False) -> Transform | None:
+        """How b maps onto a; with ``reverse``, how a maps onto b (None where the map cannot be inverted)."""
+        matrix = np.array(self.matrix, dtype=np.float64).reshape(2, 3)
+        if not reverse:
+            return _describe(matrix, self.a_size, self.a_scale, self.b_size, self.b_scale, self.flipped)
+        if abs(np.linalg.det(matrix[:, :2])) < 1e-12:
+            return None
+        inverse = np.linalg.inv(matrix[:, :2])
+        matrix = np.hstack([inverse, -inverse @ matrix[:, 2:]])
+        return _describe(matrix, self.b_size, self.b_scale, self.a_size, self.a_scale, self.flipped)
+
+
+@dataclass(frozen=True)
 class Verification:
     matches: int  # ratio-test matches
     inliers: int  # matches the transform explains
     keypoints: int  # the fewer keypoints of the two images
-    transform: Transform | None
+    geometry: Geometry | None
     residual: float = 1.0  # median distance of the inliers from where the transform puts them, / diagonal
 
     @property
     def inlier_fraction(self) -> float:
         return self.inliers / self.keypoints if self.keypoints else 0.0
+
+    @property
+    def transform(self) -> Transform | None:
+        """How the second image maps onto the first."""
+        return self.geometry.transform() if self.geometry is not None else None
 
 
 @dataclass
@@ -113,8 +142,11 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
             continue
         best = max(fits[k], fits[k + 1], key=lambda fit: fit.inliers)  # straight wins a tie
         k += 2
-        transform = _describe(best.matrix, a, b, best.flipped) if best.matrix is not None else None
-        found.append(Verification(best.matches, best.inliers, min(len(a.points), len(b.points)), transform,
+        geometry = None
+        if best.matrix is not None:
+            geometry = Geometry(tuple(float(v) for v in best.matrix.ravel()), a.size, a.scale, b.size, b.scale,
+                                best.flipped)
+        found.append(Verification(best.matches, best.inliers, min(len(a.points), len(b.points)), geometry,
                                   best.residual))
     return found
 
@@ -204,16 +236,17 @@ def _first_per_train(dist: np.ndarray, nearest: np.ndarray) -> tuple[np.ndarray,
     return passed[keep], to[keep]
 
 
-def _describe(matrix: np.ndarray, a: Keypoints, b: Keypoints, flipped: bool) -> Transform:
+def _describe(matrix: np.ndarray, a_size: tuple[int, int], a_scale: float, b_size: tuple[int, int], b_scale: float,
+              flipped: bool) -> Transform:
     linear = matrix[:, :2]
     sx, sy = np.hypot(linear[0, 0], linear[1, 0]), np.hypot(linear[0, 1], linear[1, 1])
     rotation = math.degrees(math.atan2(linear[1, 0], linear[0, 0]))
-    w, h = b.size
+    w, h = b_size
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64)
     mapped = corners @ linear.T + matrix[:, 2]
-    x1, y1 = np.clip(mapped.min(axis=0) / a.size, 0, 1)
-    x2, y2 = np.clip(mapped.max(axis=0) / a.size, 0, 1)
+    x1, y1 = np.clip(mapped.min(axis=0) / a_size, 0, 1)
+    x2, y2 = np.clip(mapped.max(axis=0) / a_size, 0, 1)
     # b's stored pixels per pixel of a's stored image, over the part of a that b shows
-    scale = a.scale / (b.scale * math.sqrt(max(sx * sy, 1e-12)))
+    scale = a_scale / (b_scale * math.sqrt(max(sx * sy, 1e-12)))
     return Transform(round(float(scale), 3), round(float(sx / max(sy, 1e-12)), 3), round(-rotation, 1), flipped,
                      tuple(round(float(v), 3) for v in (x1, y1, x2, y2)))

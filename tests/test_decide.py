@@ -88,6 +88,13 @@ def test_explain_verifies_and_estimates_the_transform(copies_index):
     assert mirrored.transform["flipped"] and abs(mirrored.transform["scale"] - 0.5) < 0.1
     unrelated = copies_index.explain("chelsea.png", "coffee.png")
     assert not unrelated.duplicate and unrelated.score < 0.2
+    # asked the other way round: the same decision, told from the copy's side (the base covers all of it)
+    back = copies_index.explain("chelsea__crop30.jpg", "chelsea.png")
+    assert (back.a.path, back.b.path) == ("chelsea__crop30.jpg", "chelsea.png")
+    assert back.score == crop.score and back.duplicate and back.inputs == crop.inputs
+    assert back.transform["crop"] == [0.0, 0.0, 1.0, 1.0]
+    assert abs(back.transform["scale"] * crop.transform["scale"] - 1) < 0.02
+    assert copies_index.explain("chelsea__mirror_small.webp", "chelsea.png").transform["flipped"]
 
 
 def test_scene_level_includes_copy_pair_by_pair(copies_index):
