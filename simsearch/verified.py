@@ -5,12 +5,14 @@ the two files' contents and the verification settings. So each verified pair is 
 of its two files, in the order verified, in ``INDEX/verified/pairs-<settings>-<decode>.npy``: a later
 run (another level or cut, ``explain`` of a grouped pair, the server after new files were indexed)
 verifies only the pairs it has not seen. Entries whose files are gone are dropped when the file is
-rewritten, and a file of another layout or settings is never read. The file is replaced atomically; two processes saving at once both leave a valid file (the
-later one's). A file that cannot be read is treated as empty; one that cannot be written is skipped.
+rewritten, and a file of another layout or settings is never read. The file is replaced atomically:
+two processes saving at once both leave a valid file (the later one's). A file that cannot be read is
+treated as empty; one that cannot be written (a full disk) is skipped and leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -66,9 +68,9 @@ class VerifiedPairs:
         current = set(self._digests)
         merged = {**_read(self.path), **self._kept}
         kept = {key: check for key, check in merged.items() if key[0] in current and key[1] in current}
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
                 np.save(fh, _to_records(kept), allow_pickle=False)
             os.replace(tmp, self.path)
@@ -76,6 +78,8 @@ class VerifiedPairs:
                 if stale != self.path:
                     stale.unlink(missing_ok=True)
         except OSError:
+            with contextlib.suppress(OSError):  # a partial file on a full disk; nothing where no folder was made
+                tmp.unlink(missing_ok=True)
             return  # a cache that cannot be written costs time next run, nothing else
         self._added = 0
 

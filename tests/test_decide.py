@@ -177,6 +177,16 @@ def test_verifications_are_kept_between_runs_and_change_nothing(copies_index, mo
     assert verified_module._read(kept[0])
 
 
+
+def test_kept_verifications_that_cannot_be_written_cost_nothing_else(tmp_path):
+    blocked = tmp_path / "file_not_folder"
+    blocked.write_text("")  # the folder for the kept file cannot be made here
+    kept = verified_module.VerifiedPairs(blocked / "pairs.npy", ["ab" * 32, "cd" * 32])
+    kept.add([0], [1], [verify(None, None)])
+    kept.save()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file_not_folder"]
+
+
 def test_hash_only_index_still_decides(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
