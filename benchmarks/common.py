@@ -42,7 +42,7 @@ def write(name: str, result: dict) -> Path:
     return path
 
 
-def time_index(folder: Path, *options: str, device: str = "cpu") -> tuple[float, str]:
+def time_index(folder: Path, *options: str, device: str = "cpu", env: dict | None = None) -> tuple[float, str]:
     """Wall seconds of a whole `simsearch index FOLDER OPTIONS` command into a fresh index, and its summary."""
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -51,7 +51,9 @@ def time_index(folder: Path, *options: str, device: str = "cpu") -> tuple[float,
         if device == "cuda":
             cmd += ["--backend", "torch", "--device", "cuda"]
         start = time.perf_counter()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-        return time.perf_counter() - start, out
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        return time.perf_counter() - start, done.stdout.strip()
     finally:
         shutil.rmtree(tmp)

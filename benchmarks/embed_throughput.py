@@ -4,6 +4,9 @@ embeddings, SQLite writes) against a plain torch loop over the same files (PIL
 decode, resize, the same network in torch eager), with the model-only figures
 of both backends beside them.
 
+On a GPU it also measures the fixed cost and the marginal rate (whole commands at N and 5N photos), and what
+decoding there would reach (nvJPEG, then resize and the network on the GPU).
+
 On CPU it also measures the CPU budget (issue 15): the CPU time per image of each stage the command
 runs, in one process on one core, as a worker runs them (read, SHA-256, decode with the pixel digest, the
 four hashes with the rotation pHashes, the network's input; then the network in ONNX Runtime on one
@@ -59,6 +62,48 @@ def model_only(backend: str, device: str, batch: int, n: int = 256) -> float:
     return n / (time.perf_counter() - start)
 
 
+def nvjpeg_pipeline(files: list[Path], batch: int = 256, rounds: int = 4, device: str = "cuda") -> dict:
+    """The ceiling of decoding on the GPU (issue 15), not the simsearch command, whose CPU workers decode
+    every photo for its hashes: JPEG bytes -> nvJPEG (torchvision.io.decode_jpeg(device="cuda")) -> bilinear
+    resize to 224x224 -> the same EfficientNet-Lite0 in fp16, batches of ``batch``. Images per second for
+    decode and resize alone, for the whole chain on bytes in memory, and for the chain reading the files."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg, read_file
+
+    from simsearch.models import create_embedder
+
+    runner = create_embedder(MODEL, backend="torch", device=device)._runner
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+
+    def decode_resize(chunk):
+        images = torch.stack(decode_jpeg(chunk, device=device)).float()
+        return F.interpolate(images, size=(224, 224), mode="bilinear", antialias=False)
+
+    def embed(chunk):
+        with torch.inference_mode():
+            x = ((decode_resize(chunk) - runner.mean) / runner.std).to(runner.dtype)
+            return runner.net(x.contiguous(memory_format=torch.channels_last))[0].float().cpu()
+
+    def rate(step, load) -> float:
+        for i in range(0, len(files), batch):  # warm-up: every batch shape (cuDNN picks its kernels per shape)
+            step(load(files[i : i + batch]))
+        sync()
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for i in range(0, len(files), batch):
+                step(load(files[i : i + batch]))
+        sync()
+        return round(rounds * len(files) / (time.perf_counter() - start), 1)
+
+    in_memory = {f: read_file(str(f)) for f in files}
+    held = lambda chunk: [in_memory[f] for f in chunk]  # noqa: E731
+    return {"batch": batch, "decode_resize_img_per_s": rate(decode_resize, held),
+            "decode_resize_embed_img_per_s": rate(embed, held),
+            "read_decode_resize_embed_img_per_s": rate(embed, lambda chunk: [read_file(str(f)) for f in chunk]),
+            "device": torch.cuda.get_device_name() if device == "cuda" else device}
+
+
 def cpu_budget(files: list[Path]) -> dict:
     """Milliseconds of CPU per image for each stage on one core, and the bound they set on 2 cores."""
     import os
@@ -84,6 +129,23 @@ def cpu_budget(files: list[Path]) -> dict:
     return {"ms_per_image_one_core": {"read_sha256_decode_digest_hashes_input": round(1000 * per_file, 2),
                                       f"network_onnx_1_thread_batch_{_CPU_BATCH}": round(1000 * network, 2)},
             "cores": cores, "bound_img_per_s": round(cores / (per_file + network), 1)}
+
+
+def fixed_and_marginal(small: Path, big: Path, *options: str, device: str) -> dict:
+    """Whole commands over two folders, ``big`` a superset of ``small``: the fixed cost (process start, imports,
+    CUDA and model start) and the images per second past it, the rate a large collection sees."""
+    sizes = [sum(1 for _ in f.glob("*.jpg")) for f in (small, big)]
+    seconds = [min(time_index(f, *options, device=device)[0] for _ in range(2)) for f in (small, big)]
+    per_image = (seconds[1] - seconds[0]) / (sizes[1] - sizes[0])
+    return {"seconds": dict(zip(map(str, sizes), (round(s, 2) for s in seconds), strict=True)),
+            "marginal_img_per_s": round(1 / per_image, 1), "fixed_seconds": round(seconds[0] - sizes[0] * per_image, 2)}
+
+
+def steady_state(folder: Path, count: int, device: str) -> dict:
+    """Hashes only and with embeddings, at ``count`` and 5 x ``count`` photos (the first ``count`` the same)."""
+    big = make_photos(folder.parent / "photos_x5", 5 * count)
+    return {"hashes_only": fixed_and_marginal(folder, big, device="cpu"),
+            "embed": fixed_and_marginal(folder, big, "--embed", MODEL, device=device)}
 
 
 def main() -> None:
@@ -113,7 +175,8 @@ def main() -> None:
         "peer_plain_torch_loop": {"seconds": round(theirs, 2), "img_per_s": round(len(files) / theirs, 1)},
         "ratio": round(theirs / ours, 2),
         "model_only_img_per_s": models,
-        **({"cpu_budget": cpu_budget(files)} if args.device == "cpu" else {}),
+        **({"cpu_budget": cpu_budget(files)} if args.device == "cpu" else
+           {"steady_state": steady_state(folder, len(files), args.device), "nvjpeg_pipeline": nvjpeg_pipeline(files)}),
     })
     shutil.rmtree(folder.parent)
 

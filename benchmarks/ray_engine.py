@@ -9,6 +9,11 @@ Then a two-node cluster on this machine (1 CPU a node) indexes the folder with e
 of each stage is reported.
 
     python benchmarks/ray_engine.py [--runs 3]
+
+With --device cuda (a GPU machine): generated 1024x768 JPEG photos (--photos), embeddings on the GPU, the local
+engine against --engine ray joined to a local Ray instance with every core and the GPU (one GPU actor).
+
+    python benchmarks/ray_engine.py --device cuda [--photos 1920] [--runs 2]
 """
 
 from __future__ import annotations
@@ -22,28 +27,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import require_dups, write
+from common import require_dups, time_index, write
 
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _index(folder: Path, *options: str, env: dict | None = None) -> tuple[float, str]:
-    tmp = Path(tempfile.mkdtemp())
-    try:
-        cmd = [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(tmp / "ix"), "--no-progress",
-               *options]
-        start = time.perf_counter()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-        return time.perf_counter() - start, out
-    finally:
-        shutil.rmtree(tmp)
+RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
 
 
 def _median(folder: Path, runs: int, *options: str, env: dict | None = None) -> tuple[float, str]:
-    timed = [_index(folder, *options, env=env) for _ in range(runs)]
+    timed = [time_index(folder, *options, env=env) for _ in range(runs)]
     return statistics.median(t for t, _ in timed), timed[-1][1]
 
 
@@ -73,13 +65,48 @@ def _shares(out: str) -> dict:
             for stage, counts in re.findall(r"ray (\w+): files per node: (.*)", out)}
 
 
+def on_gpu(photos: int, runs: int) -> None:
+    """The local engine and a joined Ray instance (every core, one GPU actor), embeddings on the GPU."""
+    from hash_throughput import make_photos
+
+    folder = make_photos(Path(tempfile.mkdtemp()) / "photos_1024x768", photos)
+    options = ("--embed", "--backend", "torch", "--device", "cuda")
+    time_index(folder, *options)  # warm-up: page cache, CUDA kernels
+    local, _ = _median(folder, runs, *options)
+    port = _free_port()
+    cores = os.cpu_count() or 1
+    subprocess.run([RAY, "start", "--head", f"--port={port}", f"--num-cpus={cores}", "--num-gpus=1",
+                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True)
+    try:
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}
+        address = ("--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
+        time_index(folder, *address, *options, env=env)  # warm-up: the actor's first CUDA start
+        joined, out = _median(folder, runs, *address, *options, env=env)
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True)
+    shutil.rmtree(folder.parent)
+    write("ray_engine_cuda", {
+        "files": photos, "photos": "1024x768 JPEG", "cores": cores, "gpus": 1, "runs": runs,
+        "features": "hashes and embeddings (torch fp16 on the GPU)",
+        "local_s": round(local, 2), "ray_joined_s": round(joined, 2),
+        "local_img_per_s": round(photos / local, 1), "ray_joined_img_per_s": round(photos / joined, 1),
+        "ray_joined_over_local": round(local / joined, 3), "ray_output": out.strip().splitlines(),
+        "peer": "the local engine (worker processes on the same cores, the model in the main process on the GPU)",
+        "target": "ray_joined_over_local >= 0.9",
+    })
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--copies", type=int, default=1,
                         help="index this many hard-linked copies of the folder (steady state, start-up amortised)")
     parser.add_argument("--no-started", action="store_true", help="leave out the runs that start their own Ray")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--photos", type=int, default=1920, help="with --device cuda: generated photos to index")
     args = parser.parse_args()
+    if args.device == "cuda":
+        return on_gpu(args.photos, args.runs)
     folder = require_dups() / "images"
     if args.copies > 1:
         folder = _copies(folder, args.copies)
@@ -110,7 +137,7 @@ def main() -> None:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        two_s, out = _index(folder, "--engine", "ray", "--ray-address", cluster.address, "--embed")
+        two_s, out = time_index(folder, "--engine", "ray", "--ray-address", cluster.address, "--embed")
     finally:
         cluster.shutdown()
     write("ray_engine" if args.copies == 1 else f"ray_engine_x{args.copies}", {
