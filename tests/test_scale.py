@@ -58,3 +58,21 @@ def test_one_shard_equals_the_in_memory_build(synthetic_index):
     queries = vectors[:50]
     assert kind == "ivf" and np.array_equal(streamed.search(queries, 5)[1], in_memory.search(queries, 5)[1])
     assert np.array_equal(ids, [r.id for r in idx.images()])
+
+
+def test_a_flat_index_searched_again_scans_half_precision_and_answers_exactly(synthetic_index):
+    """From the second search of a large flat index, a few queries at a time scan a half-precision copy and
+    re-score the candidates exactly: the same neighbours, in the same order, with the same similarities."""
+    _idx, vectors = synthetic_index
+    flat, kind = faiss_store.build_vectors(vectors, "flat")
+    ids = np.arange(len(vectors), dtype=np.int64) + 100
+    index = faiss_store.VectorIndex(flat, ids, kind)
+    queries = vectors[::97] * 0.9 + vectors[1::97] * 0.1
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = [flat.search(queries[n : n + 1], 10) for n in range(len(queries))]
+    first = [index.search(queries[n : n + 1], 10) for n in range(len(queries))]
+    assert index._half is not None and kind == "flat"  # made on the second search
+    for (sims, rows), (found, found_sims) in zip(exact, first):
+        assert np.array_equal(found, ids[rows]) and np.array_equal(found_sims, sims)
+    many = index.search(queries, 10)  # a batch goes through one matrix product on the float vectors
+    assert np.array_equal(many[0], ids[flat.search(queries, 10)[1]])
