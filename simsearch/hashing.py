@@ -29,10 +29,31 @@ _PHASH_SIZE, _PHASH_INPUT = 8, 32  # imagehash's defaults: 8x8 low frequencies o
 DIHEDRAL = tuple((t, r, c) for t in (False, True) for r in (False, True) for c in (False, True))
 _SIGNS = (-1.0) ** np.arange(_PHASH_SIZE)
 
-_HASHERS: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
-    "dhash": lambda g: imagehash.dhash(g, hash_size=8),
-    "whash": lambda g: imagehash.whash(g, hash_size=8, image_scale=64),
-    "ahash": lambda g: imagehash.average_hash(g, hash_size=8),
+_WHASH_SCALE = 64  # wHash's fixed image side (see the module docstring)
+
+
+def _whash(grey: Image.Image) -> np.ndarray:
+    """The bits of ``imagehash.whash(grey, hash_size=8, image_scale=64)``, without its wavelet round trip
+    where the answer is certain. Its steps (remove the 6-level Haar low band, then compare the 3-level
+    Haar low band with its median) compare the 8x8 block sums of the 64x64 image with their median:
+    removing the low band subtracts the mean, and a Haar low band is a scaled block sum, so neither
+    moves a value across the median. The block sums are integers: where the median falls between two
+    of them, imagehash's floating-point result is the same bits (its rounding is 1e-14, a step between
+    sums 5e-4). On a tie at the median (flat images) its rounding decides, so imagehash runs itself."""
+    small = np.asarray(grey.convert("L").resize((_WHASH_SCALE, _WHASH_SCALE), Image.Resampling.LANCZOS),
+                       dtype=np.int64)
+    side = _WHASH_SCALE // 8
+    sums = small.reshape(8, side, 8, side).sum(axis=(1, 3))
+    ordered = np.sort(sums, axis=None)
+    if ordered[31] == ordered[32]:
+        return imagehash.whash(grey, hash_size=8, image_scale=_WHASH_SCALE).hash
+    return 2 * sums > ordered[31] + ordered[32]
+
+
+_HASHERS: dict[str, Callable[[Image.Image], np.ndarray]] = {
+    "dhash": lambda g: imagehash.dhash(g, hash_size=8).hash,
+    "whash": _whash,
+    "ahash": lambda g: imagehash.average_hash(g, hash_size=8).hash,
 }
 
 
@@ -60,7 +81,7 @@ def image_hashes(rgb: Image.Image) -> dict:
     grey = work_image(rgb)
     variants = dihedral_phashes(grey)
     out = {"phash": to_signed(int(variants[0]))}
-    out.update({name: to_signed(_bits_to_uint(fn(grey).hash)) for name, fn in _HASHERS.items()})
+    out.update({name: to_signed(_bits_to_uint(fn(grey))) for name, fn in _HASHERS.items()})
     out["phash_dihedral"] = variants.astype("<u8").tobytes()
     return out
 
@@ -71,14 +92,16 @@ def dihedral_phashes(grey: Image.Image) -> np.ndarray:
 
     pixels = np.asarray(grey.resize((_PHASH_INPUT, _PHASH_INPUT), Image.Resampling.LANCZOS))
     low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:_PHASH_SIZE, :_PHASH_SIZE]
+    # the four sign patterns; a transposed variant holds the same values as the pattern with its flips
+    # swapped, turned, so it shares that pattern's median (the signs are exact: the same bits as flipping it)
+    signed = {(rows, cols): low * (_SIGNS[:, None] if rows else 1.0) * (_SIGNS[None, :] if cols else 1.0)
+              for rows in (False, True) for cols in (False, True)}
+    medians = {key: np.median(block) for key, block in signed.items()}
     codes = np.empty(len(DIHEDRAL), dtype=np.uint64)
     for n, (transpose, flip_rows, flip_cols) in enumerate(DIHEDRAL):
-        block = low.T if transpose else low
-        if flip_rows:
-            block = block * _SIGNS[:, None]
-        if flip_cols:
-            block = block * _SIGNS[None, :]
-        codes[n] = _bits_to_uint(block > np.median(block))
+        key = (flip_cols, flip_rows) if transpose else (flip_rows, flip_cols)
+        block = signed[key].T if transpose else signed[key]
+        codes[n] = _bits_to_uint(block > medians[key])
     return codes
 
 
