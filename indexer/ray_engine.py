@@ -26,7 +26,12 @@ from simsearch.errors import InvalidArgument
 from .features import ModelJobs, Result, Task, extract, infer, make_models
 from .workers import CHUNK, extract_all, worker_pool
 
-BLOCK = 128  # files per Ray Data block and per call of each stage
+# files per Ray Data block and per call of each stage. Ray Data costs about 0.1 s a block: hashes alone, 4,984
+# files on 2 cores, took 18 to 20 s in blocks of 128, 14 to 15 s in 512, 15 to 17 s in 1024 (too few to overlap)
+BLOCK = 512
+# with models, a block carries each file's network input: 128 ran as fast as 512 (embeddings), in a quarter
+# of the memory
+MODEL_BLOCK = 128
 _TASK_RETRIES = 1  # a task whose worker died is tried once more before its files go to the local fallback
 _ACTOR_CPUS = 0.25  # the logical CPUs a model actor reserves on a CPU cluster (see RayStages._models)
 
@@ -87,6 +92,10 @@ class RayStages:
     nodes: dict[str, Counter] = field(default_factory=lambda: {"extract": Counter(), "models": Counter()})
     fallback: int = 0
 
+    @property
+    def block(self) -> int:
+        return BLOCK if self.jobs is None else MODEL_BLOCK
+
     def results(self, tasks: list[Task]) -> Iterator[Result]:
         """Results in task order, as ``workers.extract_all`` gives them."""
         done = 0
@@ -110,16 +119,15 @@ class RayStages:
         context.execution_options.preserve_order = True  # same order, same image ids as the local engine
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        # Ray Data costs about 0.1 s a block: blocks of 128 files (measured: 166 img/s with 32, 280 with 128 on
-        # 2 cores), but at least two blocks per CPU of the cluster, so a short run still reaches every node
+        # at least two blocks per CPU of the cluster, so a short run still reaches every node
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
-        blocks = max(-(-len(tasks) // BLOCK), min(2 * cpus, len(tasks)), 1)
+        blocks = max(-(-len(tasks) // self.block), min(2 * cpus, len(tasks)), 1)
         ds = data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=blocks)
         with warnings.catch_warnings():  # remote args are deprecated from Ray 2.60 with no named replacement yet
             warnings.simplefilter("ignore", DeprecationWarning)
             # Ray Data retries a dead task for ever by default: a file that kills its worker would never end the run
             # SPREAD: decoding goes to every node's cores, not first to the driver's
-            ds = ds.map_batches(_extract_batch, batch_size=BLOCK, batch_format="numpy",
+            ds = ds.map_batches(_extract_batch, batch_size=self.block, batch_format="numpy",
                                 num_cpus=1 - _ACTOR_CPUS if self.jobs is not None else 1, max_retries=_TASK_RETRIES,
                                 scheduling_strategy="SPREAD")
             if self.jobs is not None:
@@ -136,7 +144,7 @@ class RayStages:
         on_gpu = self.jobs.device.startswith("cuda")
         size = int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1)))
         return ds.map_batches(_ModelStage, fn_constructor_kwargs={"jobs": self.jobs}, batch_format="numpy",
-                              batch_size=BLOCK, compute=self.ray.data.ActorPoolStrategy(size=size),
+                              batch_size=self.block, compute=self.ray.data.ActorPoolStrategy(size=size),
                               num_gpus=1 if on_gpu else 0, num_cpus=1 if on_gpu else _ACTOR_CPUS, max_restarts=0)
 
     def _local(self, tasks: list[Task]) -> Iterator[Result]:
