@@ -68,6 +68,11 @@ class Reads:
         with self.engine.connect() as conn:
             return store.get_meta(conn, key, default)
 
+    def metas(self, defaults: dict[str, str]) -> dict[str, str]:
+        """Several settings in one query (``store.get_metas``)."""
+        with self.engine.connect() as conn:
+            return store.get_metas(conn, defaults)
+
     def data_version(self) -> int:
         return int(self.meta("data_version", "0"))
 
@@ -230,7 +235,8 @@ class Reads:
     def vector_index(self, model: str):
         from .faiss_store import vector_index  # noqa: PLC0415
 
-        version, ann = self.data_version(), self.meta("ann", "auto")
+        settings = self.metas({"data_version": "0", "ann": "auto"})
+        version, ann = int(settings["data_version"]), settings["ann"]
         return self._kept(("vectors", model, ann, version), lambda: vector_index(
             self.directory / "faiss", model, ann, version, lambda: self.vector_source(model), save=not self.read_only))
 

@@ -63,8 +63,8 @@ class Service:
     def search(self, images: list[bytes], by: str, k: int, min_similarity: float | None, tags: list[str]):
         method = self.index.search_method(by)
         embedder = self.embedder if method == "embedding" else None
-        return method, self.index.search_many(images, by=by, k=k, min_similarity=min_similarity, tags=tags or None,
-                                              embedder=embedder)
+        return method, self.index.search_many(images, by=method, k=k, min_similarity=min_similarity,
+                                              tags=tags or None, embedder=embedder)
 
     def duplicate_groups(self, by: str, level: str, cut: float | None, max_distance: int | None = None,
                          min_similarity: float | None = None) -> list[dict]:

@@ -182,6 +182,12 @@ def get_meta(conn, key: str, default: str | None = None) -> str | None:
     return default if value is None else value
 
 
+def get_metas(conn, defaults: dict[str, str]) -> dict[str, str]:
+    """Several settings in one query: each key of ``defaults`` -> its value, or its default where unset."""
+    found = dict(conn.execute(select(Meta.key, Meta.value).where(Meta.key.in_(list(defaults)))).all())
+    return {key: found.get(key, default) for key, default in defaults.items()}
+
+
 def set_meta(conn, key: str, value: str) -> None:
     updated = conn.execute(Meta.__table__.update().where(Meta.key == key).values(value=value)).rowcount
     if not updated:

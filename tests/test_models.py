@@ -7,6 +7,7 @@ from PIL import Image, ImageOps
 from simsearch.errors import InvalidArgument, WeightsNotFound
 from simsearch.models import (
     EmbedderSpec,
+    _normalise,
     create_embedder,
     list_embedders,
     register_embedder,
@@ -76,3 +77,14 @@ def test_running_out_of_memory_shrinks_batches_for_that_call_only(lite0, monkeyp
     assert sizes[:3] == [5, 4, 2] and sum(s for s in sizes if s <= 2) == 5  # halved until it fits, none lost
     assert lite0.batch_size == before  # the next call starts from the full batch again
     assert np.allclose(vectors, vectors[0], atol=1e-5) and np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-4)
+
+
+def test_network_input_is_the_plain_normalisation_bit_for_bit(lite0):
+    """The ONNX input turns the bytes before the float steps: the same values as converting first."""
+    pixels = np.random.default_rng(4).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    spec = lite0.spec
+    plain = (pixels.astype(np.float32) * np.float32(1 / 255) - np.asarray(spec.mean, np.float32)) / np.asarray(
+        spec.std, np.float32)
+    want = np.ascontiguousarray(plain.transpose(0, 3, 1, 2))
+    got = _normalise(pixels, spec)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.tobytes() == want.tobytes()
