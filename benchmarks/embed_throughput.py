@@ -97,7 +97,10 @@ def nvjpeg_pipeline(files: list[Path], batch: int = 256, rounds: int = 4, device
         return round(rounds * len(files) / (time.perf_counter() - start), 1)
 
     in_memory = {f: read_file(str(f)) for f in files}
-    held = lambda chunk: [in_memory[f] for f in chunk]  # noqa: E731
+
+    def held(chunk):
+        return [in_memory[f] for f in chunk]
+
     return {"batch": batch, "decode_resize_img_per_s": rate(decode_resize, held),
             "decode_resize_embed_img_per_s": rate(embed, held),
             "read_decode_resize_embed_img_per_s": rate(embed, lambda chunk: [read_file(str(f)) for f in chunk]),

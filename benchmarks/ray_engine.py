@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from common import require_dups, time_index, write
@@ -65,6 +66,23 @@ def _shares(out: str) -> dict:
             for stage, counts in re.findall(r"ray (\w+): files per node: (.*)", out)}
 
 
+@contextmanager
+def _ray_head(*resources: str):
+    """A Ray instance (``ray start --head`` on a free loopback port, stopped after): yields the options that join
+    it and the environment the runs need. `ray start` clusters use token authentication: the token is made
+    first where this machine has none."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    if not (Path.home() / ".ray" / "auth_token").exists():
+        subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True, env=env)
+    port = _free_port()
+    subprocess.run([RAY, "start", "--head", f"--port={port}", *resources, "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, env=env)
+    try:
+        yield ("--engine", "ray", "--ray-address", f"127.0.0.1:{port}"), env
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True)
+
+
 def on_gpu(photos: int, runs: int) -> None:
     """The local engine and a joined Ray instance (every core, one GPU actor), embeddings on the GPU."""
     from hash_throughput import make_photos
@@ -73,17 +91,10 @@ def on_gpu(photos: int, runs: int) -> None:
     options = ("--embed", "--backend", "torch", "--device", "cuda")
     time_index(folder, *options)  # warm-up: page cache, CUDA kernels
     local, _ = _median(folder, runs, *options)
-    port = _free_port()
     cores = os.cpu_count() or 1
-    subprocess.run([RAY, "start", "--head", f"--port={port}", f"--num-cpus={cores}", "--num-gpus=1",
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True)
-    try:
-        env = {**os.environ, "RAY_AUTH_MODE": "token"}
-        address = ("--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
+    with _ray_head(f"--num-cpus={cores}", "--num-gpus=1") as (address, env):
         time_index(folder, *address, *options, env=env)  # warm-up: the actor's first CUDA start
         joined, out = _median(folder, runs, *address, *options, env=env)
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True)
     shutil.rmtree(folder.parent)
     write("ray_engine_cuda", {
         "files": photos, "photos": "1024x768 JPEG", "cores": cores, "gpus": 1, "runs": runs,
@@ -116,14 +127,8 @@ def main() -> None:
         name = "embed" if features else "hashes"
         local, _ = _median(folder, args.runs, *features)
         started = None if args.no_started else _median(folder, args.runs, "--engine", "ray", *features)[0]
-        port = _free_port()
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                        "--disable-usage-stats"], check=True, capture_output=True)
-        try:
-            joined, _ = _median(folder, args.runs, "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", *features,
-                                env={**os.environ, "RAY_AUTH_MODE": "token"})  # `ray start` clusters want the token
-        finally:
-            subprocess.run([RAY, "stop", "--force"], capture_output=True)
+        with _ray_head("--num-cpus=2") as (address, env):
+            joined, _ = _median(folder, args.runs, *address, *features, env=env)
         rows[name] = {
             "local_s": round(local, 2), "ray_joined_s": round(joined, 2),
             "local_img_per_s": round(files / local, 1), "ray_joined_img_per_s": round(files / joined, 1),
