@@ -8,7 +8,10 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
 - a *cheap* model on the pair features of ``simsearch.pairs`` (no image decoded);
 - a *verified* model that adds geometric verification (``simsearch.verify``), used for the
   pairs whose cheap probability lies in the level's borderline band, and only for them;
-- both in a variant for indexes without embeddings (hashes only).
+- both in a variant for indexes without embeddings (hashes only);
+- for ``copy``, a gate: a verified pair whose two images showed enough keypoints, and too few of
+  whose matches fit one transform, gets the small probability the fit data gave such pairs, whatever
+  the embeddings say (``gated``).
 
 Pairs of equal bytes or equal decoded pixels are duplicates at probability 1.
 
@@ -71,6 +74,12 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
     return cols
 
 
+def gated(cols: dict[str, np.ndarray], gate: dict) -> np.ndarray:
+    """Verified pairs a level's gate rejects: both images showed at least ``min_keypoints`` keypoints and
+    fewer than ``below_inliers`` matches fit one transform (a copy keeps most of its points)."""
+    return (cols["keypoints"] >= np.log1p(gate["min_keypoints"])) & (cols["inliers"] < np.log1p(gate["below_inliers"]))
+
+
 def probability(model: dict, cols: dict[str, np.ndarray]) -> np.ndarray:
     """A fitted model's probability: boosted trees over named inputs (``benchmarks/calibrate.py``)."""
     x = [np.ascontiguousarray(cols[name], dtype=np.float64) for name in model["inputs"]]
@@ -120,6 +129,7 @@ class Decider:
         self.level = level
         self.cheap_model = data["cheap" + variant]
         self.verified_model = data["verified" + variant]
+        self.gate = data.get("gate" + variant)
         self.band = (0.0, 1.0 + 1e-9) if verify_all else tuple(data["band" + variant])
         self.cut = default_cut(level) if cut is None else float(cut)
         if not 0.0 < self.cut <= 1.0:
@@ -147,7 +157,11 @@ class Decider:
         if len(todo):
             found = np.array([verification_row(c) for c in checks.values()], dtype=np.float64)
             sub = Pairs(pairs.left[todo], pairs.right[todo], pairs.exact[todo], pairs.features[todo])
-            score[todo] = probability(self.verified_model, inputs(sub, found))
+            cols = inputs(sub, found)
+            score[todo] = probability(self.verified_model, cols)
+            if self.gate is not None:
+                held = gated(cols, self.gate)
+                score[todo[held]] = np.minimum(score[todo[held]], self.gate["probability"])
             verified[todo] = True
         if self.includes is not None:
             inner = self.includes.decide(pairs, paths, verify_pairs)

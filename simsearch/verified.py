@@ -29,7 +29,8 @@ _RECORD = np.dtype([("a", "u1", (32,)), ("b", "u1", (32,)), ("matches", "<i4"), 
 
 def settings_key() -> str:
     """A short digest of every setting a verification depends on: a change starts a new file."""
-    settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.RATIO, verify.RANSAC_PIXELS, verify.MIN_MATCHES, 2)
+    settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.GRID, verify.CELL_CAP, verify.DETECTED, verify.RATIO,
+                verify.RANSAC_PIXELS, verify.MIN_MATCHES, 3)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 

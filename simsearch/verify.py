@@ -1,5 +1,5 @@
-"""Geometric verification of a candidate pair with local features: ORB keypoints matched with
-a ratio test, then an affine transform fitted by RANSAC (OpenCV). A copy (crop, rotation,
+"""Geometric verification of a candidate pair with local features: ORB keypoints, spread over the
+image, matched with a ratio test, then an affine transform fitted by RANSAC (OpenCV). A copy (crop, rotation,
 scale, tilt, aspect change, borders, overlays) keeps most of its points where the transform
 puts them; another shot of the same scene does not. The mirror image is tried too, since ORB
 descriptors are not mirror-invariant.
@@ -22,6 +22,11 @@ from .imageio import decode_file
 
 WORK_SIDE = 512  # images are matched at this longer side
 ORB_FEATURES = 1000
+# keypoints are spread over a GRID x GRID grid of the work image: ORB keeps the strongest corners, and
+# a text overlay or logo alone can hold most of them, leaving too few on the picture it covers
+GRID = 4
+CELL_CAP = 1.5  # a cell keeps at most this many times its even share of ORB_FEATURES
+DETECTED = 4  # corners detected per keypoint kept, to choose from
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 0.012  # reprojection tolerance, a fraction of the work image's diagonal
 MIN_MATCHES = 6
@@ -105,16 +110,39 @@ def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) ->
     grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                        Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC)
     pixels = np.asarray(grey)
-    orb = cv2.ORB_create(nfeatures=ORB_FEATURES)
-    kp, desc = orb.detectAndCompute(pixels, None)
-    points = np.array([k.pt for k in kp], dtype=np.float32).reshape(-1, 2)
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES * DETECTED)
+    points, desc = _detect(orb, pixels)
     size, scale = (pixels.shape[1], pixels.shape[0]), pixels.shape[1] / decoded.width
     if not mirrored:
         return Keypoints(size, scale, points, desc, None, None)
-    mkp, mdesc = orb.detectAndCompute(np.ascontiguousarray(pixels[:, ::-1]), None)
-    width = pixels.shape[1]
-    mirrored_points = np.array([(width - 1 - k.pt[0], k.pt[1]) for k in mkp], dtype=np.float32).reshape(-1, 2)
+    mirrored_points, mdesc = _detect(orb, np.ascontiguousarray(pixels[:, ::-1]))
+    mirrored_points[:, 0] = pixels.shape[1] - 1 - mirrored_points[:, 0]
     return Keypoints(size, scale, points, desc, mirrored_points, mdesc)
+
+
+def _detect(orb, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """ORB keypoints spread over the image (``spread``) and their descriptors: points (n, 2) float32."""
+    kept, desc = orb.compute(pixels, spread(orb.detect(pixels, None), pixels.shape[1], pixels.shape[0]))
+    return np.array([k.pt for k in kept], dtype=np.float32).reshape(-1, 2), desc
+
+
+def spread(found: tuple, width: int, height: int) -> list:
+    """The strongest of ``found`` (OpenCV keypoints), at most ORB_FEATURES, none of the GRID x GRID cells
+    keeping more than CELL_CAP times its even share."""
+    import cv2  # noqa: PLC0415
+
+    if not found:
+        return []
+    xy = cv2.KeyPoint_convert(found).reshape(-1, 2)
+    cell = (np.minimum(GRID - 1, (xy[:, 0] * GRID / width).astype(np.int64)) * GRID
+            + np.minimum(GRID - 1, (xy[:, 1] * GRID / height).astype(np.int64)))
+    order = np.argsort(-np.array([k.response for k in found], dtype=np.float32), kind="stable")
+    by_cell = np.argsort(cell[order], kind="stable")  # positions in ``order``, grouped by cell, strongest first
+    first = np.searchsorted(cell[order][by_cell], cell[order][by_cell], side="left")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[by_cell] = np.arange(len(order)) - first  # each keypoint's rank by strength within its cell
+    kept = order[rank < CELL_CAP * ORB_FEATURES / GRID**2][:ORB_FEATURES]
+    return [found[i] for i in kept.tolist()]
 
 
 def verify(a: Keypoints | None, b: Keypoints | None) -> Verification:

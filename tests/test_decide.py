@@ -14,7 +14,15 @@ from simsearch import decide
 from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
-from simsearch.verify import RATIO, _ratio_matches, keypoints, verify, verify_many
+from simsearch.pairs import Pairs
+from simsearch.verify import (
+    RATIO,
+    Verification,
+    _ratio_matches,
+    keypoints,
+    verify,
+    verify_many,
+)
 
 from .conftest import REPO
 
@@ -285,3 +293,41 @@ def test_every_level_is_documented():
     readme = (REPO / "README.md").read_text()
     for level in LEVELS:
         assert f"--level {level}" in readme
+
+
+def test_keypoints_are_spread_so_an_overlay_cannot_take_them_over(tmp_path):
+    """ORB keeps the strongest corners, and stroked text has the strongest of all: spread over a grid,
+    the keypoints still cover the picture under a caption, so the copy verifies."""
+    from simsearch.verify import CELL_CAP, GRID, ORB_FEATURES
+
+    img = Image.open(REPO / "samples" / "images" / "coffee.png").convert("RGB")
+    w, h = img.size
+    captioned = img.copy()
+    draw = ImageDraw.Draw(captioned)
+    for line, word in enumerate(("SALE -30%", "Best price", "Tel 555 0101")):
+        draw.text((w // 20, h // 20 + line * h // 9), word, fill=(255, 255, 255),
+                  font=ImageFont.load_default(size=h // 10), stroke_width=3, stroke_fill=(0, 0, 0))
+    captioned.save(tmp_path / "captioned.jpg", quality=75)
+    img.save(tmp_path / "base.png")
+    base, copy = keypoints(str(tmp_path / "base.png")), keypoints(str(tmp_path / "captioned.jpg"))
+    for points, size in ((copy.points, copy.size), (copy.mirrored_points, copy.size), (base.points, base.size)):
+        cells = np.minimum(GRID - 1, (points * GRID / np.array(size)).astype(int))
+        _, counts = np.unique(cells[:, 0] * GRID + cells[:, 1], return_counts=True)
+        # a few points may cross a cell's edge: the mirror image's are placed back one pixel off its grid
+        assert counts.max() <= 1.05 * CELL_CAP * ORB_FEATURES / GRID**2  # without spreading: 239
+    assert verify(base, copy).inliers >= 200  # without spreading: 91 of 1,000
+
+
+def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transform(monkeypatch):
+    """Two different cats in a collection with no other cat: the embeddings alone make a case for a copy
+    (these are that pair's features on `dups`), the verification does not."""
+    gate = model_data()["levels"]["copy"]["gate"]
+    assert gate["below_inliers"] >= 5 and 0 < gate["probability"] < 0.01
+    cats = Pairs(np.array([0]), np.array([1]), np.array([False]),
+                 np.array([[0.65, 0.364, 0.375, 0.375, 0.375, 0.0375, 0.7375]]))
+    decider = decide.Decider("copy")
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: [Verification(14, 4, 727, None, 0.0022)])
+    found = decider.decide(cats, ["a.jpg", "b.jpg"])
+    assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0]
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: [Verification(300, 240, 727, None, 0.001)])
+    assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
