@@ -108,6 +108,7 @@ class Decisions:
     cheap: np.ndarray  # probability without verification
     score: np.ndarray  # final probability
     verified: np.ndarray  # bool: geometric verification decided this pair
+    gated: np.ndarray  # bool: a gate set the final probability (``gated``)
     checks: dict[int, Verification] = field(default_factory=dict)  # pair index -> verification
 
     def matched(self) -> np.ndarray:
@@ -154,21 +155,24 @@ class Decider:
         checks = self._verify_all(paths, pairs.left[todo], pairs.right[todo])
         checks = dict(zip(todo.tolist(), checks))
         verified = np.zeros(len(cheap), dtype=bool)
+        gate_held = np.zeros(len(cheap), dtype=bool)
         if len(todo):
             found = np.array([verification_row(c) for c in checks.values()], dtype=np.float64)
             sub = Pairs(pairs.left[todo], pairs.right[todo], pairs.exact[todo], pairs.features[todo])
             cols = inputs(sub, found)
             score[todo] = probability(self.verified_model, cols)
             if self.gate is not None:
-                held = gated(cols, self.gate)
-                score[todo[held]] = np.minimum(score[todo[held]], self.gate["probability"])
+                held = todo[gated(cols, self.gate)]
+                score[held] = np.minimum(score[held], self.gate["probability"])
+                gate_held[held] = True
             verified[todo] = True
         if self.includes is not None:
             inner = self.includes.decide(pairs, paths, verify_pairs)
+            gate_held = np.where(inner.score > score, inner.gated, gate_held)  # the larger probability stands
             cheap, score = np.maximum(cheap, inner.cheap), np.maximum(score, inner.score)
             verified |= inner.verified
             checks = {**inner.checks, **checks}
-        return Decisions(pairs, self.level, self.cut, cheap, score, verified, checks)
+        return Decisions(pairs, self.level, self.cut, cheap, score, verified, gate_held, checks)
 
     def _verify_all(self, paths: list[str], left: np.ndarray, right: np.ndarray) -> list[Verification]:
         """Each pair verified: taken from the kept verifications where its two files were verified

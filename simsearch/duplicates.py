@@ -50,12 +50,21 @@ class Pair:
     exact: bool
     inputs: dict
     transform: dict | None = None
+    gated: bool = False  # copy's gate set the probability: too few matches fit one transform
+
+    @property
+    def decided_by(self) -> str:
+        if self.exact:
+            return "equal bytes or decoded pixels"
+        if self.gated:
+            return "gate: the images showed enough keypoints, too few of whose matches fit one transform"
+        return "verified model (geometry)" if self.verified else "cheap model (no image decoded)"
 
     def as_dict(self) -> dict:
         return {"a": self.a.path, "b": self.b.path, "level": self.level, "score": round(self.score, 4),
-                "duplicate": self.duplicate, "exact": self.exact, "verified": self.verified,
-                "score_without_verification": round(self.cheap_score, 4), "inputs": self.inputs,
-                "transform": self.transform}
+                "duplicate": self.duplicate, "decided_by": self.decided_by, "exact": self.exact,
+                "verified": self.verified, "score_without_verification": round(self.cheap_score, 4),
+                "inputs": self.inputs, "transform": self.transform}
 
 
 @dataclass
@@ -83,7 +92,8 @@ class Decided:
         geometry = check.geometry if check is not None else None
         transform = transform_dict(geometry.transform(reverse)) if geometry is not None else None
         return Pair(*((b, a) if reverse else (a, b)), d.level, float(d.score[k]), float(d.cheap[k]),
-                    bool(d.score[k] >= d.cut), bool(d.verified[k]), bool(pairs.exact[k]), inputs, transform)
+                    bool(d.score[k] >= d.cut), bool(d.verified[k]), bool(pairs.exact[k]), inputs, transform,
+                    bool(d.gated[k]))
 
     def groups(self) -> list[list[int]]:
         """Star groups of collection rows, keeper first."""

@@ -14,6 +14,7 @@ from simsearch import decide
 from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
+from simsearch.duplicates import Pair
 from simsearch.pairs import Pairs
 from simsearch.verify import (
     RATIO,
@@ -328,6 +329,8 @@ def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transfo
     decider = decide.Decider("copy")
     monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: [Verification(14, 4, 727, None, 0.0022)])
     found = decider.decide(cats, ["a.jpg", "b.jpg"])
-    assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0]
+    assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0] and found.gated[0]
     monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: [Verification(300, 240, 727, None, 0.001)])
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
+    told = Pair(None, None, "copy", 0.0019, 0.6, False, True, False, {}, None, gated=True)
+    assert told.decided_by.startswith("gate")  # explain says what decided
