@@ -190,8 +190,9 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
         level["band" + variant] = [lo, 1.0 if VERIFY_ALL_ABOVE[level_name] else hi]
         # the verified model sees the pairs it will be asked about: those at or above the band's low end
         asked = (p >= level["band" + variant][0]) & ~exact
-        if GATED[level_name]:
-            level["gate" + variant] = choose_gate(cols, y, asked)
+        gate = choose_gate(cols, y, asked) if GATED[level_name] else None
+        if gate is not None and gate["below_inliers"]:  # none where no inlier count is rare enough in true pairs
+            level["gate" + variant] = gate
         verified_names = [n for n in names if n not in VERIFIED_LEAVES_OUT[level_name]] + VERIFY
         level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
                                                 verified_names)
@@ -204,7 +205,7 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
 def choose_gate(cols: dict, y: np.ndarray, asked: np.ndarray) -> dict:
     """The largest inlier count (up to 30) below which the verified fit pairs with at least GATE_KEYPOINTS
     keypoints are true at most GATE_RATE of the time; that rate is the probability the gate gives them."""
-    gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "probability": 0.0}
+    gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "probability": 0.0}  # 0: the gate holds nothing
     for below in range(1, 31):
         held = asked & gated(cols, {**gate, "below_inliers": below})
         if held.any() and y[held].mean() <= GATE_RATE:
