@@ -122,8 +122,10 @@ def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) ->
 
 def _detect(orb, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """ORB keypoints spread over the image (``spread``) and their descriptors: points (n, 2) float32."""
+    import cv2  # noqa: PLC0415
+
     kept, desc = orb.compute(pixels, spread(orb.detect(pixels, None), pixels.shape[1], pixels.shape[0]))
-    return np.array([k.pt for k in kept], dtype=np.float32).reshape(-1, 2), desc
+    return (cv2.KeyPoint_convert(kept).reshape(-1, 2) if kept else np.zeros((0, 2), np.float32)), desc
 
 
 def spread(found: tuple, width: int, height: int) -> list:
@@ -138,7 +140,8 @@ def spread(found: tuple, width: int, height: int) -> list:
             + np.minimum(GRID - 1, (xy[:, 1] * GRID / height).astype(np.int64)))
     order = np.argsort(-np.array([k.response for k in found], dtype=np.float32), kind="stable")
     by_cell = np.argsort(cell[order], kind="stable")  # positions in ``order``, grouped by cell, strongest first
-    first = np.searchsorted(cell[order][by_cell], cell[order][by_cell], side="left")
+    grouped = cell[order][by_cell]
+    first = np.searchsorted(grouped, grouped, side="left")  # where each keypoint's cell starts
     rank = np.empty(len(order), dtype=np.int64)
     rank[by_cell] = np.arange(len(order)) - first  # each keypoint's rank by strength within its cell
     kept = order[rank < CELL_CAP * ORB_FEATURES / GRID**2][:ORB_FEATURES]
