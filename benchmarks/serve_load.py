@@ -78,7 +78,8 @@ def main() -> None:
         with padded_index(index, folder, args.vectors, MODEL, seed=5) as idx:
             vectors = len(idx.vectors(MODEL)[0])
             embedder = idx.embedder()
-            idx.search(queries[0], k=10, embedder=embedder)  # builds the vector index once
+            for q in queries[:2]:  # the first search builds the vector index, the second its reduced scan
+                idx.search(q, k=10, embedder=embedder)
             start = time.perf_counter()
             for q in queries * 3:
                 idx.search(q, k=10, embedder=embedder)

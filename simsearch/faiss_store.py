@@ -32,11 +32,17 @@ _TRAIN_PER_LIST = 50
 SHARD_VECTORS = 1_000_000  # an IVF index past this many vectors is split into shards, built one at a time
 CHUNK_VECTORS = 20_000  # vectors read from the database at a time while building
 _RANGE_BLOCK = 4096  # queries per range_search call when pairing every vector
-# a flat index this large that is searched more than once is also kept in half precision: a few queries at a
-# time scan that copy (half the memory traffic, which is what a scan waits on) and the best HALF_CANDIDATES x k
-# are re-scored exactly. 10k 1280-d vectors, 4 threads on 2 cores: 3.4 ms -> 0.7 ms a query; results as exact
-HALF_PRECISION_FROM = 4096
-HALF_CANDIDATES = 4
+# a flat index this large that is searched more than once also keeps its vectors projected onto their
+# REDUCED_DIMS main directions: a few queries at a time scan that copy (a fifth of the float vectors' bytes:
+# memory traffic is what a scan waits on), re-score the best REDUCED_CANDIDATES x k exactly, and keep the
+# answer only where a bound proves that no other vector can beat it (else the query scans the float vectors):
+# results exactly those of the flat index. On 5,000 real 1280-d embeddings 256 directions held 98 % of their
+# energy and 99.8 % of queries were proven; in the server (10k vectors, 4 threads on 2 cores) a search took
+# 1.6 ms of CPU against 3.0 with the half-precision copy this replaces (2026-11-26)
+REDUCED_FROM = 4096
+REDUCED_DIMS = 256
+REDUCED_CANDIDATES = 32
+_PROJECTION_SAMPLE = 20_000  # vectors the main directions are computed from
 _BLAS_QUERIES = 20  # from this many queries a flat search is one matrix product (FAISS's own threshold)
 _PAIR_NEIGHBOURS = 64  # approximate indexes pair each vector with at most this many neighbours
 
@@ -64,34 +70,34 @@ class VectorIndex:
         self.ids = ids
         self.kind = kind
         self._searches = 0
-        self._half: tuple[faiss.Index, faiss.Index] | None = None  # (re-scoring index, its half-precision scan)
-        self._half_lock = threading.Lock()
+        self._reduced: ReducedScan | None = None
+        self._reduced_lock = threading.Lock()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, similarities), each (len(queries), <=k); missing slots have id -1."""
         if len(self.ids) == 0:
             return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32)
         k = min(k, len(self.ids))
-        index = self._half_first(len(queries), k) or self.index
+        index = self._reduced_first(len(queries), k) or self.index
         sims, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         return np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1), sims
 
-    def _half_first(self, queries: int, k: int) -> faiss.Index | None:
-        """The half-precision scan with exact re-scoring, for a flat index searched again (a server, an API
-        loop: a one-off search would pay more to make it than it saves) a few queries at a time (more go
-        through one matrix product, which the copy does not speed up). Made by the first thread to ask;
-        the others search the float index meanwhile."""
+    def _reduced_first(self, queries: int, k: int) -> "ReducedScan | None":
+        """The reduced scan with exact re-scoring (``ReducedScan``), for a flat index searched again (a server,
+        an API loop: a one-off search would pay more to make it than it saves) a few queries at a time (more go
+        through one matrix product, which the copy does not speed up). Made by the first thread to ask; the
+        others search the float index meanwhile."""
         self._searches += 1
-        usable = (self.kind == "flat" and queries < _BLAS_QUERIES and k * HALF_CANDIDATES <= len(self.ids)
-                  and len(self.ids) >= HALF_PRECISION_FROM and isinstance(self.index, faiss.IndexFlat))
-        if not usable or (self._half is None and self._searches < 2):
+        usable = (self.kind == "flat" and queries < _BLAS_QUERIES and k * REDUCED_CANDIDATES <= len(self.ids)
+                  and len(self.ids) >= REDUCED_FROM and isinstance(self.index, faiss.IndexFlat))
+        if not usable or (self._reduced is None and self._searches < 2):
             return None
-        if self._half is None and self._half_lock.acquire(blocking=False):
+        if self._reduced is None and self._reduced_lock.acquire(blocking=False):
             try:
-                self._half = self._half or _half_precision(self.index)
+                self._reduced = self._reduced or ReducedScan(self.index)
             finally:
-                self._half_lock.release()
-        return self._half[0] if self._half is not None else None
+                self._reduced_lock.release()
+        return self._reduced
 
     def pairs(self, vectors: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
         """Row pairs (i < j) of ``vectors`` (the indexed ones, in id order) at or above ``min_similarity``:
@@ -116,15 +122,65 @@ class VectorIndex:
         return np.concatenate(left).astype(np.int64), np.concatenate(right).astype(np.int64)
 
 
-def _half_precision(flat: faiss.IndexFlat) -> tuple[faiss.Index, faiss.Index]:
-    """(re-scoring index, half-precision copy): a search scans the copy for ``HALF_CANDIDATES`` x k
-    candidates and re-scores them with ``flat``'s float32 vectors, so similarities are the exact ones."""
-    half = faiss.IndexScalarQuantizer(flat.d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-    for start in range(0, flat.ntotal, CHUNK_VECTORS):
-        half.add(flat.reconstruct_n(start, min(CHUNK_VECTORS, flat.ntotal - start)))
-    rescored = faiss.IndexRefine(half, flat)
-    rescored.k_factor = HALF_CANDIDATES
-    return rescored, half  # the copy is kept referenced: the re-scoring index does not own it
+class ReducedScan:
+    """Exact inner-product search over a flat index through a copy of its vectors projected onto their
+    ``dims`` main directions P (uncentred, so inner products are kept): a query scans the copy for
+    ``REDUCED_CANDIDATES`` x k candidates and re-scores them with the flat index's own distances.
+
+    The answer is proven: any other vector x scores at most its projected score, itself at most the last
+    candidate's t, plus |r_q| |r_x| (the parts of query and vector off P), so where t + |r_q| max|r_x| is
+    below the k-th re-scored similarity no vector left out could enter the top k. Queries not proven scan
+    the float vectors."""
+
+    def __init__(self, flat: faiss.IndexFlat, dims: int | None = None):
+        self.flat = flat
+        dims = min(dims or REDUCED_DIMS, flat.d)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
+        sample = vectors[:: max(1, flat.ntotal // _PROJECTION_SAMPLE)]
+        _, directions = np.linalg.eigh((sample.T @ sample).astype(np.float64))  # ascending: main ones last
+        self.projection = np.ascontiguousarray(directions[:, ::-1][:, :dims], dtype=np.float32)
+        self.copy = faiss.IndexFlatIP(self.projection.shape[1])
+        self.max_residual = 0.0
+        for start in range(0, flat.ntotal, CHUNK_VECTORS):
+            chunk = vectors[start : start + CHUNK_VECTORS]
+            projected = chunk @ self.projection
+            self.copy.add(projected)
+            self.max_residual = max(self.max_residual, float(_residuals(chunk, projected).max()))
+        self.fallbacks = 0  # queries the bound did not prove (for tests and profiling)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, rows), as ``flat.search`` gives them."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        projected = queries @ self.projection
+        bounds, candidates = self.copy.search(projected, min(k * REDUCED_CANDIDATES, self.flat.ntotal))
+        sims = np.empty((len(queries), k), np.float32)
+        rows = np.empty((len(queries), k), np.int64)
+        self.flat.compute_distance_subset(len(queries), faiss.swig_ptr(queries), candidates.shape[1],
+                                          faiss.swig_ptr(exact := np.empty(candidates.shape, np.float32)),
+                                          faiss.swig_ptr(candidates))
+        # a float32 margin: the bound's own rounding must not prove a wrong answer; with every vector a
+        # candidate, none was left out
+        slack = bounds[:, -1] + _residuals(queries, projected) * self.max_residual + 1e-4
+        if candidates.shape[1] == self.flat.ntotal:
+            slack[:] = -np.inf
+        unproven = []
+        for n in range(len(queries)):
+            # as the flat scan does: of equal similarities the lowest rows are kept, listed highest row first
+            kept = np.lexsort((candidates[n], -exact[n]))[:k]
+            kept = kept[np.lexsort((-candidates[n, kept], -exact[n, kept]))]
+            sims[n], rows[n] = exact[n, kept], candidates[n, kept]
+            if not sims[n, -1] > slack[n]:
+                unproven.append(n)
+        if unproven:
+            self.fallbacks += len(unproven)
+            sims[unproven], rows[unproven] = self.flat.search(queries[unproven], k)
+        return sims, rows
+
+
+def _residuals(vectors: np.ndarray, projected: np.ndarray) -> np.ndarray:
+    """The length of each vector's part off the projection's directions."""
+    return np.sqrt(np.maximum(0.0, np.einsum("ij,ij->i", vectors, vectors) - np.einsum("ij,ij->i", projected,
+                                                                                        projected)))
 
 
 def build_binary(codes: np.ndarray) -> faiss.IndexBinary:

@@ -84,9 +84,9 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
     return Decoded(rgb, width, height, fmt, mode, pixel_digest)
 
 
-def from_memory(image) -> Decoded:
+def from_memory(image, *, digest: bool = True) -> Decoded:
     """A PIL image or a numpy array (HxW grey, HxWx3 RGB or HxWx4 RGBA; 8 or 16 bits) made the RGB
-    image ``decode`` would give (orientation, alpha on white, deep images scaled)."""
+    image ``decode`` would give (orientation, alpha on white, deep images scaled); ``digest`` as for ``decode``."""
     try:
         if isinstance(image, np.ndarray):
             if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or 0 in image.shape:
@@ -99,8 +99,8 @@ def from_memory(image) -> Decoded:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow refuses dtypes and modes with assorted errors
         raise ImageError("not_an_image", f"cannot read the image in memory: {type(exc).__name__}: {exc}") from None
-    digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
-    return Decoded(rgb, width, height, "memory", image.mode, digest)
+    pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
+    return Decoded(rgb, width, height, "memory", image.mode, pixel_digest)
 
 
 def decode_file(path: str, **kw) -> Decoded:

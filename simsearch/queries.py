@@ -48,13 +48,14 @@ def check_similarity(min_similarity: float | None) -> None:
 
 
 def decode_query(reads: Reads, image) -> Decoded:
-    """A query image (a path, bytes, a PIL image or a numpy array) decoded exactly the way the index decodes."""
+    """A query image (a path, bytes, a PIL image or a numpy array) decoded exactly the way the index decodes
+    (without the pixel digest: a query needs only its pixels)."""
     if isinstance(image, bytes):
-        return decode(image, full=reads.full_decode)
+        return decode(image, full=reads.full_decode, digest=False)
     if isinstance(image, (str, os.PathLike)):
-        return decode_file(os.fspath(image), full=reads.full_decode)
+        return decode_file(os.fspath(image), full=reads.full_decode, digest=False)
     if isinstance(image, np.ndarray) or hasattr(image, "getbands"):  # a PIL image
-        return from_memory(image)
+        return from_memory(image, digest=False)
     raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
 
 

@@ -53,14 +53,16 @@ class Service:
         # one thread per request in ONNX Runtime and FAISS: concurrent requests share the cores instead of
         # contending for them (measured: benchmarks/serve_load.py)
         self.embedder = index.embedder(threads=1) if index.embedding_models() else None
-        import faiss  # noqa: PLC0415
-
-        faiss.omp_set_num_threads(1)
         self._lock = threading.Lock()
         self._duplicates: dict[tuple, list] = {}
         self._thumbs = index.directory / "thumbnails"
 
     def search(self, images: list[bytes], by: str, k: int, min_similarity: float | None, tags: list[str]):
+        import faiss  # noqa: PLC0415 - loaded by the index already
+
+        # OpenMP's thread count belongs to the calling thread, and each request runs on a pool thread that
+        # would otherwise start a team of one thread per core, spinning on the cores the other requests need
+        faiss.omp_set_num_threads(1)
         method = self.index.search_method(by)
         embedder = self.embedder if method == "embedding" else None
         return method, self.index.search_many(images, by=method, k=k, min_similarity=min_similarity,

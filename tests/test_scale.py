@@ -60,19 +60,37 @@ def test_one_shard_equals_the_in_memory_build(synthetic_index):
     assert np.array_equal(ids, [r.id for r in idx.images()])
 
 
-def test_a_flat_index_searched_again_scans_half_precision_and_answers_exactly(synthetic_index):
-    """From the second search of a large flat index, a few queries at a time scan a half-precision copy and
-    re-score the candidates exactly: the same neighbours, in the same order, with the same similarities."""
+def test_a_flat_index_searched_again_scans_a_reduced_copy_and_answers_exactly(synthetic_index, monkeypatch):
+    """From the second search of a large flat index, a few queries at a time scan a copy projected onto the
+    vectors' main directions and re-score the candidates exactly: the same neighbours, in the same order
+    (equal similarities too), with the same similarities."""
+    monkeypatch.setattr(faiss_store, "REDUCED_DIMS", 24)  # of 64: the copy loses something, as at 256 of 1280
     _idx, vectors = synthetic_index
+    vectors = vectors.copy()
+    vectors[[40, 900, 2500]] = vectors[7]  # three copies of one vector: equal similarities
     flat, kind = faiss_store.build_vectors(vectors, "flat")
     ids = np.arange(len(vectors), dtype=np.int64) + 100
     index = faiss_store.VectorIndex(flat, ids, kind)
     queries = vectors[::97] * 0.9 + vectors[1::97] * 0.1
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = np.vstack([vectors[7], queries / np.linalg.norm(queries, axis=1, keepdims=True)])
     exact = [flat.search(queries[n : n + 1], 10) for n in range(len(queries))]
     first = [index.search(queries[n : n + 1], 10) for n in range(len(queries))]
-    assert index._half is not None and kind == "flat"  # made on the second search
+    assert index._reduced is not None and kind == "flat"  # made on the second search
+    assert index._reduced.fallbacks < len(queries) // 10  # the bound proved nearly every answer
     for (sims, rows), (found, found_sims) in zip(exact, first):
         assert np.array_equal(found, ids[rows]) and np.array_equal(found_sims, sims)
     many = index.search(queries, 10)  # a batch goes through one matrix product on the float vectors
     assert np.array_equal(many[0], ids[flat.search(queries, 10)[1]])
+
+
+def test_a_reduced_scan_that_cannot_prove_its_answer_scans_every_vector(synthetic_index):
+    """Projected onto two directions, the copy loses too much for the bound to prove an answer: each query
+    falls back to the float vectors, and the results are still the flat index's."""
+    _idx, vectors = synthetic_index
+    flat, _ = faiss_store.build_vectors(vectors, "flat")
+    scan = faiss_store.ReducedScan(flat, dims=2)
+    queries = vectors[::211]
+    sims, rows = scan.search(queries, 5)
+    assert scan.fallbacks == len(queries)
+    expected_sims, expected_rows = flat.search(queries, 5)
+    assert np.array_equal(rows, expected_rows) and np.array_equal(sims, expected_sims)
