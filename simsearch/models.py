@@ -268,12 +268,44 @@ def _headless(model):
 def _cached_onnx(entry: _Entry, weights_path: str, digest: str, threads: int):
     """An ONNX Runtime session for the embedder, exporting and checking the graph on first use."""
     size = entry.spec.input_size
-    # v2: the graph has two outputs, the embedding and the logits
-    path = cache_dir() / "onnx" / f"{file_stem(entry.spec.name)}-{digest[:16]}-{size}-v2.onnx"
+    # v2: the graph has two outputs, the embedding and the logits; v3: "same" padding fixed (_fixed_padding)
+    path = cache_dir() / "onnx" / f"{file_stem(entry.spec.name)}-{digest[:16]}-{size}-v3.onnx"
     pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-    session = onnx_session(path, lambda: _EmbeddingNet(entry.build(entry.spec, weights_path)),
+    session = onnx_session(path, lambda: _fixed_padding(_EmbeddingNet(entry.build(entry.spec, weights_path)), size),
                            _normalise(pixels, entry.spec), ("embedding", "logits"), threads, entry.spec.name)
     return session, entry.spec
+
+
+def _fixed_padding(net, size: int):
+    """``net`` with each of timm's TensorFlow-style "same" convolutions padding by the constants of a
+    ``size`` x ``size`` input, the only size the ONNX graph runs at. Those layers work their padding out
+    from each input's shape, which an export keeps as shape arithmetic feeding the Pad, and ONNX Runtime
+    folds only a constant Pad into its convolution; a Pad left standing also changes the memory layout
+    either side of it. With ``runtime._fusable_pads``: EfficientNet-Lite0 in 7.8 instead of 9.8 ms an image
+    on one core. The same zeros are added, so the values are the same."""
+    import torch  # noqa: PLC0415
+    from timm.layers import Conv2dSame  # noqa: PLC0415
+    from timm.layers.padding import pad_same_arg  # noqa: PLC0415
+
+    sizes = {}
+
+    def record(conv, args) -> None:  # a pre-hook returning something would replace the input
+        sizes[conv] = tuple(args[0].shape[-2:])
+
+    hooks = [m.register_forward_pre_hook(record) for m in net.modules() if isinstance(m, Conv2dSame)]
+    with torch.inference_mode():
+        net(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    for conv, shape in sizes.items():
+        conv.forward = _padded_conv(conv, tuple(pad_same_arg(shape, conv.kernel_size, conv.stride, conv.dilation)))
+    return net
+
+
+def _padded_conv(conv, pads: tuple[int, int, int, int]):
+    import torch.nn.functional as F  # noqa: N812, PLC0415
+
+    return lambda x: F.conv2d(F.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
 # -- helpers -----------------------------------------------------------------

@@ -90,6 +90,20 @@ def onnx_session(path: Path, make_net: Callable, sample: np.ndarray, outputs: tu
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _fusable_pads(path: Path) -> None:
+    """Drop the empty "constant value" input torch's exporter gives every Pad. ONNX Runtime folds a zero
+    Pad into the convolution after it only where that input is absent or constant, and reads the empty
+    name as neither; an unfused Pad also costs a change of memory layout either side of it.
+    EfficientNet-Lite0 on one core: 9.8 -> 7.8 ms an image, the same outputs bit for bit (2026-11-26)."""
+    import onnx  # noqa: PLC0415
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        if node.op_type == "Pad" and len(node.input) == 3 and not node.input[2]:
+            del node.input[2]
+    onnx.save(model, str(path))
+
+
 def _export_checked(net, sample: np.ndarray, outputs: tuple[str, ...], path: Path, name: str) -> None:
     import onnxruntime as ort  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -105,6 +119,7 @@ def _export_checked(net, sample: np.ndarray, outputs: tuple[str, ...], path: Pat
             torch.onnx.export(net, (x,), str(tmp), input_names=["pixels"], output_names=list(outputs),
                               dynamic_axes={n: {0: "batch"} for n in ("pixels", *outputs)},
                               opset_version=17, dynamo=False)
+        _fusable_pads(tmp)
         with torch.inference_mode():
             expected = [t.numpy() for t in net(x)]
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])

@@ -88,3 +88,32 @@ def test_network_input_is_the_plain_normalisation_bit_for_bit(lite0):
     want = np.ascontiguousarray(plain.transpose(0, 3, 1, 2))
     got = _normalise(pixels, spec)
     assert got.dtype == np.float32 and got.flags.c_contiguous and got.tobytes() == want.tobytes()
+
+
+def test_fixed_padding_gives_the_network_s_own_values(lite0):
+    """The exported network pads by constants for its input size: the same values, bit for bit, as timm's
+    network working its "same" padding out at run time."""
+    import torch
+
+    from simsearch.models import _EmbeddingNet, _fixed_padding
+
+    build = lambda: _EmbeddingNet(lite0._entry.build(lite0.spec, lite0._weights_path)).eval()  # noqa: E731
+    plain, fixed = build(), _fixed_padding(build(), 224)
+    x = torch.from_numpy(_normalise(np.random.default_rng(5).integers(0, 256, (2, 224, 224, 3), np.uint8), lite0.spec))
+    with torch.inference_mode():
+        assert all(torch.equal(a, b) for a, b in zip(plain(x), fixed(x)))
+
+
+def test_onnx_runtime_folds_every_pad_of_the_graph_into_a_convolution(lite0, tmp_path):
+    """What ONNX Runtime makes of the exported graph has no Pad left: each went into its convolution's own
+    padding."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if lite0.backend != "onnx":
+        pytest.skip("the embedder runs on torch here")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(lite0._runner.session._model_path, options, providers=["CPUExecutionProvider"])
+    kinds = {node.op_type for node in onnx.load(str(tmp_path / "optimised.onnx")).graph.node}
+    assert "Conv" in kinds and "Pad" not in kinds
