@@ -90,7 +90,7 @@ def test_network_input_is_the_plain_normalisation_bit_for_bit(lite0):
     assert got.dtype == np.float32 and got.flags.c_contiguous and got.tobytes() == want.tobytes()
 
 
-def test_fixed_padding_gives_the_network_s_own_values(lite0):
+def test_constant_padding_gives_the_same_values_bit_for_bit(lite0):
     """The exported network pads by constants for its input size: the same values, bit for bit, as timm's
     network working its "same" padding out at run time."""
     import torch
@@ -99,7 +99,8 @@ def test_fixed_padding_gives_the_network_s_own_values(lite0):
 
     build = lambda: _EmbeddingNet(lite0._entry.build(lite0.spec, lite0._weights_path)).eval()  # noqa: E731
     plain, fixed = build(), _fixed_padding(build(), 224)
-    x = torch.from_numpy(_normalise(np.random.default_rng(5).integers(0, 256, (2, 224, 224, 3), np.uint8), lite0.spec))
+    pixels = np.random.default_rng(5).integers(0, 256, (2, 224, 224, 3), np.uint8)
+    x = torch.from_numpy(_normalise(pixels, lite0.spec))
     with torch.inference_mode():
         assert all(torch.equal(a, b) for a, b in zip(plain(x), fixed(x)))
 
