@@ -85,9 +85,10 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
     return Decoded(rgb, width, height, fmt, mode, pixel_digest)
 
 
-def from_memory(image, *, digest: bool = True) -> Decoded:
+def from_memory(image) -> Decoded:
     """A PIL image or a numpy array (HxW grey, HxWx3 RGB or HxWx4 RGBA; 8 or 16 bits) made the RGB
-    image ``decode`` would give (orientation, alpha on white, deep images scaled); ``digest`` as for ``decode``."""
+    image ``decode`` would give (orientation, alpha on white, deep images scaled). A query only: no pixel
+    digest."""
     try:
         if isinstance(image, np.ndarray):
             if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or 0 in image.shape:
@@ -100,8 +101,7 @@ def from_memory(image, *, digest: bool = True) -> Decoded:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow refuses dtypes and modes with assorted errors
         raise ImageError("not_an_image", f"cannot read the image in memory: {type(exc).__name__}: {exc}") from None
-    pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
-    return Decoded(rgb, width, height, "memory", image.mode, pixel_digest)
+    return Decoded(rgb, width, height, "memory", image.mode, None)
 
 
 def decode_file(path: str, **kw) -> Decoded:

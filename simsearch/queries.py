@@ -55,7 +55,7 @@ def decode_query(reads: Reads, image) -> Decoded:
     if isinstance(image, (str, os.PathLike)):
         return decode_file(os.fspath(image), full=reads.full_decode, digest=False)
     if isinstance(image, np.ndarray) or hasattr(image, "getbands"):  # a PIL image
-        return from_memory(image, digest=False)
+        return from_memory(image)
     raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
 
 

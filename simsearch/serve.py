@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import faiss
 from fastapi import (
     Body,
     FastAPI,
@@ -58,8 +59,6 @@ class Service:
         self._thumbs = index.directory / "thumbnails"
 
     def search(self, images: list[bytes], by: str, k: int, min_similarity: float | None, tags: list[str]):
-        import faiss  # noqa: PLC0415 - loaded by the index already
-
         # OpenMP's thread count belongs to the calling thread, and each request runs on a pool thread that
         # would otherwise start a team of one thread per core, spinning on the cores the other requests need
         faiss.omp_set_num_threads(1)

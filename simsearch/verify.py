@@ -139,8 +139,9 @@ def spread(found: tuple, width: int, height: int) -> list:
     cell = (np.minimum(GRID - 1, (xy[:, 0] * GRID / width).astype(np.int64)) * GRID
             + np.minimum(GRID - 1, (xy[:, 1] * GRID / height).astype(np.int64)))
     order = np.argsort(-np.array([k.response for k in found], dtype=np.float32), kind="stable")
-    by_cell = np.argsort(cell[order], kind="stable")  # positions in ``order``, grouped by cell, strongest first
-    grouped = cell[order][by_cell]
+    ordered_cells = cell[order]
+    by_cell = np.argsort(ordered_cells, kind="stable")  # positions in ``order``, grouped by cell, strongest first
+    grouped = ordered_cells[by_cell]
     first = np.searchsorted(grouped, grouped, side="left")  # where each keypoint's cell starts
     rank = np.empty(len(order), dtype=np.int64)
     rank[by_cell] = np.arange(len(order)) - first  # each keypoint's rank by strength within its cell
