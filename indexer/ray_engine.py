@@ -1,11 +1,16 @@
 """The Ray engine (``index --engine ray``, the ``simsearch[ray]`` extra): the indexing run's per-file stage
-(read, digest, decode, hash, model inputs) runs as Ray Data ``map_batches`` tasks spread over the cluster's
-CPUs, the models in a pool of actors (one per GPU where the cluster has GPUs, else one per CPU), and the
-results stream back, in task order, to the driver, which writes them exactly as the local engine does.
+(read, digest, decode, hash, model inputs) and its models run as Ray Data ``map_batches`` stages over the
+cluster, and the results stream back, in task order, to the driver, which writes them exactly as the local
+engine does.
+- Hashes only: the per-file stage runs as tasks spread over the cluster's CPUs.
+- Models on CPUs: a pool of actors, one per CPU, each doing whole files (the per-file stage, then the models
+  on one thread), as the local engine's workers do.
+- Models on GPUs: the per-file stage as tasks, feeding a pool of model actors, one per GPU.
 
-Files are read where they live: every node must see the paths (a shared filesystem). A batch the cluster
-cannot finish (a decoder that kills its worker, a node lost) is finished on the driver's machine by the local
-engine's workers, where a file that kills its process is recorded as a failure like any other.
+Files are read where they live: every node must see the paths (a shared filesystem). When the cluster fails
+the run (a decoder that kills its worker, a node lost), the files it has not yet returned are finished on the
+driver's machine by the local engine's workers, where a file that kills its process is recorded as a failure
+like any other.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ from .workers import CHUNK, extract_all, worker_pool
 # files per Ray Data block and per call of each stage. Ray Data costs about 0.1 s a block: hashes alone, 4,984
 # files on 2 cores, took 18 to 20 s in blocks of 128, 14 to 15 s in 512, 15 to 17 s in 1024 (too few to overlap)
 BLOCK = 512
-# with models, a block carries each file's network input: 128 ran as fast as 512 (embeddings), in a quarter
-# of the memory
+# with models: 128 files ran faster than 512 (embeddings on CPU actors: 135 s against 152 s on 19,936 files); with
+# a GPU actor a block carries each file's network input, and 128 ran as fast as 512 in a quarter of the memory
 MODEL_BLOCK = 128
+# the CPUs a decoding task reserves beside a GPU actor (which holds one): a quarter more tasks than free cores, as
+# the GPU figures were measured
+_GPU_FEEDER_CPUS = 0.75
+_ACTORS_READY_S = 300  # how long a run waits for its model actors to start (then: the local fallback)
 _TASK_RETRIES = 1  # a task whose worker died is tried once more before its files go to the local fallback
-_ACTOR_CPUS = 0.25  # the logical CPUs a model actor reserves on a CPU cluster (see RayStages._models)
 
 
 def require_ray():
@@ -96,6 +104,10 @@ class RayStages:
     def block(self) -> int:
         return BLOCK if self.jobs is None else MODEL_BLOCK
 
+    @property
+    def _on_gpu(self) -> bool:
+        return self.jobs is not None and self.jobs.device.startswith("cuda")
+
     def results(self, tasks: list[Task]) -> Iterator[Result]:
         """Results in task order, as ``workers.extract_all`` gives them."""
         done = 0
@@ -115,37 +127,48 @@ class RayStages:
 
     def _dataset(self, tasks: list[Task]):
         data = self.ray.data
-        context = data.DataContext.get_current()
+        context = data.DataContext.get_current()  # a dataset keeps the settings it was made with
         context.execution_options.preserve_order = True  # same order, same image ids as the local engine
         context.enable_progress_bars = False
         context.print_on_execution_start = False
+        # model actors get files once every actor has loaded its models (else the first ones ready take the first
+        # blocks), and whichever actor is free gets the next: a block is a list of paths, so the node that holds
+        # it is no reason to wait
+        context.wait_for_min_actors_s = _ACTORS_READY_S
+        context.execution_options.actor_locality_enabled = False
         # at least two blocks per CPU of the cluster, so a short run still reaches every node
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         blocks = max(-(-len(tasks) // self.block), min(2 * cpus, len(tasks)), 1)
         ds = data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=blocks)
         with warnings.catch_warnings():  # remote args are deprecated from Ray 2.60 with no named replacement yet
             warnings.simplefilter("ignore", DeprecationWarning)
+            if self.jobs is not None and not self._on_gpu:
+                return self._whole_files(ds, cpus)
             # Ray Data retries a dead task for ever by default: a file that kills its worker would never end the run
             # SPREAD: decoding goes to every node's cores, not first to the driver's
             ds = ds.map_batches(_extract_batch, batch_size=self.block, batch_format="numpy",
-                                num_cpus=1 - _ACTOR_CPUS if self.jobs is not None else 1, max_retries=_TASK_RETRIES,
-                                scheduling_strategy="SPREAD")
+                                num_cpus=1 if self.jobs is None else _GPU_FEEDER_CPUS,
+                                max_retries=_TASK_RETRIES, scheduling_strategy="SPREAD")
             if self.jobs is not None:
                 ds = self._models(ds)
         return ds
 
+    def _whole_files(self, ds, cpus: int):
+        """Models on CPUs: a pool of actors, one per CPU, each decoding its files and running the models on them
+        on one thread, as the local engine's workers do: no pixels cross between processes, and no core waits
+        for another stage (in two stages, decoding tasks feeding model actors, 20k files ran at 0.84x the local
+        engine's steady rate). An actor that dies ends the dataset, and the rest is finished locally."""
+        return ds.map_batches(_WholeFiles, fn_constructor_kwargs={"jobs": self.jobs}, batch_format="numpy",
+                              batch_size=self.block, compute=self.ray.data.ActorPoolStrategy(size=max(1, cpus)),
+                              num_cpus=1, max_restarts=0)
+
     def _models(self, ds):
-        """The model stage: a pool of actors; one that dies ends the dataset, and the rest is finished locally.
-        With GPUs, one actor per GPU. On CPUs, one single-threaded actor per CPU: the network costs about 2.6
-        times a file's decoding and hashing, so the cores are shared by both stages rather than split between
-        them. Each actor reserves a quarter of a CPU and each decoding task three quarters, so that however
-        Ray places the actors, every node can still run decoding tasks (no deadlock)."""
-        resources = self.ray.cluster_resources()
-        on_gpu = self.jobs.device.startswith("cuda")
-        size = int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1)))
+        """The model stage on GPUs: a pool of actors, one per GPU; one that dies ends the dataset, and the rest is
+        finished locally."""
         return ds.map_batches(_ModelStage, fn_constructor_kwargs={"jobs": self.jobs}, batch_format="numpy",
-                              batch_size=self.block, compute=self.ray.data.ActorPoolStrategy(size=size),
-                              num_gpus=1 if on_gpu else 0, num_cpus=1 if on_gpu else _ACTOR_CPUS, max_restarts=0)
+                              batch_size=self.block,
+                              compute=self.ray.data.ActorPoolStrategy(size=int(self.ray.cluster_resources()["GPU"])),
+                              num_gpus=1, num_cpus=1, max_restarts=0)
 
     def _local(self, tasks: list[Task]) -> Iterator[Result]:
         """The local engine's crash-isolating workers (spawned: this process runs Ray's threads)."""
@@ -174,6 +197,18 @@ class _ModelStage:
         results = infer([pickle.loads(blob) for blob in batch["result"]], self.embedder, self.tagger, self.min_score)
         node = ray.get_runtime_context().get_node_id()
         return {"result": _blobs(results), "node": batch["node"], "model_node": np.array([node] * len(results))}
+
+
+class _WholeFiles(_ModelStage):
+    """An actor doing the whole of each file on a CPU: decoding, hashes, then the models."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import ray  # noqa: PLC0415
+
+        results = [extract(pickle.loads(blob)) for blob in batch["task"]]
+        results = infer(results, self.embedder, self.tagger, self.min_score)
+        node = np.array([ray.get_runtime_context().get_node_id()] * len(results))
+        return {"result": _blobs(results), "node": node, "model_node": node}
 
 
 def _blobs(results: list[Result]) -> np.ndarray:
