@@ -29,9 +29,9 @@ def cluster():
     head.shutdown()
 
 
-def _cmd(folder, index, *engine):
+def _cmd(folder, index, *engine, embed=True):
     return [sys.executable, "-m", "simsearch.cli", "index", str(folder), "--index", str(index), "--workers", "2",
-            "--batch-size", "16", "--no-progress", "--embed", *engine]
+            "--batch-size", "16", "--no-progress", *(["--embed"] if embed else []), *engine]
 
 
 def _duplicates(index) -> dict:
@@ -59,6 +59,18 @@ def test_ray_engine_builds_the_local_index_on_two_nodes(many, reference, cluster
     assert got[:2] == want[:2]  # rows, hashes and failures identical
     assert _same_vectors(got[2], want[2])  # embeddings within 1e-5
     assert _duplicates(index) == _duplicates(reference)
+
+
+@pytest.mark.slow
+def test_ray_engine_hashes_alone_on_two_nodes(many, reference, cluster, tmp_path):
+    """Without models the same actors (one per CPU) do the per-file stage: the same rows, hashes and failures."""
+    index = tmp_path / "hashes"
+    out = subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster, embed=False), check=True,
+                         capture_output=True, text=True).stdout
+    decoded = dict(re.findall(r"(\w{8}) (\d+)", out.splitlines()[1]))
+    assert sum(map(int, decoded.values())) == N_IMAGES + 1 and len(decoded) == 2, out
+    got, want = _dump(index), _dump(reference)
+    assert got[:2] == want[:2] and got[2] == []
 
 
 @pytest.mark.slow
