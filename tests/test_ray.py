@@ -91,6 +91,24 @@ def test_a_killed_ray_driver_resumes_to_the_same_index(many, reference, cluster,
 
 
 @pytest.mark.slow
+def test_an_actor_killed_once_is_restarted_and_the_cluster_finishes(many, reference, cluster, tmp_path):
+    """One whole-file actor killed mid-run (as when a node's process is lost): it is restarted, its block is done
+    again, and nothing is left to the local fallback."""
+    index = tmp_path / "restarted"
+    proc = subprocess.Popen(_cmd(many, index, "--engine", "ray", "--ray-address", cluster), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and _rows(index) == 0:
+        time.sleep(0.01)
+    assert proc.poll() is None, "indexing finished before the kill"
+    killed = subprocess.run(["pkill", "-KILL", "-o", "-f", "^ray::Map"], capture_output=True)
+    out, err = proc.communicate()
+    assert killed.returncode == 0 and proc.returncode == 0, out + err[-3000:]
+    assert "finished locally" not in out, out
+    got, want = _dump(index), _dump(reference)
+    assert got[:2] == want[:2] and _same_vectors(got[2], want[2])
+
+
+@pytest.mark.slow
 def test_what_the_cluster_cannot_finish_is_finished_locally(many, reference, cluster, tmp_path):
     """Every Ray worker killed as soon as it starts (as when a node's workers keep dying): each batch fails
     twice, the dataset gives up, and the driver's own workers finish the run to the same index."""
