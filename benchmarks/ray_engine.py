@@ -17,7 +17,7 @@ of each stage is reported.
 With --device cuda (a GPU machine): generated 1024x768 JPEG photos (--photos), embeddings on the GPU, the local
 engine against --engine ray joined to a local Ray instance with every core and the GPU (one GPU actor).
 
-    python benchmarks/ray_engine.py --device cuda [--photos 1920] [--runs 2]
+    python benchmarks/ray_engine.py --device cuda [--photos 1920] [--runs 2] [--scale 4]
 """
 
 from __future__ import annotations
@@ -107,25 +107,32 @@ def _ray_head(*resources: str):
         subprocess.run([RAY, "stop", "--force"], capture_output=True)
 
 
-def on_gpu(photos: int, runs: int) -> None:
-    """The local engine and a joined Ray instance (every core, one GPU actor), embeddings on the GPU."""
+def on_gpu(photos: int, runs: int, scale: int) -> None:
+    """The local engine and a joined Ray instance (every core, one GPU actor), embeddings on the GPU; with
+    ``scale``, also on ``scale`` hard-linked copies of the photos, for each engine's steady state."""
     from hash_throughput import make_photos
 
     folder = make_photos(Path(tempfile.mkdtemp()) / "photos_1024x768", photos)
+    larger = _copies(folder, scale) if scale > 1 else None
     options = ("--embed", "--backend", "torch", "--device", "cuda")
     time_index(folder, *options)  # warm-up: page cache, CUDA kernels
     local, _ = _median(folder, runs, *options)
+    local_more = _median(larger, runs, *options)[0] if larger else None
     cores = os.cpu_count() or 1
     with _ray_head(f"--num-cpus={cores}", "--num-gpus=1") as (address, env):
         time_index(folder, *address, *options, env=env)  # warm-up: the actor's first CUDA start
         joined, out = _median(folder, runs, *address, *options, env=env)
+        joined_more = _median(larger, runs, *address, *options, env=env)[0] if larger else None
     shutil.rmtree(folder.parent)
+    if larger:
+        shutil.rmtree(larger)
     write("ray_engine_cuda", {
         "files": photos, "photos": "1024x768 JPEG", "cores": cores, "gpus": 1, "runs": runs,
         "features": "hashes and embeddings (torch fp16 on the GPU)",
         "local_s": round(local, 2), "ray_joined_s": round(joined, 2),
         "local_img_per_s": round(photos / local, 1), "ray_joined_img_per_s": round(photos / joined, 1),
         "ray_joined_over_local": round(local / joined, 3), "ray_output": out.strip().splitlines(),
+        **(_steady(photos, photos * scale, (local, local_more), (joined, joined_more)) if larger else {}),
         "peer": "the local engine (worker processes on the same cores, the model in the main process on the GPU)",
         "target": "ray_joined_over_local >= 0.9",
     })
@@ -143,7 +150,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1920, help="with --device cuda: generated photos to index")
     args = parser.parse_args()
     if args.device == "cuda":
-        return on_gpu(args.photos, args.runs)
+        return on_gpu(args.photos, args.runs, args.scale)
     dups = require_dups() / "images"
     folder = _copies(dups, args.copies) if args.copies > 1 else dups
     larger = _copies(dups, args.copies * args.scale) if args.scale > 1 else None
