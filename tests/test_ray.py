@@ -74,6 +74,31 @@ def test_ray_engine_hashes_alone_on_two_nodes(many, reference, cluster, tmp_path
 
 
 @pytest.mark.slow
+def test_a_run_takes_the_cpus_another_job_leaves_free(many, reference, cluster, tmp_path):
+    """With one of the two CPUs held by another job's actor, the run starts one actor, not two (which would wait
+    for the held CPU, then give the files to the local fallback)."""
+    import ray
+
+    index = tmp_path / "shared"
+    ray.init(address=cluster, logging_level="ERROR", log_to_driver=False)
+    try:
+        busy = ray.remote(num_cpus=1)(_Busy).remote()
+        ray.get(busy.ping.remote())
+        out = subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster, embed=False), check=True,
+                             capture_output=True, text=True, timeout=120).stdout
+    finally:
+        ray.shutdown()
+    decoded = dict(re.findall(r"(\w{8}) (\d+)", out.splitlines()[1]))
+    assert "finished locally" not in out and list(decoded.values()) == [str(N_IMAGES + 1)], out
+    assert _dump(index)[:2] == _dump(reference)[:2]
+
+
+class _Busy:
+    def ping(self) -> int:
+        return 1
+
+
+@pytest.mark.slow
 def test_a_killed_ray_driver_resumes_to_the_same_index(many, reference, cluster, tmp_path):
     index = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(many, index, "--engine", "ray", "--ray-address", cluster),
