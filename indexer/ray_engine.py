@@ -31,8 +31,9 @@ from simsearch.errors import InvalidArgument
 from .features import ModelJobs, Result, Task, extract, infer, make_models
 from .workers import CHUNK, extract_all, worker_pool
 
-# files per Ray Data block and per call of each stage. Ray Data costs about 0.1 s a block: hashes alone (as tasks), 4,984
-# files on 2 cores, took 18 to 20 s in blocks of 128, 14 to 15 s in 512, 15 to 17 s in 1024 (too few to overlap)
+# files per Ray Data block and per call of each stage. Ray Data costs about 0.1 s a block: hashes alone (as tasks),
+# 4,984 files on 2 cores, took 18 to 20 s in blocks of 128, 14 to 15 s in 512, 15 to 17 s in 1024 (too few to
+# overlap); as actors, 256 ran no faster than 512
 BLOCK = 512
 # with models: 128 files ran faster than 512 (embeddings on CPU actors: 135 s against 152 s on 19,936 files); with
 # a GPU actor a block carries each file's network input, and 128 ran as fast as 512 in a quarter of the memory
@@ -133,9 +134,9 @@ class RayStages:
         context.execution_options.preserve_order = True  # same order, same image ids as the local engine
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        # model actors get files once every actor has loaded its models (else the first ones ready take the first
-        # blocks), and whichever actor is free gets the next: a block is a list of paths, so the node that holds
-        # it is no reason to wait
+        # actors get files once every actor has started and loaded its models (else the first ones ready take the
+        # first blocks), and whichever actor is free gets the next: a block is a list of paths, so the node that
+        # holds it is no reason to wait
         context.wait_for_min_actors_s = _ACTORS_READY_S
         context.execution_options.actor_locality_enabled = False
         # at least two blocks per CPU of the cluster, so a short run still reaches every node
@@ -162,10 +163,10 @@ class RayStages:
         block tried again; after that the dataset ends, and the rest is finished locally."""
         # as many actors as the cluster has CPUs free now: the run waits for every actor (``_ACTORS_READY_S``), so
         # CPUs another job holds would only delay it
-        free = int(self.ray.available_resources().get("CPU", 0))
+        size = max(1, min(cpus, int(self.ray.available_resources().get("CPU", 0))))
         return ds.map_batches(_WholeFiles, fn_constructor_kwargs={"jobs": self.jobs}, batch_format="numpy",
-                              batch_size=per_block, compute=self.ray.data.ActorPoolStrategy(size=max(1, min(cpus, free))),
-                              num_cpus=1, max_restarts=_RETRIES, max_task_retries=_RETRIES)
+                              batch_size=per_block, compute=self.ray.data.ActorPoolStrategy(size=size), num_cpus=1,
+                              max_restarts=_RETRIES, max_task_retries=_RETRIES)
 
     def _models(self, ds, per_block: int):
         """The model stage on GPUs: a pool of actors, one per GPU, restarted once like the whole-file actors."""
@@ -210,9 +211,11 @@ class _WholeFiles(_ModelStage):
         import ray  # noqa: PLC0415
 
         results = [extract(pickle.loads(blob)) for blob in batch["task"]]
-        results = infer(results, self.embedder, self.tagger, self.min_score)
         node = np.array([ray.get_runtime_context().get_node_id()] * len(results))
-        return {"result": _blobs(results), "node": node, **({"model_node": node} if self.embedder or self.tagger else {})}
+        if self.embedder is None and self.tagger is None:
+            return {"result": _blobs(results), "node": node}
+        results = infer(results, self.embedder, self.tagger, self.min_score)
+        return {"result": _blobs(results), "node": node, "model_node": node}
 
 
 def _blobs(results: list[Result]) -> np.ndarray:
