@@ -295,6 +295,9 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
     options = {"by": by, "level": level, "cut": cut, "max_distance": max_distance, "min_similarity": min_similarity,
                "model": model, "progress": progress}
     with _open(index_dir, db) as idx:
+        if by == "auto" and idx.search_method("auto") != "embedding":
+            click.echo("note: this index has no embeddings, so copies that were cropped, framed, captioned or tilted "
+                       "are not found: index with --embed to find them", err=True)
         if move_to:
             manifest = manifest or os.path.join(move_to, "simsearch-moves.jsonl")
             moved, groups = idx.move_duplicates(move_to, manifest, **options)
