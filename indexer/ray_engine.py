@@ -182,11 +182,16 @@ class RayStages:
 
 
 def _extract_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    results, node = _extracted(batch)
+    return {"result": _blobs(results), "node": node}
+
+
+def _extracted(batch: dict[str, np.ndarray]) -> tuple[list[Result], np.ndarray]:
+    """The per-file stage of a block's tasks, and this node's id for each file."""
     import ray  # noqa: PLC0415
 
     results = [extract(pickle.loads(blob)) for blob in batch["task"]]
-    node = ray.get_runtime_context().get_node_id()
-    return {"result": _blobs(results), "node": np.array([node] * len(results))}
+    return results, np.array([ray.get_runtime_context().get_node_id()] * len(results))
 
 
 class _ModelStage:
@@ -208,10 +213,7 @@ class _WholeFiles(_ModelStage):
     """An actor doing the whole of each file on a CPU: decoding, hashes, then the models."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import ray  # noqa: PLC0415
-
-        results = [extract(pickle.loads(blob)) for blob in batch["task"]]
-        node = np.array([ray.get_runtime_context().get_node_id()] * len(results))
+        results, node = _extracted(batch)
         if self.embedder is None and self.tagger is None:
             return {"result": _blobs(results), "node": node}
         results = infer(results, self.embedder, self.tagger, self.min_score)
