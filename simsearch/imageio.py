@@ -1,10 +1,10 @@
 """Robust image decoding shared by the indexer and by queries, so that a query
 image is always read exactly the way the indexed images were.
 
-``decode`` returns an RGB image with EXIF orientation applied, alpha composited
-on white, CMYK/palette/16-bit converted, the first frame of an animation, and
-JPEGs decoded DCT-scaled (``draft``) to at least ``DRAFT_SIZE`` pixels a side
-unless full decoding is asked for.
+``decode`` returns an RGB image (or a grey one, where asked) with EXIF orientation
+applied, alpha composited on white, CMYK/palette/16-bit converted, the first frame
+of an animation, and JPEGs decoded DCT-scaled (``draft``) to at least ``DRAFT_SIZE``
+pixels a side unless full decoding is asked for.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _register_heif() -> None:
 class Decoded:
     """A decoded image and what was learnt reading it."""
 
-    image: Image.Image  # RGB, oriented
+    image: Image.Image  # RGB (L where ``grey`` was asked), oriented
     width: int  # of the stored image, before any DCT scaling
     height: int
     format: str
@@ -47,9 +47,11 @@ class Decoded:
     pixel_digest: str | None  # sha256 of the decoded pixels and their size (None: not asked for)
 
 
-def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, digest: bool = True) -> Decoded:
+def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, digest: bool = True,
+           grey: bool = False) -> Decoded:
     """Decode image bytes. Raises ``ImageError`` with a ``kind`` on failure. ``digest=False`` leaves out the
-    pixel digest (a pass over every pixel) where only the pixels are wanted."""
+    pixel digest (a pass over every pixel) where only the pixels are wanted. ``grey``: the image in mode L
+    (a colour JPEG decodes its luminance only, which is faster), without a pixel digest."""
     _register_heif()
     if not data:
         raise ImageError("empty", "file is empty (0 bytes)")
@@ -64,10 +66,12 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
                     " (raise it with {})", "max_pixels", "--max-pixels", "too_large")
             fmt, mode = img.format or "unknown", img.mode
             if fmt == "JPEG" and not full:
-                img.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))
+                img.draft("L" if grey else "RGB", (DRAFT_SIZE, DRAFT_SIZE))
             img.seek(0)
             _load_strict(img)
             img = _oriented(img)
+            if grey:
+                return Decoded(img if img.mode == "L" else _to_rgb(img).convert("L"), width, height, fmt, mode, None)
             rgb = _to_rgb(img)
             pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
     except ImageError:

