@@ -5,7 +5,9 @@ random 64-bit pHashes, with 10 % of the images planted as near copies of others 
 hashes with a few bits flipped). The files do not exist, so the borderline pairs that would be
 verified, and the images they involve, are counted, and verification is timed separately on real
 photos (the ``dups`` set's borderline pairs): the projected total is the measured run plus those
-counts times the measured cost per image (decoding, keypoints) and per pair (matching, RANSAC). A second
+counts times the measured cost per image (decoding, keypoints) and per pair (matching, RANSAC). The plan
+by which verification would hold keypoints over those pairs is counted too: the most images held at once
+and the keypoint computations, under ``simsearch.decide.KEYPOINT_CAP`` and without it. A second
 run, with every borderline pair's verification kept by the first (``simsearch.verified``), opens no file
 and is timed as it is.
 
@@ -33,6 +35,7 @@ from common import DUPS, peak_rss_mb, write
 
 import simsearch
 from simsearch import duplicates as dup
+from simsearch.decide import KEYPOINT_CAP, verification_waves
 from simsearch.hashing import DIHEDRAL, to_signed
 from simsearch.pairs import NEIGHBOURS
 from simsearch.schema import Embedder, Root
@@ -85,11 +88,28 @@ def timed_run(idx) -> tuple[dict, object]:
     groups = decided.groups()
     t2 = time.perf_counter()
     border = borderline(decided)
-    return {"candidates": len(decided.decisions.cheap), "borderline_pairs": len(border),
+    plan = keypoint_plan(decided.decisions.pairs.left[border].tolist(), decided.decisions.pairs.right[border].tolist())
+    return {"candidates": len(decided.decisions.cheap), "borderline_pairs": len(border), "keypoint_plan": plan,
             "borderline_images": len(np.unique(np.concatenate([decided.decisions.pairs.left[border],
                                                                decided.decisions.pairs.right[border]]))),
             "groups": len(groups), "grouped_images": sum(len(g) for g in groups),
             "seconds_to_decide": round(t1 - t0, 2), "seconds_to_group": round(t2 - t1, 2)}, decided
+
+
+def keypoint_plan(left: list[int], right: list[int]) -> dict:
+    """How verification would hold keypoints over these pairs (``simsearch.decide.verification_waves``): the
+    most images whose keypoints are held at once, and how many keypoint computations, with the cap and
+    without it."""
+    out = {"cap": KEYPOINT_CAP}
+    for name, cap in (("capped", KEYPOINT_CAP), ("uncapped", None)):
+        held, most, computed = set(), 0, 0
+        for wave in verification_waves(left, right, cap):
+            held.update(wave.compute)
+            computed += len(wave.compute)
+            most = max(most, len(held))
+            held.difference_update(wave.drop)
+        out[name] = {"most_held": most, "computations": computed}
+    return out
 
 
 def rerun_with_kept(idx, decided) -> dict:

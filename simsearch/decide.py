@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -41,6 +42,8 @@ from .verified import VerifiedPairs
 from .verify import Keypoints, Transform, Verification, keypoints, verify_pairs
 
 MODEL_FILE = "duplicate_model.json"
+VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
+KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (80 KB each: 2.6 GB)
 
 
 @cache
@@ -119,11 +122,11 @@ class Decider:
     """Scores candidate pairs at a level, verifying the borderline ones with the images on disk.
 
     A level that includes another (scene includes copy: a copy is a shot of the same scene) scores
-    each pair as the larger of its own probability and the included level's; keypoints are shared."""
+    each pair as the larger of its own probability and the included level's; the pairs either level
+    finds borderline are verified once, together."""
 
     def __init__(self, level: str = "copy", *, cut: float | None = None, embeddings: bool = True,
-                 full_decode: bool = False, verify_all: bool = False,
-                 keypoint_cache: dict[int, Keypoints | None] | None = None, progress: bool = False,
+                 full_decode: bool = False, verify_all: bool = False, progress: bool = False,
                  verified: VerifiedPairs | None = None):
         data = model_data()["levels"][check_level(level)]
         variant = "" if embeddings else "_hashes"
@@ -138,22 +141,44 @@ class Decider:
         self.full_decode = full_decode
         self.progress = progress
         self.verified = verified  # verifications kept between runs (simsearch.verified)
-        self._keypoints: dict[int, Keypoints | None] = {} if keypoint_cache is None else keypoint_cache
         self.includes = None
         if data.get("includes"):
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
-                                    verify_all=verify_all, keypoint_cache=self._keypoints, progress=progress,
-                                    verified=verified)
+                                    verify_all=verify_all, progress=progress, verified=verified)
 
     def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
         """``paths``: every collection row's file on disk (for verification)."""
+        cheap = {level.level: level._cheap(pairs) for level in self._chain()}
+        todo = np.zeros(0, dtype=np.int64)
+        if verify_pairs:
+            todo = np.unique(np.concatenate([level._borderline(pairs, cheap[level.level]) for level in self._chain()]))
+        checks = dict(zip(todo.tolist(), self._verify_all(paths, pairs.left[todo], pairs.right[todo])))
+        return self._scored(pairs, cheap, checks, verify_pairs)
+
+    def _chain(self) -> Iterator[Decider]:
+        """This level and those it includes."""
+        level = self
+        while level is not None:
+            yield level
+            level = level.includes
+
+    def _cheap(self, pairs: Pairs) -> np.ndarray:
         cheap = probability(self.cheap_model, inputs(pairs))
         cheap[pairs.exact] = 1.0
-        score = cheap.copy()
+        return cheap
+
+    def _borderline(self, pairs: Pairs, cheap: np.ndarray) -> np.ndarray:
+        """The pairs this level verifies: cheap probability in its band, not exact copies."""
         lo, hi = self.band
-        todo = np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact) if verify_pairs else np.zeros(0, int)
-        checks = self._verify_all(paths, pairs.left[todo], pairs.right[todo])
-        checks = dict(zip(todo.tolist(), checks))
+        return np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact)
+
+    def _scored(self, pairs: Pairs, cheap_by_level: dict[str, np.ndarray], verifications: dict[int, Verification],
+                verify_pairs: bool) -> Decisions:
+        """This level's decisions, given every level's cheap probabilities and the verified pairs."""
+        cheap = cheap_by_level[self.level]
+        score = cheap.copy()
+        todo = self._borderline(pairs, cheap) if verify_pairs else np.zeros(0, dtype=np.int64)
+        checks = {k: verifications[k] for k in todo.tolist()}
         verified = np.zeros(len(cheap), dtype=bool)
         gate_held = np.zeros(len(cheap), dtype=bool)
         if len(todo):
@@ -167,7 +192,7 @@ class Decider:
                 gate_held[held] = True
             verified[todo] = True
         if self.includes is not None:
-            inner = self.includes.decide(pairs, paths, verify_pairs)
+            inner = self.includes._scored(pairs, cheap_by_level, verifications, verify_pairs)
             gate_held = np.where(inner.score > score, inner.gated, gate_held)  # the larger probability stands
             cheap, score = np.maximum(cheap, inner.cheap), np.maximum(score, inner.score)
             verified |= inner.verified
@@ -189,21 +214,30 @@ class Decider:
         return found
 
     def _check(self, paths: list[str], left: list[int], right: list[int]) -> list[Verification]:
-        """Keypoints computed once per image, and one descriptor search per left image for all its
-        pairs. Threads share the cores: decoding, OpenCV's detection and RANSAC release the GIL."""
+        """Keypoints computed once per image (``verification_waves`` says when, and when to drop them), and
+        one descriptor search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
+        detection and RANSAC release the GIL."""
         seconds = set(right)  # only an image matched as the second of a pair is also mirrored
-        known = self._keypoints
-        rows = [r for r in sorted(set(left) | seconds)
-                if r not in known or (r in seconds and known[r] is not None and known[r].mirrored_points is None)]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            with self._bar(len(rows), "img", "keypoints") as images:
-                found = pool.map(lambda r: keypoints(paths[r], full_decode=self.full_decode, mirrored=r in seconds),
-                                 rows)
-                for row, points in zip(rows, found):
+        known: dict[int, Keypoints | None] = {}
+        seen: set[int] = set()
+        found: list[Verification | None] = [None] * len(left)
+        with (ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+              self._bar(len(set(left) | seconds), "img", "keypoints") as images,
+              self._bar(len(left), "pair", "verifying") as bar):
+            for wave in verification_waves(left, right, KEYPOINT_CAP):
+                for row, points in zip(wave.compute, pool.map(
+                        lambda r: keypoints(paths[r], full_decode=self.full_decode, mirrored=r in seconds),
+                        wave.compute)):
                     known[row] = points
-                    images.update()
-            with self._bar(len(left), "pair", "verifying") as pairs:
-                return verify_pairs(known, left, right, pool.map, done=pairs.update)
+                    images.update(row not in seen)  # an image computed again is not counted twice
+                    seen.add(row)
+                checks = verify_pairs(known, [left[k] for k in wave.pairs], [right[k] for k in wave.pairs],
+                                      pool.map, done=bar.update)
+                for k, check in zip(wave.pairs, checks):
+                    found[k] = check
+                for row in wave.drop:
+                    del known[row]
+        return found
 
     def _bar(self, total: int, unit: str, what: str):
         """A progress bar on stderr for one stage of verification (a silent one unless ``progress``)."""
@@ -211,6 +245,65 @@ class Decider:
 
         return tqdm(total=total, unit=unit, desc=f"{what} ({self.level})", disable=not self.progress or not total,
                     file=sys.stderr, leave=False)
+
+
+@dataclass(frozen=True)
+class Wave:
+    """Pairs verified together: the images whose keypoints are computed before them, and those dropped after."""
+
+    pairs: list[int]  # indices into the pairs verified
+    compute: list[int]
+    drop: list[int]
+
+
+def verification_waves(left: list[int], right: list[int], cap: int | None = None) -> Iterator[Wave]:
+    """The order in which pairs ``(left[k], right[k])`` are verified, and when each image's keypoints are held.
+    Left images are taken VERIFY_WAVE at a time, in an order that keeps images whose pairs interlink together
+    (``locality_order``); an image's keypoints are dropped after its last pair, and past ``cap`` images those
+    needed last are dropped (Belady's rule) and computed again in their turn. So verification holds the
+    keypoints of the images whose pairs are under way, at most ``cap`` of them, not of every verified image
+    (80 KB each)."""
+    by_left: dict[int, list[int]] = {}
+    for k, a in enumerate(left):
+        by_left.setdefault(a, []).append(k)
+    order = locality_order(left, right)
+    waves = [[k for a in order[s : s + VERIFY_WAVE] for k in by_left[a]] for s in range(0, len(order), VERIFY_WAVE)]
+    rows_of = [sorted({r for k in wave for r in (left[k], right[k])}) for wave in waves]
+    needed_in: dict[int, list[int]] = {}  # row -> the waves that need it, in order
+    for w, rows in enumerate(rows_of):
+        for row in rows:
+            needed_in.setdefault(row, []).append(w)
+    passed = dict.fromkeys(needed_in, 0)  # row -> how many of its waves are done
+    held: set[int] = set()
+    for wave, rows in zip(waves, rows_of):
+        compute = [r for r in rows if r not in held]
+        held.update(compute)
+        drop = []
+        for row in rows:
+            passed[row] += 1
+            if passed[row] == len(needed_in[row]):
+                drop.append(row)
+        held.difference_update(drop)
+        if cap is not None and len(held) > cap:  # keep those needed soonest
+            by_need = sorted(held, key=lambda r: needed_in[r][passed[r]])
+            drop += by_need[cap:]
+            held = set(by_need[:cap])
+        yield Wave(wave, compute, drop)
+
+
+def locality_order(left: list[int], right: list[int]) -> list[int]:
+    """The left images of the pairs, ordered so that images linked by pairs come close together: reverse
+    Cuthill-McKee over the graph of pairs (SciPy), which keeps the span between an image's first and last
+    pair short."""
+    from scipy.sparse import coo_matrix  # noqa: PLC0415
+    from scipy.sparse.csgraph import reverse_cuthill_mckee  # noqa: PLC0415
+
+    rows, compact = np.unique(np.concatenate([left, right]).astype(np.int64), return_inverse=True)
+    a, b = compact[: len(left)], compact[len(left) :]
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(len(rows), len(rows))).tocsr()
+    ordered = rows[reverse_cuthill_mckee((graph + graph.T).tocsr(), symmetric_mode=True)]
+    lefts = set(left)
+    return [r for r in ordered.tolist() if r in lefts]
 
 
 def verification_row(check: Verification) -> list[float]:

@@ -1,6 +1,7 @@
 """Calibrated duplicate decisions: the hard edits are found, unrelated photos are not joined,
 groups do not chain, a decision can be explained, and the shipped models say where they came from."""
 
+import itertools
 import json
 import shutil
 
@@ -265,6 +266,33 @@ def test_matcher_gives_opencvs_matches_in_order_and_batches_agree(copies_index):
     assert verify_many(straight, points[1:]) == together[: len(points) - 1]
     with pytest.raises(ValueError, match="mirror"):
         verify(a, straight)
+
+
+def test_verification_in_waves_under_a_keypoint_cap_gives_the_same_verifications(copies_index, monkeypatch):
+    """Verification holds the keypoints of the images whose pairs are under way, at most KEYPOINT_CAP of
+    them, computing again those it dropped: one image per wave and a cap of two images must give every
+    pair the verification that one wave holding all keypoints gives."""
+    records = sorted(copies_index.images(), key=lambda r: r.id)[:12]
+    paths = [r.abspath for r in records]
+    left, right = (list(side) for side in zip(*itertools.combinations(range(len(paths)), 2)))
+    computed = []
+    real_keypoints = decide.keypoints
+    monkeypatch.setattr(decide, "keypoints", lambda path, **kw: computed.append(path) or real_keypoints(path, **kw))
+    whole = decide.Decider("copy")._check(paths, left, right)
+    assert sorted(computed) == sorted(paths)  # all held at once: each image computed once
+    monkeypatch.setattr(decide, "VERIFY_WAVE", 1)
+    monkeypatch.setattr(decide, "KEYPOINT_CAP", 2)
+    computed.clear()
+    assert decide.Decider("copy")._check(paths, left, right) == whole
+    assert len(computed) > len(paths)  # dropped keypoints were computed again
+    assert sorted(decide.locality_order(left, right)) == sorted(set(left))  # each left image once
+    held = set()
+    for wave in decide.verification_waves(left, right, cap=2):
+        held.update(wave.compute)
+        assert {r for k in wave.pairs for r in (left[k], right[k])} <= held
+        held.difference_update(wave.drop)
+        assert len(held) <= 2
+    assert not held  # every image dropped after its last pair
 
 
 def test_shipped_models_state_their_provenance():
