@@ -98,9 +98,8 @@ class Keypoints:
 def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) -> Keypoints | None:
     """ORB keypoints of the image at ``path`` and, with ``mirrored``, of its mirror image (needed only
     where the image is the second of a pair: ``verify`` turns ``b``, never ``a``); None if it cannot
-    be read."""
-    import cv2  # noqa: PLC0415 - OpenCV loads only for borderline pairs
-
+    be read, or OpenCV refuses it (a 1-pixel-high banner is too thin for ORB's image pyramid): such an
+    image verifies as one without keypoints, and the run goes on."""
     try:
         decoded = decode_file(path, full=full_decode, grey=True)
     except ImageError:
@@ -109,12 +108,20 @@ def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) ->
     scale = WORK_SIDE / max(grey.size)  # small images are enlarged: ORB needs room around each point
     grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                        Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC)
-    pixels = np.asarray(grey)
+    try:
+        return _orb(np.asarray(grey), decoded.width, mirrored)
+    except Exception:  # noqa: BLE001 - OpenCV raises its own errors on images it cannot take: one image fails
+        return None
+
+
+def _orb(pixels: np.ndarray, stored_width: int, mirrored: bool) -> Keypoints:
+    import cv2  # noqa: PLC0415 - OpenCV loads only for borderline pairs
+
     orb = cv2.ORB_create(nfeatures=ORB_FEATURES * DETECTED)
     kept = spread(orb.detect(pixels, None), pixels.shape[1], pixels.shape[0])
     kept, desc = orb.compute(pixels, kept)
     points = _points(kept)
-    size, scale = (pixels.shape[1], pixels.shape[0]), pixels.shape[1] / decoded.width
+    size, scale = (pixels.shape[1], pixels.shape[0]), pixels.shape[1] / stored_width
     if not mirrored:
         return Keypoints(size, scale, points, desc, None, None)
     mirrored_kept, mdesc = orb.compute(np.ascontiguousarray(pixels[:, ::-1]), _mirror(kept, pixels.shape[1]))

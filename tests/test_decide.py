@@ -222,13 +222,17 @@ def test_groups_do_not_chain():
     assert star_groups(5, np.array([0, 0, 1]), np.array([1, 2, 4]), np.arange(5)) == [[0, 1, 2]]
 
 
-def test_verification_survives_tiny_and_unreadable_images(tmp_path):
+def test_verification_survives_tiny_thin_and_unreadable_images(tmp_path):
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (3, 2), (10, 20, 30)).save(tiny)
+    banner = tmp_path / "banner.png"  # 512 x 1 at the work size: OpenCV refuses it for ORB's pyramid
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1, 3000, 3), dtype=np.uint8)).save(banner)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not really")
     photo = keypoints(str(REPO / "samples" / "images" / "chelsea.png"))
-    for other in (keypoints(str(tiny)), keypoints(str(broken)), keypoints(str(tmp_path / "missing.png"))):
+    others = [keypoints(str(p)) for p in (tiny, banner, broken, tmp_path / "missing.png")]
+    assert others[1] is None
+    for other in others:
         check = verify(photo, other)
         assert check.inliers == 0 and check.transform is None
 
