@@ -214,8 +214,8 @@ class Decider:
         return found
 
     def _check(self, paths: list[str], left: list[int], right: list[int]) -> list[Verification]:
-        """Keypoints computed once per image (``verification_waves`` says when, and when to drop them), and
-        one descriptor search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
+        """Keypoints computed when ``verification_waves`` says, held until it drops them, and one descriptor
+        search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
         detection and RANSAC release the GIL."""
         seconds = set(right)  # only an image matched as the second of a pair is also mirrored
         known: dict[int, Keypoints | None] = {}
@@ -298,6 +298,8 @@ def locality_order(left: list[int], right: list[int]) -> list[int]:
     from scipy.sparse import coo_matrix  # noqa: PLC0415
     from scipy.sparse.csgraph import reverse_cuthill_mckee  # noqa: PLC0415
 
+    if not left:
+        return []
     rows, compact = np.unique(np.concatenate([left, right]).astype(np.int64), return_inverse=True)
     a, b = compact[: len(left)], compact[len(left) :]
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(len(rows), len(rows))).tocsr()

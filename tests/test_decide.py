@@ -297,6 +297,7 @@ def test_verification_in_waves_under_a_keypoint_cap_gives_the_same_verifications
         held.difference_update(wave.drop)
         assert len(held) <= 2
     assert not held  # every image dropped after its last pair
+    assert list(decide.verification_waves([], [])) == []
 
 
 def test_shipped_models_state_their_provenance():

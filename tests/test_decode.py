@@ -86,6 +86,7 @@ def test_grey_decoding_is_the_colour_decoding_in_grey(chelsea):
         gap = np.abs(np.asarray(grey.image, np.int16) - np.asarray(colour.image.convert("L"), np.int16))
         assert gap.mean() < 0.05 and gap.max() <= 8  # JPEG's own luma against Pillow's, rounded apart
 
+
 @pytest.mark.parametrize(
     "data, kind",
     [
