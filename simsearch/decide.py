@@ -149,11 +149,12 @@ class Decider:
     def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
         """``paths``: every collection row's file on disk (for verification)."""
         cheap = {level.level: level._cheap(pairs) for level in self._chain()}
-        todo = np.zeros(0, dtype=np.int64)
-        if verify_pairs:
-            todo = np.unique(np.concatenate([level._borderline(pairs, cheap[level.level]) for level in self._chain()]))
+        none = np.zeros(0, dtype=np.int64)
+        border = {level.level: level._borderline(pairs, cheap[level.level]) if verify_pairs else none
+                  for level in self._chain()}
+        todo = np.unique(np.concatenate(list(border.values())))
         checks = dict(zip(todo.tolist(), self._verify_all(paths, pairs.left[todo], pairs.right[todo])))
-        return self._scored(pairs, cheap, checks, verify_pairs)
+        return self._scored(pairs, cheap, border, checks)
 
     def _chain(self) -> Iterator[Decider]:
         """This level and those it includes."""
@@ -172,12 +173,12 @@ class Decider:
         lo, hi = self.band
         return np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact)
 
-    def _scored(self, pairs: Pairs, cheap_by_level: dict[str, np.ndarray], verifications: dict[int, Verification],
-                verify_pairs: bool) -> Decisions:
-        """This level's decisions, given every level's cheap probabilities and the verified pairs."""
+    def _scored(self, pairs: Pairs, cheap_by_level: dict[str, np.ndarray], border_by_level: dict[str, np.ndarray],
+                verifications: dict[int, Verification]) -> Decisions:
+        """This level's decisions, given every level's cheap probabilities and verified pairs."""
         cheap = cheap_by_level[self.level]
         score = cheap.copy()
-        todo = self._borderline(pairs, cheap) if verify_pairs else np.zeros(0, dtype=np.int64)
+        todo = border_by_level[self.level]
         checks = {k: verifications[k] for k in todo.tolist()}
         verified = np.zeros(len(cheap), dtype=bool)
         gate_held = np.zeros(len(cheap), dtype=bool)
@@ -192,7 +193,7 @@ class Decider:
                 gate_held[held] = True
             verified[todo] = True
         if self.includes is not None:
-            inner = self.includes._scored(pairs, cheap_by_level, verifications, verify_pairs)
+            inner = self.includes._scored(pairs, cheap_by_level, border_by_level, verifications)
             gate_held = np.where(inner.score > score, inner.gated, gate_held)  # the larger probability stands
             cheap, score = np.maximum(cheap, inner.cheap), np.maximum(score, inner.score)
             verified |= inner.verified
