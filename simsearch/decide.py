@@ -38,6 +38,7 @@ import numpy as np
 from .errors import InvalidArgument
 from .names import LEVELS
 from .pairs import FEATURES, Pairs
+from .reads import ImageRecord
 from .verified import VerifiedPairs
 from .verify import Keypoints, Transform, Verification, keypoints, verify_pairs
 
@@ -146,14 +147,14 @@ class Decider:
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
                                     verify_all=verify_all, progress=progress, verified=verified)
 
-    def decide(self, pairs: Pairs, paths: list[str], verify_pairs: bool = True) -> Decisions:
-        """``paths``: every collection row's file on disk (for verification)."""
+    def decide(self, pairs: Pairs, files: list[ImageRecord | None], verify_pairs: bool = True) -> Decisions:
+        """``files``: every collection row's record, for verification (None where no pair needs it)."""
         cheap = {level.level: level._cheap(pairs) for level in self._chain()}
         none = np.zeros(0, dtype=np.int64)
         border = {level.level: level._borderline(pairs, cheap[level.level]) if verify_pairs else none
                   for level in self._chain()}
         todo = np.unique(np.concatenate(list(border.values())))
-        checks = dict(zip(todo.tolist(), self._verify_all(paths, pairs.left[todo], pairs.right[todo])))
+        checks = dict(zip(todo.tolist(), self._verify_all(files, pairs.left[todo], pairs.right[todo])))
         return self._scored(pairs, cheap, border, checks)
 
     def _chain(self) -> Iterator[Decider]:
@@ -200,21 +201,21 @@ class Decider:
             checks = {**inner.checks, **checks}
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, gate_held, checks)
 
-    def _verify_all(self, paths: list[str], left: np.ndarray, right: np.ndarray) -> list[Verification]:
+    def _verify_all(self, files: list[ImageRecord | None], left: np.ndarray, right: np.ndarray) -> list[Verification]:
         """Each pair verified: taken from the kept verifications where its two files were verified
         before, else checked now (and kept)."""
         left, right = left.tolist(), right.tolist()
         found = self.verified.lookup(left, right) if self.verified is not None else [None] * len(left)
         todo = [k for k, check in enumerate(found) if check is None]
         if todo:
-            new = self._check(paths, [left[k] for k in todo], [right[k] for k in todo])
+            new = self._check(files, [left[k] for k in todo], [right[k] for k in todo])
             for k, check in zip(todo, new):
                 found[k] = check
             if self.verified is not None:
                 self.verified.add([left[k] for k in todo], [right[k] for k in todo], new)
         return found
 
-    def _check(self, paths: list[str], left: list[int], right: list[int]) -> list[Verification]:
+    def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int]) -> list[Verification]:
         """Keypoints computed when ``verification_waves`` says, held until it drops them, and one descriptor
         search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
         detection and RANSAC release the GIL."""
@@ -226,9 +227,8 @@ class Decider:
               self._bar(len(set(left) | seconds), "img", "keypoints") as images,
               self._bar(len(left), "pair", "verifying") as bar):
             for wave in verification_waves(left, right, KEYPOINT_CAP):
-                for row, points in zip(wave.compute, pool.map(
-                        lambda r: keypoints(paths[r], full_decode=self.full_decode, mirrored=r in seconds),
-                        wave.compute)):
+                for row, points in zip(wave.compute, pool.map(lambda r: self._keypoints(files[r], r in seconds),
+                                                              wave.compute)):
                     known[row] = points
                     images.update(row not in seen)  # an image computed again is not counted twice
                     seen.add(row)
@@ -239,6 +239,10 @@ class Decider:
                 for row in wave.drop:
                     del known[row]
         return found
+
+    def _keypoints(self, record: ImageRecord, mirrored: bool) -> Keypoints | None:
+        """An image's keypoints, read as the index reads it, under the pixel limit it was indexed under."""
+        return keypoints(record.abspath, full_decode=self.full_decode, mirrored=mirrored, max_pixels=record.max_pixels)
 
     def _bar(self, total: int, unit: str, what: str):
         """A progress bar on stderr for one stage of verification (a silent one unless ``progress``)."""

@@ -116,13 +116,13 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
     pairs = candidate_pairs(col)
     involved = np.unique(np.concatenate([pairs.left, pairs.right])) if len(pairs.left) else np.zeros(0, np.int64)
     records = reads.records(col.ids[involved].tolist())
-    paths = [""] * len(col.ids)
+    files: list[ImageRecord | None] = [None] * len(col.ids)
     for row in involved.tolist():
-        paths[row] = records[int(col.ids[row])].abspath
+        files[row] = records[int(col.ids[row])]
     verified = kept_verifications(reads, col)
     decider = Decider(level, cut=cut, embeddings=model is not None, full_decode=reads.full_decode, progress=progress,
                       verified=verified)
-    decided = Decided(col, decider.decide(pairs, paths, verify), records)
+    decided = Decided(col, decider.decide(pairs, files, verify), records)
     verified.save()
     return decided
 
@@ -172,14 +172,14 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     density = row_density(col, rows)
     pairs = pair_features(col, np.array([rows.min()]), np.array([rows.max()]), density)
     records = reads.records([a, b])
-    paths = [""] * len(col.ids)
-    paths[rows[0]], paths[rows[1]] = records[a].abspath, records[b].abspath
+    files: list[ImageRecord | None] = [None] * len(col.ids)
+    files[rows[0]], files[rows[1]] = records[a], records[b]
     options = {"cut": cut, "embeddings": model is not None, "full_decode": reads.full_decode,
                "verified": kept_verifications(reads, col)}
-    decided = Decided(col, Decider(level, **options).decide(pairs, paths), records)
+    decided = Decided(col, Decider(level, **options).decide(pairs, files), records)
     if not decided.decisions.verified[0] and not pairs.exact[0]:
         # decided without verification, as `duplicates` decides it; verify to show what geometry says
-        decided.decisions.checks = Decider(level, verify_all=True, **options).decide(pairs, paths).checks
+        decided.decisions.checks = Decider(level, verify_all=True, **options).decide(pairs, files).checks
     options["verified"].save()
     return decided.pair(0, reverse=bool(rows[0] > rows[1]))
 

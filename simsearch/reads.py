@@ -46,6 +46,14 @@ class ImageRecord:
     mtime_ns: int
     sha256: str
 
+    @property
+    def max_pixels(self) -> int:
+        """The pixel limit to read the file back under: the indexer took it at this size, perhaps under a
+        raised ``--max-pixels``, so no later reader (verification, thumbnails) refuses it for its size."""
+        from .imageio import DEFAULT_MAX_PIXELS  # noqa: PLC0415 - reading records needs no Pillow
+
+        return max(DEFAULT_MAX_PIXELS, (self.width or 0) * (self.height or 0))
+
 
 def under_roots(roots: dict[int, bytes], path: str) -> list[tuple[int, bytes]]:
     """(root id, path relative to it as raw bytes) for each root (raw bytes) that holds ``path`` on disk."""

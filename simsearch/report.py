@@ -71,16 +71,16 @@ def _figure(out: Path, tile: Tile) -> str:
     caption = f"<figcaption>{html.escape(record.path)}<br>{html.escape(tile.caption)}</figcaption>"
     klass = ' class="lead"' if tile.lead else ""
     thumb = out / "thumbs" / f"{record.id}.jpg"
-    if not thumb.exists() and not _thumbnail(record.abspath, thumb):
+    if not thumb.exists() and not _thumbnail(record, thumb):
         return f'<figure{klass}><div class="missing">cannot read the file</div>{caption}</figure>'
     link = html.escape(Path(record.abspath).absolute().as_uri(), quote=True)
     alt = html.escape(record.path, quote=True)
     return f'<figure{klass}><a href="{link}"><img src="thumbs/{record.id}.jpg" alt="{alt}"></a>{caption}</figure>'
 
 
-def _thumbnail(source: str, target: Path) -> bool:
+def _thumbnail(record, target: Path) -> bool:
     try:
-        image = decode_file(source).image
+        image = decode_file(record.abspath, max_pixels=record.max_pixels).image
     except (ImageError, OSError):
         return False
     image.thumbnail((THUMB_SIZE, THUMB_SIZE))

@@ -93,7 +93,7 @@ class Service:
         cached = self._thumbs / record.sha256[:2] / f"{record.sha256}-{THUMB_SIZE}.jpg"
         if cached.exists():
             return cached.read_bytes()
-        image = decode_file(checked_path(self.index, record)).image
+        image = decode_file(checked_path(self.index, record), max_pixels=record.max_pixels).image
         image.thumbnail((THUMB_SIZE, THUMB_SIZE))
         out = io.BytesIO()
         image.save(out, "JPEG", quality=85)

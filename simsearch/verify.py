@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError
-from .imageio import decode_file
+from .imageio import DEFAULT_MAX_PIXELS, decode_file
 
 WORK_SIDE = 512  # images are matched at this longer side
 ORB_FEATURES = 1000
@@ -95,13 +95,14 @@ class Keypoints:
     mirrored_descriptors: np.ndarray | None
 
 
-def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True) -> Keypoints | None:
+def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> Keypoints | None:
     """ORB keypoints of the image at ``path`` and, with ``mirrored``, of its mirror image (needed only
     where the image is the second of a pair: ``verify`` turns ``b``, never ``a``); None if it cannot
     be read, or OpenCV refuses it (a 1-pixel-high banner is too thin for ORB's image pyramid): such an
     image verifies as one without keypoints, and the run goes on."""
     try:
-        decoded = decode_file(path, full=full_decode, grey=True)
+        decoded = decode_file(path, full=full_decode, grey=True, max_pixels=max_pixels)
     except ImageError:
         return None
     grey = decoded.image

@@ -1,6 +1,7 @@
 """Calibrated duplicate decisions: the hard edits are found, unrelated photos are not joined,
 groups do not chain, a decision can be explained, and the shipped models say where they came from."""
 
+import dataclasses
 import itertools
 import json
 import shutil
@@ -11,11 +12,12 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 import simsearch
-from simsearch import decide
+from simsearch import decide, report
 from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
 from simsearch.duplicates import Pair
+from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.pairs import Pairs
 from simsearch.verify import (
     RATIO,
@@ -282,12 +284,12 @@ def test_verification_in_waves_under_a_keypoint_cap_gives_the_same_verifications
     computed = []
     real_keypoints = decide.keypoints
     monkeypatch.setattr(decide, "keypoints", lambda path, **kw: computed.append(path) or real_keypoints(path, **kw))
-    whole = decide.Decider("copy")._check(paths, left, right)
+    whole = decide.Decider("copy")._check(records, left, right)
     assert sorted(computed) == sorted(paths)  # all held at once: each image computed once
     monkeypatch.setattr(decide, "VERIFY_WAVE", 1)
     monkeypatch.setattr(decide, "KEYPOINT_CAP", 2)
     computed.clear()
-    assert decide.Decider("copy")._check(paths, left, right) == whole
+    assert decide.Decider("copy")._check(records, left, right) == whole
     assert len(computed) > len(paths)  # dropped keypoints were computed again
     assert sorted(decide.locality_order(left, right)) == sorted(set(left))  # each left image once
     held = set()
@@ -298,6 +300,21 @@ def test_verification_in_waves_under_a_keypoint_cap_gives_the_same_verifications
         assert len(held) <= 2
     assert not held  # every image dropped after its last pair
     assert list(decide.verification_waves([], [])) == []
+
+
+def test_an_image_indexed_under_a_raised_pixel_limit_is_read_back_under_it(copies_index, monkeypatch, tmp_path):
+    """An image the indexer took under a raised --max-pixels (a record of 20,000 x 10,000 pixels here) must not
+    be refused for its size when verification or a report's thumbnails read it again."""
+    first, second = sorted(copies_index.images(), key=lambda r: r.id)[:2]
+    huge = dataclasses.replace(first, width=20_000, height=10_000)
+    assert huge.max_pixels == 200_000_000 and second.max_pixels == DEFAULT_MAX_PIXELS
+    asked = []
+    monkeypatch.setattr(decide, "keypoints", lambda path, **kw: asked.append(kw["max_pixels"]))
+    decide.Decider("copy")._check([huge, second], [0], [1])
+    assert sorted(asked) == [DEFAULT_MAX_PIXELS, 200_000_000]
+    read = report.decode_file
+    monkeypatch.setattr(report, "decode_file", lambda path, **kw: asked.append(kw["max_pixels"]) or read(path))
+    assert report._thumbnail(huge, tmp_path / "thumb.jpg") and asked[-1] == 200_000_000
 
 
 def test_shipped_models_state_their_provenance():
