@@ -217,8 +217,8 @@ def tag_indexed(engine: Engine, tagger: str, *, weights: str | None = None, back
         model = _tagger(engine, tagger, weights, backend, device, None)
         models = _Models(None, model, min_score)
         jobs = models.worker_jobs(pool, workers, torch_loaded, None, weights, None)
-        tasks = [Task(t.path, t.path, 0, 0, None, full, DEFAULT_MAX_PIXELS, tag_input=_tag_input(model.spec))
-                 for t in todo]
+        tasks = [Task(t.path, t.path, 0, 0, None, full, max(DEFAULT_MAX_PIXELS, t.pixels),
+                      tag_input=_tag_input(model.spec)) for t in todo]
         bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
         rows = iter(todo)
         batch: list[tuple[int, Result]] = []
@@ -328,7 +328,10 @@ def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, su
         path = os.path.join(scan.root, entry.relpath)
         # a changed file with the same bytes is not decoded again, unless a feature is missing
         known_sha = row.sha256 if row is not None and row.status == OK and row.complete else None
-        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, max_pixels, **inputs))
+        # a file this index took, unchanged, is taken again whatever this run's limit: adding a feature to it must
+        # not turn it into a failure (an earlier run may have raised --max-pixels)
+        limit = max(max_pixels, row.pixels) if same_file and row.status == OK else max_pixels
+        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, limit, **inputs))
     return tasks, restore
 
 

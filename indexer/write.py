@@ -40,12 +40,14 @@ class KnownFile(NamedTuple):
     sha256: str | None
     status: str
     complete: bool  # False for a decoded image that lacks a feature this run computes
+    pixels: int  # width x height as indexed (0: never decoded)
 
 
 class Untagged(NamedTuple):
     id: int
     path: str  # on disk
     sha256: str
+    pixels: int  # width x height as indexed
 
 
 def chunks(items: list) -> Iterator[list]:
@@ -73,7 +75,7 @@ def known_files(conn: Connection, root: int, model: str | None = None,
     """relpath bytes -> ``KnownFile`` for a root's files. ``complete`` is False for a decoded
     image that lacks the rotation hashes, an embedding by ``model`` or tags by ``tagger``."""
     rows = conn.execute(select(Image.relpath_raw, Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.status,
-                               Image.phash_dihedral.is_not(None).label("rotations"))
+                               Image.phash_dihedral.is_not(None).label("rotations"), Image.width, Image.height)
                         .where(Image.root_id == root)).all()
     in_root = Image.root_id == root
     embedded = tagged = None
@@ -88,7 +90,8 @@ def known_files(conn: Connection, root: int, model: str | None = None,
         return r.status != OK or (bool(r.rotations) and (embedded is None or r.id in embedded)
                                   and (tagged is None or r.id in tagged))
 
-    return {r.relpath_raw: KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete(r)) for r in rows}
+    return {r.relpath_raw: KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete(r),
+                                     (r.width or 0) * (r.height or 0)) for r in rows}
 
 
 def write_files(conn: Connection, root: int, rows: list[dict], known: dict[bytes, KnownFile]) -> list[int]:
@@ -206,10 +209,10 @@ def untagged(conn: Connection, tagger: str) -> list[Untagged]:
     """The indexed images ``tagger`` has not looked at, in id order."""
     roots = dict(conn.execute(select(Root.id, Root.path_raw)).all())
     done = select(Tagged.image_id).where(Tagged.tagger == tagger)
-    rows = conn.execute(select(Image.id, Image.root_id, Image.relpath_raw, Image.sha256)
+    rows = conn.execute(select(Image.id, Image.root_id, Image.relpath_raw, Image.sha256, Image.width, Image.height)
                         .where(Image.status == OK, Image.id.not_in(done)).order_by(Image.id)).all()
-    return [Untagged(r.id, os.path.join(os.fsdecode(roots[r.root_id]), os.fsdecode(r.relpath_raw)), r.sha256)
-            for r in rows]
+    return [Untagged(r.id, os.path.join(os.fsdecode(roots[r.root_id]), os.fsdecode(r.relpath_raw)), r.sha256,
+                     (r.width or 0) * (r.height or 0)) for r in rows]
 
 
 def decode_mode(conn: Connection, wanted: str | None) -> str:

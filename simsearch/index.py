@@ -136,7 +136,7 @@ class Index:
         from simsearch.indexer.write import untagged  # noqa: PLC0415
 
         with self.engine.connect() as conn:
-            return [tuple(row) for row in untagged(conn, tagger)]
+            return [(row.id, row.path, row.sha256) for row in untagged(conn, tagger)]
 
     def undo(self, manifest: str | os.PathLike) -> tuple[int, int]:
         """Move back the files a ``move_duplicates`` manifest records, each checked first (its

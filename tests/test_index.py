@@ -121,6 +121,24 @@ def test_failure_is_cleared_when_the_file_is_fixed(built, photos):
     assert built.stats()["failures"] == 0 and "broken.png" in {r.path for r in built.images()}
 
 
+def test_adding_a_feature_keeps_images_taken_under_a_larger_pixel_limit(tmp_path):
+    """A run that adds embeddings to unchanged files decodes them again: under a lower --max-pixels than the
+    run that took them (the default, after a run that raised it), they must stay indexed, not turn into
+    failures that drop them from the index."""
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(REPO / "samples" / "images" / name, folder / name)
+    idx = simsearch.open_index(tmp_path / "index", create=True)
+    idx.add([folder], workers=1)
+    summary = idx.add([folder], workers=1, embed="efficientnet_lite0", max_pixels=1_000)
+    assert summary.failed == 0 and summary.embedded == 2
+    assert {r.path for r in idx.images()} == {"chelsea.png", "coffee.png"} and idx.stats()["failures"] == 0
+    (folder / "coffee.png").write_bytes((REPO / "samples" / "images" / "camera.png").read_bytes())  # new bytes
+    assert idx.add([folder], workers=1, max_pixels=1_000).failed == 1  # a changed file meets this run's limit
+
+
 def test_worker_pool_gives_the_same_index(photos, tmp_path):
     one = simsearch.open_index(tmp_path / "one", create=True)
     two = simsearch.open_index(tmp_path / "two", create=True)
