@@ -144,15 +144,20 @@ def group_pairs(decided: Decided) -> list[list[Pair]]:
     """Each group as the pairs that put its members in it: the keeper's pair with each member, or,
     for a member that joined by matching the group, its best pair with another member."""
     d = decided.decisions
-    index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(d.pairs.left, d.pairs.right))}
+    matched = np.flatnonzero(d.matched())
+    index = {(int(a), int(b)): int(k) for k, a, b in zip(matched, d.pairs.left[matched], d.pairs.right[matched])}
+    by_row: dict[int, list[int]] = {}
+    for k, a, b in zip(matched.tolist(), d.pairs.left[matched].tolist(), d.pairs.right[matched].tolist()):
+        by_row.setdefault(a, []).append(k)
+        by_row.setdefault(b, []).append(k)
     out = []
     for group in decided.groups():
-        pairs = []
+        position, pairs = {row: n for n, row in enumerate(group)}, []
         for member in group[1:]:
-            links = [index.get((min(o, member), max(o, member))) for o in group if o != member]
-            links = [k for k in links if k is not None and d.score[k] >= d.cut]
-            direct = index.get((min(group[0], member), max(group[0], member)))
-            k = direct if direct in links else max(links, key=lambda k: d.score[k])
+            k = index.get((min(group[0], member), max(group[0], member)))
+            if k is None:  # joined by matching the group: its best pair inside it, the earlier member on a tie
+                other = {j: int(d.pairs.left[j] + d.pairs.right[j]) - member for j in by_row[member]}
+                k = max((j for j in other if other[j] in position), key=lambda j: (d.score[j], -position[other[j]]))
             pairs.append(decided.pair(k, reverse=d.pairs.left[k] == member))  # the member second
         out.append(pairs)
     return out

@@ -95,7 +95,9 @@ def candidate_pairs(col: Collection) -> Pairs:
     """Every candidate pair of the collection, with its features."""
     n = len(col.ids)
     density = np.zeros(n)
-    parts = [_equal_pairs(col.sha256), _equal_pairs(col.pixel_digest), _dihedral_pairs(col.dihedral)]
+    sha_left, sha_right, sha_big = _equal_pairs(col.sha256)
+    px_left, px_right, px_big = _equal_pairs(col.pixel_digest)
+    parts = [(sha_left, sha_right), (px_left, px_right), _dihedral_pairs(col.dihedral)]
     parts = [(a, b, np.full(len(a), np.nan)) for a, b in parts]
     if col.vectors is not None and col.has_vector.sum() > 1:
         left, right, sims, density = _neighbour_pairs(col)
@@ -103,6 +105,10 @@ def candidate_pairs(col: Collection) -> Pairs:
     left = np.concatenate([p[0] for p in parts]).astype(np.int64)
     right = np.concatenate([p[1] for p in parts]).astype(np.int64)
     sims = np.concatenate([p[2] for p in parts])
+    if sha_big or px_big:
+        to_left, to_right = _to_hubs(left, right, sha_big + px_big, n)
+        left, right = np.concatenate([left, to_left]), np.concatenate([right, to_right])
+        sims = np.concatenate([sims, np.full(len(to_left), np.nan)])
     lo, hi = np.minimum(left, right), np.maximum(left, right)
     keep = lo != hi
     key, first = np.unique(lo[keep] * n + hi[keep], return_index=True)
@@ -153,19 +159,54 @@ def _value_codes(values: list) -> np.ndarray:
     return np.array([-1 if v is None else numbers.setdefault(v, len(numbers)) for v in values], dtype=np.int64)
 
 
-def _equal_pairs(values: list) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of rows with equal, non-null values (groups of equal values are small)."""
+def _equal_pairs(values: list) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Pairs of rows with equal, non-null values: every pair within a group of up to ``_SAME_CODE_CAP`` rows;
+    in a larger one (a placeholder photo thousands of listings share), each row with the group's first
+    ``_SAME_CODE_CAP`` rows, its hubs: every member then matches all hubs, which keeps the group whole
+    (``simsearch.decide.star_groups``), in n x 64 pairs instead of n^2 / 2 (3,000 copies took 21 s and
+    1.7 GB; 50,000 would not fit in memory). Also returns the larger groups' rows, hubs first."""
     by_value: dict = {}
     for row, v in enumerate(values):
         if v is not None:
             by_value.setdefault(v, []).append(row)
-    left, right = [], []
+    left, right, big = [], [], []
     for rows in by_value.values():
-        for x in range(len(rows)):
-            for y in range(x + 1, len(rows)):
-                left.append(rows[x])
-                right.append(rows[y])
-    return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+        if len(rows) < 2:
+            continue
+        rows = np.array(rows, dtype=np.int64)
+        if len(rows) > _SAME_CODE_CAP:
+            big.append(rows)
+        a, b = np.triu_indices(len(rows), 1) if len(rows) <= _SAME_CODE_CAP else _to_first(len(rows), _SAME_CODE_CAP)
+        left.append(rows[a])
+        right.append(rows[b])
+    if not left:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), big
+    return np.concatenate(left), np.concatenate(right), big
+
+
+def _to_first(n: int, hubs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs joining each of ``n`` items to each of the first ``hubs`` (hub pairs once)."""
+    a, b = np.triu_indices(hubs, 1)
+    rest = np.arange(hubs, n)
+    return np.concatenate([a, np.tile(np.arange(hubs), len(rest))]), np.concatenate([b, np.repeat(rest, hubs)])
+
+
+def _to_hubs(left: np.ndarray, right: np.ndarray, groups: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate pair joining an image to a member of a large equal group (``_equal_pairs``), the
+    pairs of that image with the group's hubs: copies of one file decide alike, so an image matched to one
+    copy is matched to the hubs too, and its group takes in the others (each matches every hub)."""
+    group_of = np.full(n, -1, dtype=np.int64)
+    for g, rows in enumerate(groups):
+        group_of[rows] = g
+    ends = np.stack([np.where(group_of[side] >= 0, -1 - group_of[side], side) for side in (left, right)], axis=1)
+    across = (ends[:, 0] != ends[:, 1]) & ((ends[:, 0] < 0) | (ends[:, 1] < 0))
+    out_left, out_right = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for a, b in np.unique(ends[across], axis=0).tolist():
+        rows_a = groups[-1 - a][:_SAME_CODE_CAP] if a < 0 else np.array([a])
+        rows_b = groups[-1 - b][:_SAME_CODE_CAP] if b < 0 else np.array([b])
+        out_left.append(np.repeat(rows_a, len(rows_b)))
+        out_right.append(np.tile(rows_b, len(rows_a)))
+    return np.concatenate(out_left), np.concatenate(out_right)
 
 
 def _dihedral_pairs(dihedral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

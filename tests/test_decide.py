@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 import simsearch
-from simsearch import decide, report
+from simsearch import decide, duplicates, report
 from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
@@ -222,6 +222,50 @@ def test_groups_do_not_chain():
     assert star_groups(5, left, right, np.arange(5)) == [[0, 1, 2, 3, 4]]
     # one link to one member is not enough
     assert star_groups(5, np.array([0, 0, 1]), np.array([1, 2, 4]), np.arange(5)) == [[0, 1, 2]]
+
+
+def test_a_large_group_of_equal_files_is_paired_through_hubs_and_stays_whole():
+    """Thousands of listings may share one placeholder photo: its copies are each paired with the group's first
+    rows (hubs), not with each other, and an image matched to any copy is matched to the hubs too, so star
+    grouping still takes in every copy, whichever image keeps the group."""
+    from simsearch.pairs import _SAME_CODE_CAP, _equal_pairs, _to_hubs
+
+    copies = 3 * _SAME_CODE_CAP
+    values = ["placeholder"] * copies + ["other", None]
+    left, right, big = _equal_pairs(values)
+    assert len(left) == _SAME_CODE_CAP * (_SAME_CODE_CAP - 1) // 2 + (copies - _SAME_CODE_CAP) * _SAME_CODE_CAP
+    assert len(big) == 1 and set(big[0].tolist()) == set(range(copies))
+    outsider = copies  # "other": a resized copy, say, found as a neighbour of the last copy only
+    linked_left, linked_right = np.append(left, copies - 1), np.append(right, outsider)
+    to_left, to_right = _to_hubs(linked_left, linked_right, big, len(values))
+    assert sorted(zip(to_left.tolist(), to_right.tolist())) == [(h, outsider) for h in range(_SAME_CODE_CAP)]
+    rank = np.arange(len(values))
+    rank[outsider] = -1  # the outsider keeps the group (the largest image, say)
+    whole = star_groups(len(values), np.append(linked_left, to_left), np.append(linked_right, to_right), rank)
+    assert whole == [[outsider, *range(copies)]]
+    split = star_groups(len(values), linked_left, linked_right, rank)
+    assert len(split[0]) < copies  # without the hub pairs the copies would not all join
+
+
+def test_placeholder_copies_are_grouped_without_pairing_each_with_each(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    source = REPO / "samples" / "images"
+    for n in range(100):
+        shutil.copy(source / "coffee.png", folder / f"listing{n:03d}.png")
+    for name in ("chelsea.png", "camera.png", "rocket.jpg"):
+        shutil.copy(source / name, folder / name)
+    idx = simsearch.open_index(tmp_path / "index", create=True)
+    idx.add([folder], workers=1)
+    decided = duplicates.decide(idx._reads, "copy")
+    paths = {r.id: r.path for r in idx.images()}
+    copy_rows = [row for row, i in enumerate(decided.collection.ids.tolist()) if "listing" in paths[i]]
+    others = set(copy_rows[64:])  # beyond the hubs: never paired with each other (4,950 pairs of each with each)
+    pairs = decided.decisions.pairs
+    assert not any(a in others and b in others for a, b in zip(pairs.left.tolist(), pairs.right.tolist()))
+    groups = idx.duplicates()
+    assert len(groups) == 1 and {r.path for r in groups[0]} == {f"listing{n:03d}.png" for n in range(100)}
+    idx.close()
 
 
 def test_verification_survives_tiny_thin_and_unreadable_images(tmp_path):
