@@ -145,9 +145,10 @@ def group_pairs(decided: Decided) -> list[list[Pair]]:
     for a member that joined by matching the group, its best pair with another member."""
     d = decided.decisions
     matched = np.flatnonzero(d.matched())
-    index = {(int(a), int(b)): int(k) for k, a, b in zip(matched, d.pairs.left[matched], d.pairs.right[matched])}
-    by_row: dict[int, list[int]] = {}
+    index: dict[tuple[int, int], int] = {}  # (left, right) -> matched pair
+    by_row: dict[int, list[int]] = {}  # row -> its matched pairs
     for k, a, b in zip(matched.tolist(), d.pairs.left[matched].tolist(), d.pairs.right[matched].tolist()):
+        index[(a, b)] = k
         by_row.setdefault(a, []).append(k)
         by_row.setdefault(b, []).append(k)
     out = []
