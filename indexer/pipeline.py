@@ -82,8 +82,11 @@ def run(
     tag: str | None = None,
     tag_weights: str | None = None,
     min_score: float = 0.25,
+    missing_ok: bool = False,
 ) -> RunSummary:
-    """Index ``paths`` (folders recursively, or files) into the index database behind ``db``.
+    """Index ``paths`` (folders recursively, or files) into the index database behind ``db``. A path that does
+    not exist is refused before anything is written, unless ``missing_ok`` (paths read from a list, some of
+    whose files may be gone): then it is recorded as a failure and the run goes on.
 
     ``engine``: ``local`` (this machine's worker processes) or ``ray`` (a Ray cluster: the one at
     ``ray_address``, else a local instance started for the run; see ``ray_engine``). Either writes the same index.
@@ -95,7 +98,7 @@ def run(
     detections scoring ``min_score`` or more, from the same decode.
     """
     missing = [p for p in paths if not os.path.lexists(p)]
-    if missing:
+    if missing and not missing_ok:
         raise InvalidArgument(f"no such file or folder: {missing[0]}")
     if workers is not None and workers < 1:
         raise InvalidArgument(f"workers must be at least 1, got {workers}")

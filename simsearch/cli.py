@@ -135,17 +135,17 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
     """Index images under PATHS (folders recursively, or files); re-running updates the index."""
     from simsearch.indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
 
-    paths = list(paths) + (read_file_list(file_list) if file_list else [])
-    if not paths:
-        raise click.UsageError("give at least one PATH or --from-file LIST")
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:  # before the index is created: a mistyped path leaves nothing behind
         raise click.ClickException(f"no such file or folder: {missing[0]}")
+    paths = list(paths) + (read_file_list(file_list) if file_list else [])  # a listed file that is gone: a failure
+    if not paths:
+        raise click.UsageError("give at least one PATH or --from-file LIST")
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     options = {"workers": workers, "batch_size": batch_size, "full_decode": full_decode, "all_files": all_files,
                "progress": sys.stderr.isatty() if progress is None else progress, "engine": engine,
-               "ray_address": ray_address}
+               "ray_address": ray_address, "missing_ok": bool(file_list)}
     if max_pixels:
         options["max_pixels"] = max_pixels
     if embed or tagger:

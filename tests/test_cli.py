@@ -41,6 +41,20 @@ def run(*args, env=None):
     return CliRunner().invoke(main, [str(a) for a in args], env=env)
 
 
+def test_a_listed_file_that_is_gone_is_a_failure_not_the_end_of_the_run(tmp_path):
+    """A list exported from an inventory names files deleted since: each is recorded and the run goes on. A
+    path typed on the command line that does not exist is still refused before anything is written."""
+    source = REPO / "samples" / "images"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{source / 'chelsea.png'}\n{tmp_path / 'gone.jpg'}\n{source / 'coffee.png'}\n")
+    out = run("index", "--from-file", listing, "--index", tmp_path / "ix", "--workers", "1")
+    assert out.exit_code == 0 and out.output.startswith("indexed 2, failed 1"), out.output
+    stats = json.loads(run("stats", "--index", tmp_path / "ix", "--format", "json").output)
+    assert stats["images"] == 2 and stats["failure_kinds"] == {"unreadable": 1}
+    typo = run("index", tmp_path / "gone.jpg", "--from-file", listing, "--index", tmp_path / "other")
+    assert typo.exit_code == 1 and "no such file or folder" in typo.output and not (tmp_path / "other").exists()
+
+
 def test_search_formats(shared_index):
     cli_index, photos = shared_index
     out = run("search", photos / "coffee.png", "--index", cli_index, "-k", "3", "--format", "json")
