@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from .verify import Keypoints, Transform, Verification, keypoints, verify_pairs
 
 MODEL_FILE = "duplicate_model.json"
 VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
+SAVE_EVERY_S = 60.0  # kept verifications are written this often during a run (and at its end)
 KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (80 KB each: 2.6 GB)
 
 
@@ -142,6 +144,7 @@ class Decider:
         self.full_decode = full_decode
         self.progress = progress
         self.verified = verified  # verifications kept between runs (simsearch.verified)
+        self._saved_at = time.monotonic()
         self.includes = None
         if data.get("includes"):
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
@@ -207,18 +210,16 @@ class Decider:
         left, right = left.tolist(), right.tolist()
         found = self.verified.lookup(left, right) if self.verified is not None else [None] * len(left)
         todo = [k for k, check in enumerate(found) if check is None]
-        if todo:
-            new = self._check(files, [left[k] for k in todo], [right[k] for k in todo])
-            for k, check in zip(todo, new):
+        if todo:  # each wave's verifications are kept as they come (``_check``)
+            for k, check in zip(todo, self._check(files, [left[k] for k in todo], [right[k] for k in todo])):
                 found[k] = check
-            if self.verified is not None:
-                self.verified.add([left[k] for k in todo], [right[k] for k in todo], new)
         return found
 
     def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int]) -> list[Verification]:
         """Keypoints computed when ``verification_waves`` says, held until it drops them, and one descriptor
         search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
-        detection and RANSAC release the GIL."""
+        detection and RANSAC release the GIL. Each wave's verifications join the kept ones, saved every
+        SAVE_EVERY_S: an interrupted first run over a large collection leaves most of its work to the next."""
         seconds = set(right)  # only an image matched as the second of a pair is also mirrored
         known: dict[int, Keypoints | None] = {}
         seen: set[int] = set()
@@ -238,7 +239,16 @@ class Decider:
                     found[k] = check
                 for row in wave.drop:
                     del known[row]
+                self._keep([left[k] for k in wave.pairs], [right[k] for k in wave.pairs], checks)
         return found
+
+    def _keep(self, left: list[int], right: list[int], checks: list[Verification]) -> None:
+        if self.verified is None:
+            return
+        self.verified.add(left, right, checks)
+        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self.verified.save()
+            self._saved_at = time.monotonic()
 
     def _keypoints(self, record: ImageRecord, mirrored: bool) -> Keypoints | None:
         """An image's keypoints, read as the index reads it, under the pixel limit it was indexed under."""

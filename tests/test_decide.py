@@ -361,6 +361,37 @@ def test_an_image_indexed_under_a_raised_pixel_limit_is_read_back_under_it(copie
     assert report._thumbnail(huge, tmp_path / "thumb.jpg") and asked[-1] == 200_000_000
 
 
+def test_an_interrupted_first_run_keeps_the_verifications_it_finished(copies_index, monkeypatch):
+    """Verifications are kept wave by wave (saved every SAVE_EVERY_S, here at once): a first run stopped
+    partway leaves its finished work to the next, which computes fewer keypoints than a fresh run."""
+    kept = copies_index.directory / "verified"
+    real_keypoints, calls = decide.keypoints, []
+
+    def counted(path, **kw):
+        calls.append(path)
+        if stop_after is not None and len(calls) > stop_after:
+            raise KeyboardInterrupt
+        return real_keypoints(path, **kw)
+
+    monkeypatch.setattr(decide, "keypoints", counted)
+    monkeypatch.setattr(decide, "VERIFY_WAVE", 1)
+    monkeypatch.setattr(decide, "SAVE_EVERY_S", 0.0)
+    shutil.rmtree(kept, ignore_errors=True)
+    stop_after = None
+    fresh = _pairs(copies_index.duplicates())
+    fresh_calls = len(calls)
+    shutil.rmtree(kept, ignore_errors=True)
+    calls.clear()
+    stop_after = fresh_calls // 2
+    with pytest.raises(KeyboardInterrupt):
+        copies_index.duplicates()
+    assert sum(len(np.load(f)) for f in kept.glob("pairs-*.npy")) > 0
+    calls.clear()
+    stop_after = None
+    assert _pairs(copies_index.duplicates()) == fresh
+    assert 0 < len(calls) < fresh_calls
+
+
 def test_shipped_models_state_their_provenance():
     data = model_data()
     provenance = data["provenance"]
