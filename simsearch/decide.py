@@ -233,16 +233,17 @@ class Decider:
                     known[row] = points
                     images.update(row not in seen)  # an image computed again is not counted twice
                     seen.add(row)
-                checks = verify_pairs(known, [left[k] for k in wave.pairs], [right[k] for k in wave.pairs],
-                                      pool.map, done=bar.update)
+                wave_left, wave_right = [left[k] for k in wave.pairs], [right[k] for k in wave.pairs]
+                checks = verify_pairs(known, wave_left, wave_right, pool.map, done=bar.update)
                 for k, check in zip(wave.pairs, checks):
                     found[k] = check
                 for row in wave.drop:
                     del known[row]
-                self._keep([left[k] for k in wave.pairs], [right[k] for k in wave.pairs], checks)
+                self._keep(wave_left, wave_right, checks)
         return found
 
     def _keep(self, left: list[int], right: list[int], checks: list[Verification]) -> None:
+        """Verifications joined to the kept ones, which are written if SAVE_EVERY_S has passed since last time."""
         if self.verified is None:
             return
         self.verified.add(left, right, checks)
