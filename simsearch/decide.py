@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -144,7 +143,6 @@ class Decider:
         self.full_decode = full_decode
         self.progress = progress
         self.verified = verified  # verifications kept between runs (simsearch.verified)
-        self._saved_at = time.monotonic()
         self.includes = None
         if data.get("includes"):
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
@@ -239,17 +237,10 @@ class Decider:
                     found[k] = check
                 for row in wave.drop:
                     del known[row]
-                self._keep(wave_left, wave_right, checks)
+                if self.verified is not None:
+                    self.verified.add(wave_left, wave_right, checks)
+                    self.verified.checkpoint(SAVE_EVERY_S)
         return found
-
-    def _keep(self, left: list[int], right: list[int], checks: list[Verification]) -> None:
-        """Verifications joined to the kept ones, which are written if SAVE_EVERY_S has passed since last time."""
-        if self.verified is None:
-            return
-        self.verified.add(left, right, checks)
-        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
-            self.verified.save()
-            self._saved_at = time.monotonic()
 
     def _keypoints(self, record: ImageRecord, mirrored: bool) -> Keypoints | None:
         """An image's keypoints, read as the index reads it, under the pixel limit it was indexed under."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ class VerifiedPairs:
         self._digests = [bytes.fromhex(d) if d else b"" for d in digests]
         self._kept: dict[tuple[bytes, bytes], Verification] = _read(path)
         self._added = 0
+        self._saved_at = time.monotonic()
 
     @classmethod
     def of_index(cls, directory: Path, digests: list[str], *, full_decode: bool, writable: bool) -> VerifiedPairs:
@@ -62,6 +64,13 @@ class VerifiedPairs:
             if self._digests[a] and self._digests[b]:
                 self._kept[(self._digests[a], self._digests[b])] = check
                 self._added += 1
+
+    def checkpoint(self, every_s: float) -> None:
+        """Save if ``every_s`` seconds have passed since the last save (or since this was made): a long run
+        that is interrupted keeps what it verified until then."""
+        if time.monotonic() - self._saved_at >= every_s:
+            self.save()
+            self._saved_at = time.monotonic()
 
     def save(self) -> None:
         """Write what this run added, merged with what another process may have saved meanwhile, and
