@@ -300,9 +300,10 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
                        "are not found: index with --embed to find them", err=True)
         if move_to:
             manifest = manifest or os.path.join(move_to, "simsearch-moves.jsonl")
-            moved, groups = idx.move_duplicates(move_to, manifest, **options)
+            done = idx.move_duplicates(move_to, manifest, **options)
             where = f" --index {idx.directory}" + (" --db URL" if db else "")
-            click.echo(f"moved {moved} files from {groups} groups; undo with: simsearch undo {manifest}{where}")
+            click.echo(f"moved {done.moved} files from {done.groups} groups; undo with: simsearch undo {manifest}{where}")
+            _tell_skipped(done.skipped)
             return
         if explain:
             groups = idx.duplicate_pairs(level=level, cut=cut, model=model, progress=progress)
@@ -315,6 +316,19 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
     rows = [{"group": n, "keep": "*" if i == 0 else "", "path": r.path, "width": r.width, "height": r.height,
              "bytes": r.size} for n, g in enumerate(groups, 1) for i, r in enumerate(g)]
     emit(rows, fmt, ["group", "keep", "path", "width", "height", "bytes"])
+
+
+def _tell_skipped(skipped: list[tuple[str, str]], shown: int = 5) -> None:
+    """Say on stderr which files a move left in place, and why (the first few)."""
+    if not skipped:
+        return
+    click.echo(f"left {len(skipped)} file(s) in place:", err=True)
+    for path, why in skipped[:shown]:
+        click.echo(f"  {path}: {why}", err=True)
+    if len(skipped) > shown:
+        click.echo(f"  and {len(skipped) - shown} more", err=True)
+    if any("since it was indexed" in why for _, why in skipped):
+        click.echo("run simsearch index over a folder that changed before moving its duplicates", err=True)
 
 
 @main.command()

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from . import clusterings, duplicates, queries, store, tags
 from .errors import IndexNotFound, InvalidArgument
 from .locks import Writer, writer_lock
+from .moves import Moves, move_duplicates, undo
 from .names import ANN_KINDS, DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR
 from .reads import ImageRecord, Reads
 
@@ -142,8 +143,6 @@ class Index:
         """Move back the files a ``move_duplicates`` manifest records, each checked first (its
         SHA-256, its paths, that this index moved it); one bad line refuses the whole manifest.
         Returns (files moved back, files found back already)."""
-        from .moves import undo  # noqa: PLC0415
-
         with self.writing():
             return undo(self, manifest)
 
@@ -274,23 +273,20 @@ class Index:
         decision, and the estimated transform (verification always runs here)."""
         return duplicates.explain(self._reads, self._reads.image_id(a), self._reads.image_id(b), level, cut, model)
 
-    def move_duplicates(self, target: str | os.PathLike, manifest: str | os.PathLike, **options) -> tuple[int, int]:
+    def move_duplicates(self, target: str | os.PathLike, manifest: str | os.PathLike, **options) -> Moves:
         """Keep the first image of each duplicate group and move the others under ``target``, recording
-        each move in ``manifest`` (for ``simsearch undo``); returns (files moved, groups)."""
-        from .moves import move_duplicates  # noqa: PLC0415
-
+        each move in ``manifest`` (for ``simsearch undo``). Files gone or changed since they were
+        indexed, and the members of a group whose keeper is, stay in place (``Moves.skipped``)."""
         with self.writing():
             groups = self.duplicates(**options)
             os.makedirs(target, exist_ok=True)
-            return len(move_duplicates(self, groups, target, manifest)), len(groups)
+            done = move_duplicates(self, groups, target, manifest)
+            return Moves(len(done.moved), len(groups), done.skipped)
 
     def move_group(self, keeper: int, members: list[int], target: str | os.PathLike,
-                   manifest: str | os.PathLike) -> int:
+                   manifest: str | os.PathLike) -> Moves:
         """Move the images ``members`` (ids) aside under ``target``, keeping ``keeper``: a duplicate group
-        whose keeper a person chose, through the same machinery and manifest as ``move_duplicates``.
-        Returns how many files were moved."""
-        from .moves import move_duplicates  # noqa: PLC0415
-
+        whose keeper a person chose, through the same machinery and manifest as ``move_duplicates``."""
         ids = [keeper, *[m for m in members if m != keeper]]
         indexed = set(self._reads.image_ids(ids))
         missing = [i for i in ids if i not in indexed]
@@ -299,7 +295,8 @@ class Index:
         records = self._reads.records(ids)
         with self.writing():
             os.makedirs(target, exist_ok=True)
-            return len(move_duplicates(self, [[records[i] for i in ids]], target, manifest))
+            done = move_duplicates(self, [[records[i] for i in ids]], target, manifest)
+            return Moves(len(done.moved), 1, done.skipped)
 
     # -- clusters -----------------------------------------------------------------------------
     def cluster(self, k: int | None = None, *, auto: bool = False, by: str = "embedding", model: str | None = None,

@@ -7,6 +7,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -16,30 +17,87 @@ from .runtime import file_sha256
 from .schema import OK, REMOVED, Image, Root
 
 
-def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> list[dict]:
+class Moves(NamedTuple):
+    """What ``Index.move_duplicates`` and ``Index.move_group`` did."""
+
+    moved: int  # files moved aside
+    groups: int  # groups looked at
+    skipped: list[tuple[str, str]]  # (path, why it stayed in place)
+
+
+class MoveResult(NamedTuple):
+    """What ``move_duplicates`` did: the moves made (manifest entries) and the files it left in place,
+    each with why (``skipped``)."""
+
+    moved: list[dict]
+    skipped: list[tuple[str, str]]  # (path, reason)
+
+
+def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> MoveResult:
     """Move every member but the first of each group under ``target`` (keeping its
     path relative to its root) and append one JSON line per move to ``manifest``,
-    written as it goes, so even an interrupted move can be undone."""
-    target = Path(target).resolve()
-    moved, ids = [], []
-    with open(manifest, "a") as log:
-        for group in groups:
-            keep = group[0]
-            for rec in _movable(group):
-                dest = _free_path(target / rec.path.lstrip("/"))
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(rec.abspath, dest)
-                entry = {"from": rec.abspath, "to": str(dest), "sha256": rec.sha256, "kept": keep.abspath}
-                # ASCII JSON keeps undecodable path bytes as \udcXX escapes, which load back exactly
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
-                moved.append(entry)
-                ids.append(rec.id)
-    from simsearch.indexer.write import set_status  # noqa: PLC0415 - moving files aside is a write
+    written as it goes, so even an interrupted move can be undone.
 
-    with index.atomic() as conn:
-        set_status(conn, ids, REMOVED)
-    return moved
+    Only files that are still what was indexed move: a member gone, changed or unreadable since is
+    left where it is, and so is every member of a group whose keeper is (moving them would leave no
+    copy of the picture in place). A move the filesystem refuses is skipped too, and the run goes on;
+    the index marks every file moved as removed even when the run is interrupted."""
+    target = Path(target).resolve()
+    moved, ids, skipped = [], [], []
+    try:
+        with open(manifest, "a") as log:
+            for group in groups:
+                keep = group[0]
+                stale = _changed(keep)
+                if stale:
+                    skipped += [(rec.abspath, f"its keeper {keep.abspath} is {stale}") for rec in _movable(group)]
+                    continue
+                for rec in _movable(group):
+                    entry, why = _move_one(rec, target, keep)
+                    if entry is None:
+                        skipped.append((rec.abspath, why))
+                        continue
+                    # ASCII JSON keeps undecodable path bytes as \udcXX escapes, which load back exactly
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    moved.append(entry)
+                    ids.append(rec.id)
+    finally:
+        from simsearch.indexer.write import set_status  # noqa: PLC0415 - moving files aside is a write
+
+        with index.atomic() as conn:
+            set_status(conn, ids, REMOVED)
+    return MoveResult(moved, skipped)
+
+
+def _move_one(rec, target: Path, keep) -> tuple[dict | None, str]:
+    """Move ``rec`` aside under ``target``: (its manifest entry, "") or (None, why it stayed)."""
+    stale = _changed(rec)
+    if stale:
+        return None, stale
+    dest = _free_path(target / rec.path.lstrip("/"))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(rec.abspath, dest)
+    except OSError as exc:
+        if os.path.lexists(rec.abspath) and os.path.lexists(dest):
+            os.unlink(dest)  # a copy across filesystems that failed part way: the original stays
+        return None, f"not moved: {exc.strerror or exc}"
+    return {"from": rec.abspath, "to": str(dest), "sha256": rec.sha256, "kept": keep.abspath}, ""
+
+
+def _changed(rec) -> str | None:
+    """None where the file at ``rec.abspath`` is still the one indexed (same size and mtime, or same
+    SHA-256); else what became of it."""
+    try:
+        st = os.stat(rec.abspath)
+        if st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns:
+            return None
+        return None if file_sha256(rec.abspath) == rec.sha256 else "changed since it was indexed"
+    except FileNotFoundError:
+        return "gone since it was indexed"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
 
 
 def _movable(group) -> list:

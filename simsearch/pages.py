@@ -81,7 +81,8 @@ for (const sec of document.querySelectorAll('section[data-group]')) {
     try {
       const done = await post('/api/moves', {keeper, move: ids.filter(i => i !== keeper)});
       status.className = 'status done';
-      status.textContent = 'Moved ' + done.moved + ' files aside (' + done.manifest + '). ';
+      status.textContent = 'Moved ' + done.moved + ' files aside (' + done.manifest + '). '
+        + done.skipped.map(s => 'Left ' + s.path + ' in place: ' + s.reason + '. ').join('');
       const undo = document.createElement('button'); undo.className = 'undo'; undo.textContent = 'Undo';
       undo.addEventListener('click', async () => {
         const back = await post('/api/undo', {manifest: done.manifest});

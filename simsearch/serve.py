@@ -220,8 +220,9 @@ def create_app(service: Service) -> FastAPI:
         service.check_token(authorization)
         service.move_to.mkdir(parents=True, exist_ok=True)
         manifest = service.move_to / f"moves-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.jsonl"
-        moved = service.index.move_group(keeper, move, service.move_to, manifest)
-        return {"moved": moved, "manifest": manifest.name}
+        done = service.index.move_group(keeper, move, service.move_to, manifest)
+        return {"moved": done.moved, "manifest": manifest.name,
+                "skipped": [{"path": path, "reason": why} for path, why in done.skipped]}
 
     @app.get("/api/moves", summary="The manifests of moves made from this server, newest first")
     def api_manifests():

@@ -145,7 +145,7 @@ def moved(tmp_path):
     idx = simsearch.open_index(tmp_path / "ix", create=True)
     idx.add([photos], workers=1)
     manifest = tmp_path / "moves.jsonl"
-    assert idx.move_duplicates(tmp_path / "aside", manifest, by="exact") == (1, 1)
+    assert idx.move_duplicates(tmp_path / "aside", manifest, by="exact") == (1, 1, [])
     yield idx, manifest, manifest.read_text().splitlines()
     idx.close()
 
@@ -194,6 +194,73 @@ def test_undo_updates_the_index_and_can_be_run_again(moved):
     assert idx.undo(manifest) == (0, 1)  # an interrupted or repeated undo finds it back already
 
 
+@pytest.fixture
+def copies(tmp_path):
+    """An index of three samples, each with two exact copies: (index, {sample: its group's paths, keeper first})."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.png", "rocket.jpg", "camera.png"):
+        for n in range(3):
+            shutil.copy(REPO / "samples" / "images" / name, photos / f"{n}_{name}")
+    idx = simsearch.open_index(tmp_path / "ix", create=True)
+    idx.add([photos], workers=1)
+    groups = {g[0].path.split("_", 1)[1]: [r.abspath for r in g] for g in idx.duplicates(by="exact")}
+    yield idx, groups
+    idx.close()
+
+
+def test_moving_duplicates_leaves_stale_files_and_their_groups_in_place(copies, tmp_path):
+    """A file gone or changed since indexing is not moved, nor is any member of a group whose keeper is:
+    the others move, the run goes on, and undo puts back exactly what moved."""
+    idx, groups = copies
+    os.remove(groups["coffee.png"][0])  # a keeper gone: its copies are the only ones left
+    with open(groups["rocket.jpg"][1], "ab") as fh:  # a member edited since it was indexed
+        fh.write(b"more")
+    os.remove(groups["camera.png"][2])  # a member gone
+    os.utime(groups["camera.png"][1], ns=(0, 0))  # touched only: same bytes, still the indexed file
+    manifest = tmp_path / "moves.jsonl"
+    done = idx.move_duplicates(tmp_path / "aside", manifest, by="exact")
+    assert (done.moved, done.groups) == (2, 3)
+    assert dict(done.skipped) == {
+        groups["coffee.png"][1]: f"its keeper {groups['coffee.png'][0]} is gone since it was indexed",
+        groups["coffee.png"][2]: f"its keeper {groups['coffee.png'][0]} is gone since it was indexed",
+        groups["rocket.jpg"][1]: "changed since it was indexed",
+        groups["camera.png"][2]: "gone since it was indexed"}
+    assert all(os.path.isfile(p) for p in groups["coffee.png"][1:] + groups["rocket.jpg"][:2])
+    assert not os.path.exists(groups["rocket.jpg"][2]) and not os.path.exists(groups["camera.png"][1])
+    assert idx.stats()["removed"] == 2
+    assert idx.undo(manifest) == (2, 0)
+    assert os.path.isfile(groups["rocket.jpg"][2]) and os.path.isfile(groups["camera.png"][1])
+
+
+def test_the_command_line_names_the_files_it_left_in_place(copies, tmp_path):
+    idx, groups = copies
+    os.remove(groups["camera.png"][1])
+    result = CliRunner().invoke(main, ["duplicates", "--by", "exact", "--index", str(tmp_path / "ix"),
+                                       "--move-to", str(tmp_path / "aside")])
+    assert result.exit_code == 0 and "moved 5 files from 3 groups" in result.output
+    assert f"left 1 file(s) in place:\n  {groups['camera.png'][1]}: gone since it was indexed" in result.output
+
+
+def test_an_interrupted_move_marks_what_it_moved_and_can_be_undone(copies, tmp_path, monkeypatch):
+    idx, _ = copies
+    real_move, calls = shutil.move, []
+
+    def move_then_stop(src, dst):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(src)
+        return real_move(src, dst)
+
+    monkeypatch.setattr("simsearch.moves.shutil.move", move_then_stop)
+    manifest = tmp_path / "moves.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        idx.move_duplicates(tmp_path / "aside", manifest, by="exact")
+    assert not os.path.exists(calls[0]) and idx.stats()["removed"] == 1
+    monkeypatch.undo()
+    assert idx.undo(manifest) == (1, 0) and os.path.isfile(calls[0])
+
+
 def _snapshot(folder) -> dict:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
 
@@ -240,7 +307,7 @@ def test_a_symlink_and_its_target_are_one_file(tmp_path):
         assert paths == {"zz_real.png", "b_outside_link.jpg", "c_rocket_copy.jpg"}  # the inner link is not listed
         [group] = idx.duplicates(by="exact")
         assert [r.path for r in group] == ["c_rocket_copy.jpg", "b_outside_link.jpg"]  # the file is kept
-        assert idx.move_duplicates(tmp_path / "aside", tmp_path / "moves.jsonl", by="exact") == (1, 1)
+        assert idx.move_duplicates(tmp_path / "aside", tmp_path / "moves.jsonl", by="exact") == (1, 1, [])
     assert outside.is_file() and (photos / "c_rocket_copy.jpg").is_file()  # a link moved, never a target
     assert (photos / "a_link.png").resolve() == (photos / "zz_real.png").resolve()
 

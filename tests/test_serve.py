@@ -152,7 +152,8 @@ def test_moves_need_the_token_and_undo_puts_files_back(served):
     assert httpx.post(url + "/api/moves", json=body).status_code == 403
     assert httpx.post(url + "/api/moves", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
     done = httpx.post(url + "/api/moves", json=body, headers={"Authorization": f"Bearer {TOKEN}"}).json()
-    assert done["moved"] == len(others) and all(not (photos / o["path"]).exists() for o in others)
+    assert done["moved"] == len(others) and done["skipped"] == []
+    assert all(not (photos / o["path"]).exists() for o in others)
     assert (photos / keeper["path"]).exists()
     back = httpx.post(url + "/api/undo", json={"manifest": done["manifest"]},
                       headers={"Authorization": f"Bearer {TOKEN}"}).json()
