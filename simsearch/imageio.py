@@ -25,6 +25,12 @@ _TURNED = range(2, 9)  # the EXIF orientations that move pixels (1: as stored)
 
 _heif_registered = False
 
+# Pillow warns of what ``decode`` handles itself (EXIF it cannot parse, palette transparency, its own pixel
+# limit): warnings raised in Pillow's modules are ignored. A filter by module, not ``catch_warnings`` around
+# each decode: that swaps the process's filter list in and out, which is not thread-safe, and decodes run in
+# threads (verification, the server): one thread's exit could leave every warning of the process ignored.
+warnings.filterwarnings("ignore", module=r"(PIL|pillow_heif)(\.|$)")
+
 
 def _register_heif() -> None:
     global _heif_registered
@@ -56,24 +62,22 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
     if not data:
         raise ImageError("empty", "file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # EXIF and palette warnings: handled below
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError.hinted(
-                    f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
-                    " (raise it with {})", "max_pixels", "--max-pixels", "too_large")
-            fmt, mode = img.format or "unknown", img.mode
-            if fmt == "JPEG" and not full:
-                img.draft("L" if grey else "RGB", (DRAFT_SIZE, DRAFT_SIZE))
-            img.seek(0)
-            _load_strict(img)
-            img = _oriented(img)
-            if grey:
-                return Decoded(img if img.mode == "L" else _to_rgb(img).convert("L"), width, height, fmt, mode, None)
-            rgb = _to_rgb(img)
-            pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
+        img = Image.open(io.BytesIO(data))
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageError.hinted(
+                f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
+                " (raise it with {})", "max_pixels", "--max-pixels", "too_large")
+        fmt, mode = img.format or "unknown", img.mode
+        if fmt == "JPEG" and not full:
+            img.draft("L" if grey else "RGB", (DRAFT_SIZE, DRAFT_SIZE))
+        img.seek(0)
+        _load_strict(img)
+        img = _oriented(img)
+        if grey:
+            return Decoded(img if img.mode == "L" else _to_rgb(img).convert("L"), width, height, fmt, mode, None)
+        rgb = _to_rgb(img)
+        pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -135,3 +135,29 @@ def test_shared_edge_cases_decode_or_fail_cleanly():
     assert outcomes["imagededup__ukbench09380_jpeg_bytes.png"] == "JPEG"  # misnamed: read by content
     assert outcomes["chilland__neg_png_bytes.jpg"] == "PNG"
     assert outcomes["imagededup__giphy.gif"] == "GIF"
+
+
+
+def test_decoding_in_threads_is_quiet_and_leaves_the_warning_filters_alone():
+    """Pillow's warnings on what decode handles itself (EXIF it cannot read, here) stay quiet even where every
+    warning is asked for, and decodes running in threads (verification, the server) leave the process's
+    warning filters as they were: swapping them in and out around each decode (``catch_warnings``) is not
+    thread-safe and could leave every warning of the process ignored."""
+    import subprocess
+    import sys
+
+    exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x0f\x01\x02\x00\x0c\x00\x00\x00\x1a" + bytes(7) + b"ab"
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buf, "JPEG", exif=exif)  # its Make tag runs past the end
+    code = ("import sys, warnings\n"
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "from simsearch.imageio import decode\n"
+            "data, before = sys.stdin.buffer.read(), list(warnings.filters)\n"
+            "with ThreadPoolExecutor(8) as pool:\n"
+            "    list(pool.map(lambda _: decode(data), range(2000)))\n"
+            "assert warnings.filters == before, 'the filters changed'\n"
+            "warnings.warn('still shown')\n")
+    run = subprocess.run([sys.executable, "-W", "always", "-c", code], input=buf.getvalue(), capture_output=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stderr.decode().count("Warning") == 1, run.stderr.decode()
+    assert "UserWarning: still shown" in run.stderr.decode()
