@@ -9,11 +9,12 @@ import io
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
-from .errors import SimsearchError
+from .errors import SimsearchError, SimsearchWarning
 from .names import (
     ANN_KINDS,
     BACKENDS,
@@ -99,6 +100,19 @@ def emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:
 @click.version_option(package_name="simsearch")
 def main():
     """Image similarity and duplicate search with a persistent index."""
+    warnings.simplefilter("always", SimsearchWarning)
+    warnings.showwarning = _note
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _note(message, category, filename, lineno, file=None, line=None) -> None:
+    """simsearch's own warnings as one line on stderr; any other as Python shows it."""
+    if issubclass(category, SimsearchWarning):
+        click.echo(f"note: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 @main.command()

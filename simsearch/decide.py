@@ -115,6 +115,7 @@ class Decisions:
     verified: np.ndarray  # bool: geometric verification decided this pair
     gated: np.ndarray  # bool: a gate set the final probability (``gated``)
     checks: dict[int, Verification] = field(default_factory=dict)  # pair index -> verification
+    unreadable: list[int] = field(default_factory=list)  # rows whose files verification could not read
 
     def matched(self) -> np.ndarray:
         return self.score >= self.cut
@@ -155,8 +156,14 @@ class Decider:
         border = {level.level: level._borderline(pairs, cheap[level.level]) if verify_pairs else none
                   for level in self._chain()}
         todo = np.unique(np.concatenate(list(border.values())))
-        checks = dict(zip(todo.tolist(), self._verify_all(files, pairs.left[todo], pairs.right[todo])))
-        return self._scored(pairs, cheap, border, checks)
+        found, unreadable = self._verify_all(files, pairs.left[todo], pairs.right[todo])
+        checks = {k: check for k, check in zip(todo.tolist(), found) if check is not None}
+        # a pair with a file that cannot be read now (gone, a drive not mounted) keeps its cheap probability
+        unverified = todo[[check is None for check in found]]
+        border = {level: np.setdiff1d(rows, unverified) for level, rows in border.items()}
+        decisions = self._scored(pairs, cheap, border, checks)
+        decisions.unreadable = sorted(unreadable)
+        return decisions
 
     def _chain(self) -> Iterator[Decider]:
         """This level and those it includes."""
@@ -202,22 +209,29 @@ class Decider:
             checks = {**inner.checks, **checks}
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, gate_held, checks)
 
-    def _verify_all(self, files: list[ImageRecord | None], left: np.ndarray, right: np.ndarray) -> list[Verification]:
+    def _verify_all(self, files: list[ImageRecord | None], left: np.ndarray,
+                    right: np.ndarray) -> tuple[list[Verification | None], set[int]]:
         """Each pair verified: taken from the kept verifications where its two files were verified
-        before, else checked now (and kept)."""
+        before, else checked now (and kept); None where a file of the pair could not be read. Also
+        returns the rows whose files could not be read."""
         left, right = left.tolist(), right.tolist()
         found = self.verified.lookup(left, right) if self.verified is not None else [None] * len(left)
         todo = [k for k, check in enumerate(found) if check is None]
+        unreadable: set[int] = set()
         if todo:  # each wave's verifications are kept as they come (``_check``)
-            for k, check in zip(todo, self._check(files, [left[k] for k in todo], [right[k] for k in todo])):
+            checks = self._check(files, [left[k] for k in todo], [right[k] for k in todo], unreadable)
+            for k, check in zip(todo, checks):
                 found[k] = check
-        return found
+        return found, unreadable
 
-    def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int]) -> list[Verification]:
+    def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int],
+               unreadable: set[int]) -> list[Verification | None]:
         """Keypoints computed when ``verification_waves`` says, held until it drops them, and one descriptor
         search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
         detection and RANSAC release the GIL. Each wave's verifications join the kept ones, saved every
-        SAVE_EVERY_S: an interrupted first run over a large collection leaves most of its work to the next."""
+        SAVE_EVERY_S: an interrupted first run over a large collection leaves most of its work to the next.
+        A pair with a file that cannot be read is None, and never kept (the file may be back next run);
+        such files' rows are added to ``unreadable``."""
         seconds = set(right)  # only an image matched as the second of a pair is also mirrored
         known: dict[int, Keypoints | None] = {}
         seen: set[int] = set()
@@ -231,9 +245,13 @@ class Decider:
                     known[row] = points
                     images.update(row not in seen)  # an image computed again is not counted twice
                     seen.add(row)
-                wave_left, wave_right = [left[k] for k in wave.pairs], [right[k] for k in wave.pairs]
+                    if points is None:
+                        unreadable.add(row)
+                read = [k for k in wave.pairs if known[left[k]] is not None and known[right[k]] is not None]
+                wave_left, wave_right = [left[k] for k in read], [right[k] for k in read]
                 checks = verify_pairs(known, wave_left, wave_right, pool.map, done=bar.update)
-                for k, check in zip(wave.pairs, checks):
+                bar.update(len(wave.pairs) - len(read))
+                for k, check in zip(read, checks):
                     found[k] = check
                 for row in wave.drop:
                     del known[row]

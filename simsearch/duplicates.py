@@ -8,13 +8,14 @@ above a similarity), grouped as connected components, kept for comparison and sp
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
 
 from .decide import Decider, Decisions, check_level, star_groups, transform_dict
-from .errors import InvalidArgument
+from .errors import InvalidArgument, SimsearchWarning
 from .hamming import connected_groups, hamming_edges
 from .names import DUPLICATE_METHODS
 from .pairs import (
@@ -124,7 +125,19 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
                       verified=verified)
     decided = Decided(col, decider.decide(pairs, files, verify), records)
     verified.save()
+    _tell_unreadable(decided)
     return decided
+
+
+def _tell_unreadable(decided: Decided) -> None:
+    """Warn of indexed files that verification could not read: their pairs were decided without it."""
+    rows = decided.decisions.unreadable
+    if rows:
+        first = decided.row_record(rows[0]).abspath
+        warnings.warn(SimsearchWarning(
+            f"{len(rows)} indexed file(s) could not be read to verify their pairs (gone or unreadable since they "
+            f"were indexed; the first: {first}): those pairs were decided without verification; run simsearch "
+            "index again to bring the index up to date"), stacklevel=3)
 
 
 def kept_verifications(reads: Reads, col: Collection) -> VerifiedPairs:
@@ -185,8 +198,10 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     decided = Decided(col, Decider(level, **options).decide(pairs, files), records)
     if not decided.decisions.verified[0] and not pairs.exact[0]:
         # decided without verification, as `duplicates` decides it; verify to show what geometry says
-        decided.decisions.checks = Decider(level, verify_all=True, **options).decide(pairs, files).checks
+        again = Decider(level, verify_all=True, **options).decide(pairs, files)
+        decided.decisions.checks, decided.decisions.unreadable = again.checks, again.unreadable
     options["verified"].save()
+    _tell_unreadable(decided)
     return decided.pair(0, reverse=bool(rows[0] > rows[1]))
 
 

@@ -46,3 +46,7 @@ class ImageError(SimsearchError):
 
 class WeightsNotFound(SimsearchError):
     """A model's pretrained weights are not on this machine."""
+
+
+class SimsearchWarning(UserWarning):
+    """Something a result depends on that the user should know of (the command line prints it as a note)."""

@@ -99,8 +99,9 @@ def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True,
               max_pixels: int = DEFAULT_MAX_PIXELS) -> Keypoints | None:
     """ORB keypoints of the image at ``path`` and, with ``mirrored``, of its mirror image (needed only
     where the image is the second of a pair: ``verify`` turns ``b``, never ``a``); None if it cannot
-    be read, or OpenCV refuses it (a 1-pixel-high banner is too thin for ORB's image pyramid): such an
-    image verifies as one without keypoints, and the run goes on."""
+    be read (gone, unreadable, or no longer an image: the caller decides what that means). An image
+    OpenCV refuses (a 1-pixel-high banner is too thin for ORB's image pyramid) has no keypoints, and
+    the run goes on."""
     try:
         decoded = decode_file(path, full=full_decode, grey=True, max_pixels=max_pixels)
     except ImageError:
@@ -112,7 +113,8 @@ def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True,
     try:
         return _orb(np.asarray(grey), decoded.width, mirrored)
     except Exception:  # noqa: BLE001 - OpenCV raises its own errors on images it cannot take: one image fails
-        return None
+        none = np.zeros((0, 2), np.float32)
+        return Keypoints(grey.size, grey.width / decoded.width, none, None, none if mirrored else None, None)
 
 
 def _orb(pixels: np.ndarray, stored_width: int, mirrored: bool) -> Keypoints:

@@ -17,6 +17,7 @@ from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
 from simsearch.duplicates import Pair
+from simsearch.errors import SimsearchWarning
 from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.pairs import Pairs
 from simsearch.verify import (
@@ -277,7 +278,7 @@ def test_verification_survives_tiny_thin_and_unreadable_images(tmp_path):
     broken.write_bytes(b"\xff\xd8\xff not really")
     photo = keypoints(str(REPO / "samples" / "images" / "chelsea.png"))
     others = [keypoints(str(p)) for p in (tiny, banner, broken, tmp_path / "missing.png")]
-    assert others[1] is None
+    assert len(others[1].points) == 0 and others[2] is None and others[3] is None  # no keypoints; unreadable
     for other in others:
         check = verify(photo, other)
         assert check.inliers == 0 and check.transform is None
@@ -328,12 +329,12 @@ def test_verification_in_waves_under_a_keypoint_cap_gives_the_same_verifications
     computed = []
     real_keypoints = decide.keypoints
     monkeypatch.setattr(decide, "keypoints", lambda path, **kw: computed.append(path) or real_keypoints(path, **kw))
-    whole = decide.Decider("copy")._check(records, left, right)
+    whole = decide.Decider("copy")._check(records, left, right, set())
     assert sorted(computed) == sorted(paths)  # all held at once: each image computed once
     monkeypatch.setattr(decide, "VERIFY_WAVE", 1)
     monkeypatch.setattr(decide, "KEYPOINT_CAP", 2)
     computed.clear()
-    assert decide.Decider("copy")._check(records, left, right) == whole
+    assert decide.Decider("copy")._check(records, left, right, set()) == whole
     assert len(computed) > len(paths)  # dropped keypoints were computed again
     assert sorted(decide.locality_order(left, right)) == sorted(set(left))  # each left image once
     held = set()
@@ -354,7 +355,7 @@ def test_an_image_indexed_under_a_raised_pixel_limit_is_read_back_under_it(copie
     assert huge.max_pixels == 200_000_000 and second.max_pixels == DEFAULT_MAX_PIXELS
     asked = []
     monkeypatch.setattr(decide, "keypoints", lambda path, **kw: asked.append(kw["max_pixels"]))
-    decide.Decider("copy")._check([huge, second], [0], [1])
+    decide.Decider("copy")._check([huge, second], [0], [1], set())
     assert sorted(asked) == [DEFAULT_MAX_PIXELS, 200_000_000]
     read = report.decode_file
     monkeypatch.setattr(report, "decode_file", lambda path, **kw: asked.append(kw["max_pixels"]) or read(path))
@@ -390,6 +391,31 @@ def test_an_interrupted_first_run_keeps_the_verifications_it_finished(copies_ind
     stop_after = None
     assert _pairs(copies_index.duplicates()) == fresh
     assert 0 < len(calls) < fresh_calls
+
+
+def test_a_file_unreadable_at_verification_is_decided_without_it_and_nothing_is_kept(copies_index, tmp_path,
+                                                                                     monkeypatch):
+    """A file gone since indexing (a drive not mounted) cannot be verified: its pairs keep their cheap
+    probability, the run says so, and nothing is kept for them, so the next run with the file back
+    verifies them and decides as a fresh run does."""
+    kept = copies_index.directory / "verified"
+    shutil.rmtree(kept, ignore_errors=True)
+    fresh = _pairs(copies_index.duplicates())
+    crop = next(r for r in copies_index.images() if r.path == "chelsea__crop30.jpg")
+    shutil.rmtree(kept)
+    shutil.move(crop.abspath, tmp_path / "away.jpg")
+    try:
+        with pytest.warns(SimsearchWarning, match=r"1 indexed file\(s\) could not be read .*chelsea__crop30.jpg"):
+            copies_index.duplicates()
+    finally:
+        shutil.move(tmp_path / "away.jpg", crop.abspath)
+    real_keypoints, computed = decide.keypoints, []
+    monkeypatch.setattr(decide, "keypoints", lambda path, **kw: computed.append(path) or real_keypoints(path, **kw))
+    assert _pairs(copies_index.duplicates()) == fresh
+    # the pairs of the file that was away are verified again, and only they (with their other images)
+    assert crop.abspath in computed and len(computed) < len(copies_index.images()) / 2
+    result = CliRunner().invoke(main, ["duplicates", "--index", str(copies_index.directory)])
+    assert result.exit_code == 0 and "note:" not in result.output
 
 
 def test_shipped_models_state_their_provenance():
@@ -452,10 +478,10 @@ def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transfo
     cats = Pairs(np.array([0]), np.array([1]), np.array([False]),
                  np.array([[0.65, 0.364, 0.375, 0.375, 0.375, 0.0375, 0.7375]]))
     decider = decide.Decider("copy")
-    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: [Verification(14, 4, 727, None, 0.0022)])
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: ([Verification(14, 4, 727, None, 0.0022)], set()))
     found = decider.decide(cats, ["a.jpg", "b.jpg"])
     assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0] and found.gated[0]
-    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: [Verification(300, 240, 727, None, 0.001)])
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: ([Verification(300, 240, 727, None, 0.001)], set()))
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
     told = Pair(None, None, "copy", 0.0019, 0.6, False, True, False, {}, None, gated=True)
     assert told.decided_by.startswith("gate")  # explain says what decided
