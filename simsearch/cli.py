@@ -221,7 +221,7 @@ def search(images, query_list, by, k, max_distance, min_similarity, model, rotat
     if len(queries) == 1 and not query_list:
         [result] = results
         if result.error is not None:
-            raise result.error
+            raise click.ClickException(f"{result.query}: {result.error.cli_message or result.error}")
         emit(_match_rows(result, score), fmt, ["rank", score, "path"])
         return
     _emit_blocks(results, score, fmt)

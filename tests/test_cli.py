@@ -154,7 +154,7 @@ def test_evaluate_scores_against_a_ground_truth(shared_index, tmp_path):
         (["duplicates", "--index", "{missing}"], "no index at"),
         (["search", "{photo}", "--index", "{index}", "--by", "nohash"], "Invalid value for '--by'"),
         (["search", "{photo}", "--index", "{index}", "-k", "-3"], "k must be at least 1"),
-        (["search", "{nothing}", "--index", "{index}"], "cannot read file"),
+        (["search", "{nothing}", "--index", "{index}"], "nothing.jpg: cannot read file"),
         (["duplicates", "--index", "{index}", "--max-distance", "99"], "max distance must be between"),
         (["index", "{nothing}", "--index", "{index}"], "no such file or folder"),
         (["index", "--index", "{index}"], "give at least one PATH"),
