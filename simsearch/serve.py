@@ -9,9 +9,11 @@ limits.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
+import socket
 import threading
 import time
 from pathlib import Path
@@ -314,11 +316,31 @@ def run_server(index: Index, host: str, port: int, token: str | None, move_to: P
     """Serve ``index`` until interrupted; prints the address with the token."""
     import uvicorn  # noqa: PLC0415
 
+    listening = _listen(host, port)
     token = token or secrets.token_urlsafe(16)
     service = Service(index, token, move_to or index.directory / "aside")
     echo(f"simsearch serving {index.directory} at http://{host}:{port}/?token={token}")
     echo(f"write actions (moves, undo) need the header Authorization: Bearer {token}")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning")).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, bound before the server says where it serves: a port in use or
+    an address this machine does not have is one clear error, not an address announced and then dropped."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a restart reuses the port
+    try:
+        listening.bind(address)
+    except OSError as exc:
+        listening.close()
+        hint = "; another server is using it: choose another --port" if exc.errno == errno.EADDRINUSE else ""
+        raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    return listening
 
 
 def require_serve() -> None:

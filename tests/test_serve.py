@@ -78,6 +78,19 @@ def _search(url, *paths, **form):
     return httpx.post(url + "/api/search", files=files, data=form, timeout=60)
 
 
+def test_a_port_in_use_is_one_line_before_anything_is_announced(served):
+    _, _, index = served
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "simsearch.cli", "serve", "--index", str(index), "--port",
+                                 str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "serving" not in result.stdout
+    assert result.stderr.strip() == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; another "
+                                     "server is using it: choose another --port")
+
+
 def test_search_api_answers_as_the_cli_does(served):
     url, photos, index = served
     reply = _search(url, photos / "chelsea.png", photos / "rocket.jpg", k="4")
