@@ -89,11 +89,17 @@ def emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:
     if not rows:
         click.echo("(no results)")
         return
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    cells = [[_cell(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value) -> str:
+    """A table cell on one line: control characters (a newline in a file name) escaped as Python writes them."""
+    text = str(value)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @click.group()

@@ -207,3 +207,10 @@ def test_models_list_shows_weights_status():
     taggers = {r["name"]: r for r in rows if r["kind"] == "tagger"}
     assert {"yolov3-tiny", "imagenet", "torchvision:ARCH"} <= set(taggers)
     assert taggers["imagenet"]["weights"] == "available" and "boxes" in taggers["yolov3-tiny"]["output"]
+
+
+def test_a_table_keeps_each_row_on_one_line(capsys):
+    from simsearch.cli import emit
+
+    emit([{"path": "a\nb\t.png", "bytes": 1}, {"path": "plain.png", "bytes": 22}], "table", ["path", "bytes"])
+    assert capsys.readouterr().out.splitlines() == ["path        bytes", "a\\nb\\t.png  1", "plain.png   22"]
