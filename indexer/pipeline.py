@@ -14,13 +14,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from tqdm import tqdm
 
 from simsearch import store
 from simsearch.errors import InvalidArgument
 from simsearch.imageio import DEFAULT_MAX_PIXELS
-from simsearch.schema import FAILED, OK, REMOVED
+from simsearch.schema import FAILED, OK, REMOVED, Root
 from simsearch.taggers import check_min_score
 
 from . import write
@@ -97,9 +97,7 @@ def run(
     tagger (``simsearch.taggers``, weights from ``tag_weights``) that keeps
     detections scoring ``min_score`` or more, from the same decode.
     """
-    missing = [p for p in paths if not os.path.lexists(p)]
-    if missing and not missing_ok:
-        raise InvalidArgument(f"no such file or folder: {missing[0]}")
+    gone = check_paths(paths, indexed_roots(db), missing_ok)
     if workers is not None and workers < 1:
         raise InvalidArgument(f"workers must be at least 1, got {workers}")
     if batch_size < 1:
@@ -110,7 +108,7 @@ def run(
     summary = RunSummary()
     full = _decode_mode(db, full_decode)
     started = time.perf_counter()
-    scans = scan_roots(paths, all_files=all_files)
+    scans = scan_roots(paths, all_files=all_files, gone=gone)
     summary.seconds["scan"] = time.perf_counter() - started
     files = sum(len(scan.entries) for scan in scans)
     workers = workers or os.cpu_count() or 1
@@ -130,6 +128,24 @@ def run(
                           *options)
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def check_paths(paths: list[str], roots: list[str], missing_ok: bool = False) -> set[str]:
+    """The paths that are gone but were indexed as folders (``roots``: a folder moved or deleted): indexed
+    again, their files are marked removed. Any other path that does not exist is refused (a typo), unless
+    ``missing_ok``."""
+    missing = {os.path.abspath(p): p for p in paths if not os.path.lexists(p)}
+    gone = set(missing) & set(roots)
+    unknown = [p for full, p in missing.items() if full not in gone]
+    if unknown and not missing_ok:
+        raise InvalidArgument(f"no such file or folder: {unknown[0]}")
+    return gone
+
+
+def indexed_roots(db: Engine) -> list[str]:
+    """The folders (or files' folders) the index behind ``db`` was built from."""
+    with db.connect() as conn:
+        return [os.fsdecode(raw) for raw in conn.execute(select(Root.path_raw)).scalars()]
 
 
 def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, workers: int, model_args: dict,

@@ -34,13 +34,16 @@ class Scan:
     links: set[str] = field(default_factory=set)  # the relpaths that are symbolic links
 
 
-def scan_roots(paths: list[str], *, all_files: bool = False) -> list[Scan]:
+def scan_roots(paths: list[str], *, all_files: bool = False, gone: set[str] = frozenset()) -> list[Scan]:
     """One ``Scan`` per root. A folder is its own root; a file's root is its folder
-    and only that file is considered there."""
+    and only that file is considered there. ``gone``: indexed folders that no longer exist, each a
+    root found empty (so its files are marked removed)."""
     by_root: dict[str, Scan] = {}
     for path in paths:
         full = os.path.abspath(path)
-        if os.path.isdir(full):
+        if full in gone:
+            by_root.setdefault(full, Scan(full))
+        elif os.path.isdir(full):
             scan = by_root.setdefault(full, Scan(full))
             _walk(scan, all_files)
         else:

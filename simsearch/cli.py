@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -65,6 +66,25 @@ def friendly(fn):
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
 
     return wrapper
+
+
+def _indexed_roots(index_dir, db) -> list[str]:
+    """The folders an existing index was built from; none where there is no index yet."""
+    from .errors import IndexNotFound  # noqa: PLC0415
+
+    try:
+        with _open(index_dir, db) as idx:
+            return idx.root_paths()
+    except IndexNotFound:
+        return []
+
+
+def _note_gone_roots(idx) -> None:
+    """A note on stderr for each indexed folder that no longer exists while images from it are still listed
+    (a folder moved or deleted: every image in it would pair with its new copy as a duplicate)."""
+    for path, images in idx.gone_roots():
+        click.echo(f"note: {path} no longer exists, but {images} images indexed from it are still listed: "
+                   f"run simsearch index {shlex.quote(path)} to mark them removed", err=True)
 
 
 def _open(index_dir, db, create=False):
@@ -153,11 +173,11 @@ def _note(message, category, filename, lineno, file=None, line=None) -> None:
 def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_files, progress, embed, embed_batch,
           ann, tagger, tag_weights, min_score, engine, ray_address, weights, backend, device, index_dir, db):
     """Index images under PATHS (folders recursively, or files); re-running updates the index."""
-    from simsearch.indexer.scan import read_file_list  # noqa: PLC0415 - the write side loads only to index
+    from simsearch.indexer.pipeline import check_paths  # noqa: PLC0415 - the write side loads only to index
+    from simsearch.indexer.scan import read_file_list  # noqa: PLC0415
 
-    missing = [p for p in paths if not os.path.lexists(p)]
-    if missing:  # before the index is created: a mistyped path leaves nothing behind
-        raise click.ClickException(f"no such file or folder: {missing[0]}")
+    if any(not os.path.lexists(p) for p in paths):  # before the index is created: a typo leaves nothing behind
+        check_paths(list(paths), _indexed_roots(index_dir, db))
     paths = list(paths) + (read_file_list(file_list) if file_list else [])  # a listed file that is gone: a failure
     if not paths:
         raise click.UsageError("give at least one PATH or --from-file LIST")
@@ -178,7 +198,8 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
         if ann:
             idx.set_ann(ann)
         summary = idx.add(paths, **options)
-    click.echo(summary.line())
+        click.echo(summary.line())
+        _note_gone_roots(idx)
     for stage, counts in summary.nodes.items():
         click.echo(f"ray {stage}: files per node: " + ", ".join(f"{n[:8]} {c}" for n, c in sorted(counts.items())))
     if summary.fallback:
@@ -315,6 +336,7 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
     options = {"by": by, "level": level, "cut": cut, "max_distance": max_distance, "min_similarity": min_similarity,
                "model": model, "progress": progress}
     with _open(index_dir, db) as idx:
+        _note_gone_roots(idx)
         if by == "auto" and idx.search_method("auto") != "embedding":
             click.echo("note: this index has no embeddings, so copies that were cropped, framed, captioned or tilted "
                        "are not found: index with --embed to find them", err=True)

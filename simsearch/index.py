@@ -159,6 +159,13 @@ class Index:
         """The folders (or files' folders) this index was built from, on disk."""
         return [path for path, _ in self._reads.root_paths().values()]
 
+    def gone_roots(self) -> list[tuple[str, int]]:
+        """(folder, images listed from it) for each folder this index was built from that no longer exists
+        while images from it are still listed (``add`` it again to mark them removed)."""
+        listed = self._reads.images_per_root()
+        return [(path, listed[root]) for root, (path, _) in sorted(self._reads.root_paths().items())
+                if listed.get(root) and not os.path.lexists(path)]
+
     @property
     def data_version(self) -> int:
         """A number that changes whenever the indexed data changes (for caches of derived results)."""

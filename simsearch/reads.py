@@ -98,6 +98,12 @@ class Reads:
             self._roots = {rid: (os.fsdecode(raw), "" if single else disp + "/") for rid, raw, disp in rows}
         return self._roots
 
+    def images_per_root(self) -> dict[int, int]:
+        """root id -> how many indexed images (status ok) it holds."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Image.root_id, func.count()).where(Image.status == OK)
+                                     .group_by(Image.root_id)).all())
+
     def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         ids = list(ids)
         roots = self.root_paths()

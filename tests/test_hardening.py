@@ -77,7 +77,7 @@ def test_search_with_corrupt_query_is_one_line(tmp_path, avif_bytes, photos):
         idx.add([photos], workers=1)
     result = CliRunner().invoke(main, ["search", str(bad), "--index", str(tmp_path / "ix"), "--by", "phash"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: cannot decode AVIF data") and result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: {bad}: cannot decode AVIF data") and result.output.count("\n") == 1
 
 
 def test_a_worker_that_dies_costs_only_its_file(tmp_path, monkeypatch):

@@ -84,6 +84,38 @@ def test_rerun_skips_unchanged_and_tracks_changes(built, photos):
     assert built.search(photos / "brick.png", k=2)[1].image.path == "camera.png"
 
 
+def test_a_folder_moved_away_is_noted_and_indexing_its_old_path_marks_its_images_removed(tmp_path):
+    """After `mv photos album; simsearch index album`, every photo would pair with its own ghost as an exact
+    duplicate (the ghost kept): the old folder is named in a note, and indexing its old path, which a typo
+    check would refuse, marks its images removed. Moved back, they are restored without decoding again."""
+    from click.testing import CliRunner
+
+    from simsearch.cli import main
+
+    photos, album, ix = tmp_path / "photos", tmp_path / "album", str(tmp_path / "ix")
+    photos.mkdir()
+    for name in ("rocket.jpg", "coffee.png"):
+        shutil.copy(REPO / "samples" / "images" / name, photos / name)
+    run = CliRunner().invoke
+    assert run(main, ["index", str(photos), "--index", ix, "--workers", "1"]).exit_code == 0
+    photos.rename(album)
+    moved = run(main, ["index", str(album), "--index", ix, "--workers", "1"])
+    note = f"note: {photos} no longer exists, but 2 images indexed from it are still listed: run simsearch index"
+    assert moved.exit_code == 0 and note in moved.output
+    assert note in run(main, ["duplicates", "--by", "exact", "--index", ix]).output
+    with simsearch.open_index(ix) as idx:
+        assert idx.gone_roots() == [(str(photos), 2)] and len(idx.duplicates(by="exact")) == 2
+    typo = run(main, ["index", str(tmp_path / "fotos"), "--index", ix])
+    assert typo.exit_code == 1 and "no such file or folder" in typo.output
+    gone = run(main, ["index", str(photos), "--index", ix])
+    assert gone.exit_code == 0 and gone.output.startswith("indexed 0, failed 0, unchanged 0, removed 2")
+    with simsearch.open_index(ix) as idx:
+        assert idx.gone_roots() == [] and idx.duplicates(by="exact") == [] and idx.stats()["images"] == 2
+    album.rename(photos)
+    back = run(main, ["index", str(photos), "--index", ix])
+    assert back.output.startswith("indexed 0, failed 0, unchanged 2, removed 0"), back.output
+
+
 def test_bad_files_are_recorded_and_do_not_stop_the_run(built, photos):
     before = built.stats()["images"]
     bad = photos / "bad"
