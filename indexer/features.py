@@ -24,7 +24,9 @@ class Task:
     relpath: str
     size: int
     mtime_ns: int
-    known_sha256: str | None  # the stored digest of a changed file, to skip re-decoding same bytes
+    # digests whose stored features these bytes may take without decoding: the file's own (its mtime changed)
+    # and those of indexed files of the same size (a folder moved, a file copied)
+    reusable: frozenset[str]
     full_decode: bool
     max_pixels: int
     embed_size: int | None = None  # side of the embedder's input, when embedding
@@ -36,7 +38,7 @@ class Result:
     relpath: str
     size: int
     mtime_ns: int
-    status: str  # ok, failed, or "same" (bytes unchanged: only size and mtime are updated)
+    status: str  # ok, failed, or "same" (bytes a digest of ``Task.reusable``: columns hold only the sha256)
     columns: dict  # image columns to write
     error: tuple[str, str] | None = None  # (kind, message) for a failure
     pixels: np.ndarray | None = None  # the embedder's input (uint8 HWC), when the parent embeds
@@ -74,8 +76,8 @@ def extract(task: Task) -> Result:
     except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte from a file list
         return _failed(task, None, "unreadable", f"cannot read file: {getattr(exc, 'strerror', None) or exc}")
     sha = hashlib.sha256(data).hexdigest()
-    if sha == task.known_sha256:
-        return Result(task.relpath, len(data), task.mtime_ns, "same", {})
+    if sha in task.reusable:
+        return Result(task.relpath, len(data), task.mtime_ns, "same", {"sha256": sha})
     try:
         return _features(task, data, sha)
     except ImageError as exc:

@@ -45,6 +45,7 @@ class RunSummary:
     removed: int = 0
     restored: int = 0
     refreshed: int = 0  # unchanged files decoded again for a missing feature (an embedding, tags)
+    reused: int = 0  # files that took the features of identical bytes indexed before (moved, copied), undecoded
     embedded: int = 0
     tagged: int = 0
     skipped: int = 0  # files whose extension is not an image's
@@ -57,7 +58,7 @@ class RunSummary:
         return (
             f"indexed {self.indexed}, failed {self.failed}, unchanged {self.unchanged}, removed {self.removed}, "
             f"embedded {self.embedded}, tagged {self.tagged} (scanned {self.scanned}: {self.new} new, "
-            f"{self.changed} changed, {self.refreshed} completed; "
+            f"{self.changed} changed, {self.refreshed} completed, {self.reused} taken from identical files; "
             f"{self.skipped} non-image files passed over) in {self.elapsed:.1f} s"
         )
 
@@ -176,6 +177,12 @@ class _Models:
     tagger: object
     min_score: float
 
+    def embedder_name(self) -> str | None:
+        return self.embedder.spec.name if self.embedder is not None else None
+
+    def tagger_name(self) -> str | None:
+        return self.tagger.spec.name if self.tagger is not None else None
+
     def worker_embeds(self) -> bool:
         return self.embedder is not None and self.embedder.backend == "onnx"
 
@@ -236,7 +243,7 @@ def tag_indexed(engine: Engine, tagger: str, *, weights: str | None = None, back
         model = _tagger(engine, tagger, weights, backend, device, None)
         models = _Models(None, model, min_score)
         jobs = models.worker_jobs(pool, workers, torch_loaded, None, weights, None)
-        tasks = [Task(t.path, t.path, 0, 0, None, full, max(DEFAULT_MAX_PIXELS, t.pixels),
+        tasks = [Task(t.path, t.path, 0, 0, frozenset(), full, max(DEFAULT_MAX_PIXELS, t.pixels),
                       tag_input=_tag_input(model.spec)) for t in todo]
         bar = tqdm(total=len(todo), unit="img", desc="tagging", disable=not progress, file=sys.stderr)
         rows = iter(todo)
@@ -283,12 +290,11 @@ def _run_root(engine: Engine, scan: Scan, summary: RunSummary, models: _Models, 
     embedder, tagger = models.embedder, models.tagger
     with engine.begin() as conn:
         root_id = write.root_id(conn, scan.root)
-        known = write.known_files(conn, root_id, embedder.spec.name if embedder else None,
-                                  tagger.spec.name if tagger else None)
+        known = write.known_files(conn, root_id, models.embedder_name(), models.tagger_name())
         write.record_errors(conn, root_id, scan.errors)
         inputs = {"embed_size": embedder.spec.input_size if embedder else None,
                   "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
-        tasks, restore = _plan(scan, known, full, max_pixels, inputs, summary)
+        tasks, restore, sources = _plan(conn, scan, known, models, full, max_pixels, inputs, summary)
         write.set_status(conn, restore, OK)
         if scan.complete:
             present = {os.fsencode(e.relpath) for e in scan.entries}
@@ -305,10 +311,10 @@ def _run_root(engine: Engine, scan: Scan, summary: RunSummary, models: _Models, 
     for result in extract(tasks):
         batch.append(result)
         if len(batch) >= batch_size:
-            _write(engine, root_id, batch, known, models, summary)
+            _write(engine, root_id, batch, known, sources, models, summary)
             bar.update(len(batch))
             batch = []
-    _write(engine, root_id, batch, known, models, summary)
+    _write(engine, root_id, batch, known, sources, models, summary)
     bar.update(len(batch))
     bar.close()
     summary.seconds["extract+write"] = summary.seconds.get("extract+write", 0.0) + time.perf_counter() - t0
@@ -326,8 +332,11 @@ def _tag_input(spec) -> tuple:
     return spec.resize, spec.input_size, spec.max_size
 
 
-def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, summary: RunSummary):
-    tasks, restore = [], []
+def _plan(conn, scan: Scan, known: dict, models: _Models, full: bool, max_pixels: int, inputs: dict,
+          summary: RunSummary) -> tuple[list[Task], list[int], dict]:
+    """The files to read (tasks), the removed images back unchanged (restore), and (size, sha256) -> the
+    image whose features equal bytes may take (indexed files of the same size as a file to read)."""
+    todo, restore = [], []
     for entry in scan.entries:
         summary.scanned += 1
         row = known.get(os.fsencode(entry.relpath))
@@ -344,40 +353,59 @@ def _plan(scan: Scan, known: dict, full: bool, max_pixels: int, inputs: dict, su
             summary.new += 1
         else:
             summary.changed += 1
-        path = os.path.join(scan.root, entry.relpath)
-        # a changed file with the same bytes is not decoded again, unless a feature is missing
-        known_sha = row.sha256 if row is not None and row.status == OK and row.complete else None
+        todo.append((entry, row, same_file))
+    content = write.indexed_content(conn, [entry.size for entry, _, _ in todo], models.embedder_name(),
+                                    models.tagger_name()) if todo else {}
+    tasks = []
+    for entry, row, same_file in todo:
+        # bytes already indexed are not decoded again: a changed file's own (unless a feature is missing), or
+        # another indexed file's of the same size, whose features it takes
+        reusable = set(content.get(entry.size, ()))
+        if row is not None and row.status == OK and row.complete:
+            reusable.add(row.sha256)
         # a file this index took, unchanged, is taken again whatever this run's limit: adding a feature to it must
         # not turn it into a failure (an earlier run may have raised --max-pixels)
         limit = max(max_pixels, row.pixels) if same_file and row.status == OK else max_pixels
-        tasks.append(Task(path, entry.relpath, entry.size, entry.mtime_ns, known_sha, full, limit, **inputs))
-    return tasks, restore
+        tasks.append(Task(os.path.join(scan.root, entry.relpath), entry.relpath, entry.size, entry.mtime_ns,
+                          frozenset(reusable), full, limit, **inputs))
+    sources = {(size, sha): image_id for size, shas in content.items() for sha, image_id in shas.items()}
+    return tasks, restore, sources
 
 
-def _write(engine: Engine, root_id: int, batch: list[Result], known: dict, models: _Models, summary: RunSummary) -> None:
+def _write(engine: Engine, root_id: int, batch: list[Result], known: dict, sources: dict, models: _Models,
+           summary: RunSummary) -> None:
     if not batch:
         return
     t0 = time.perf_counter()
     batch = infer(batch, models.embedder, models.tagger, models.min_score)  # what the workers left: GPU, small runs
     summary.seconds["models"] = summary.seconds.get("models", 0.0) + time.perf_counter() - t0
-    rows = []
-    for r in batch:
-        if r.status == "same":  # bytes unchanged: refresh size and mtime only
-            rows.append({"relpath": r.relpath, "size": r.size, "mtime_ns": r.mtime_ns, "error": None})
-            summary.unchanged += 1
-            continue
+    rows, copies = [], {}  # copies: position in batch -> the image whose features it takes
+    for n, r in enumerate(batch):
+        if r.status == "same":
+            row, source = known.get(os.fsencode(r.relpath)), sources.get((r.size, r.columns["sha256"]))
+            if source is None or (row is not None and row.id == source):  # its own bytes: refresh size and mtime
+                rows.append({"relpath": r.relpath, "size": r.size, "mtime_ns": r.mtime_ns, "status": OK,
+                             "error": None})
+                summary.unchanged += 1
+                continue
+            copies[n] = source
         rows.append({"relpath": r.relpath, "size": r.size, "mtime_ns": r.mtime_ns, "status": r.status,
                      "error": r.error, **r.columns})
         if r.status == FAILED:
             summary.failed += 1
         else:
             summary.indexed += 1
+    summary.reused += len(copies)
     stale = [n for n, r in enumerate(batch) if _stale(r, known.get(os.fsencode(r.relpath)))]
     embedded = [n for n, r in enumerate(batch) if r.vector is not None]
     tagged = [n for n, r in enumerate(batch) if r.detections is not None]
     with engine.begin() as conn:
+        taken = write.feature_columns(conn, list(copies.values()))
+        for n, source in copies.items():
+            rows[n].update(taken[source], status=OK)
         ids = write.write_files(conn, root_id, rows, known)
         write.drop_features(conn, [ids[n] for n in stale])
+        write.copy_features(conn, list(copies.values()), [ids[n] for n in copies])
         if models.embedder is not None:
             write.write_embeddings(conn, models.embedder.spec.name, [ids[n] for n in embedded],
                                    [batch[n].vector for n in embedded])

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, exists, select
 
 from simsearch import store
 from simsearch.errors import InvalidArgument
 from simsearch.schema import (
     OK,
+    REMOVED,
     Detection,
     Embedder,
     Embedding,
@@ -92,6 +93,58 @@ def known_files(conn: Connection, root: int, model: str | None = None,
 
     return {r.relpath_raw: KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete(r),
                                      (r.width or 0) * (r.height or 0)) for r in rows}
+
+
+def indexed_content(conn: Connection, sizes: list[int], model: str | None, tagger: str | None) -> dict[int, dict]:
+    """size -> {sha256: image id} of the indexed images of these sizes (ok, or removed since: a folder moved)
+    whose stored features are complete for a run by ``model`` and ``tagger``: bytes equal to one of them
+    can take its features without decoding."""
+    query = select(Image.id, Image.size, Image.sha256).where(
+        Image.status.in_((OK, REMOVED)), Image.phash_dihedral.is_not(None), Image.sha256.is_not(None))
+    if model is not None:
+        query = query.where(exists().where(Embedding.image_id == Image.id, Embedding.model == model))
+    if tagger is not None:
+        query = query.where(exists().where(Tagged.image_id == Image.id, Tagged.tagger == tagger))
+    found: dict[int, dict] = {}
+    for chunk in chunks(sorted(set(sizes))):
+        for image_id, size, sha in conn.execute(query.where(Image.size.in_(chunk)).order_by(Image.id)):
+            found.setdefault(size, {}).setdefault(sha, image_id)
+    return found
+
+
+def copy_features(conn: Connection, sources: list[int], targets: list[int]) -> None:
+    """Give each target image every embedding and tag of its source (an image with the same bytes)."""
+    drop_features(conn, targets)
+    to: dict[int, list[int]] = {}
+    for source, target in zip(sources, targets):
+        to.setdefault(source, []).append(target)
+    for chunk in chunks(sorted(to)):
+        vectors = conn.execute(select(Embedding.image_id, Embedding.model, Embedding.vector)
+                               .where(Embedding.image_id.in_(chunk))).all()
+        _insert(conn, Embedding, [{"image_id": t, "model": m, "vector": v} for i, m, v in vectors for t in to[i]])
+        looked = conn.execute(select(Tagged.image_id, Tagged.tagger).where(Tagged.image_id.in_(chunk))).all()
+        _insert(conn, Tagged, [{"image_id": t, "tagger": tagger} for i, tagger in looked for t in to[i]])
+        kept = ("tagger", "label", "score", "x1", "y1", "x2", "y2")
+        found = conn.execute(select(Detection.image_id, *(getattr(Detection, k) for k in kept))
+                             .where(Detection.image_id.in_(chunk)).order_by(Detection.id)).all()
+        _insert(conn, Detection, [{"image_id": t, **{k: getattr(d, k) for k in kept}} for d in found
+                                  for t in to[d.image_id]])
+
+
+def _insert(conn: Connection, table, rows: list[dict]) -> None:
+    if rows:
+        conn.execute(table.__table__.insert(), rows)
+
+
+def feature_columns(conn: Connection, ids: list[int]) -> dict[int, dict]:
+    """image id -> the columns decoding gave it (digests, size in pixels, format, mode, hashes)."""
+    names = ("sha256", "pixel_digest", "width", "height", "format", "mode", "phash", "dhash", "whash", "ahash",
+             "phash_dihedral")
+    out = {}
+    for chunk in chunks(sorted(set(ids))):
+        for row in conn.execute(select(Image.id, *(getattr(Image, n) for n in names)).where(Image.id.in_(chunk))):
+            out[row.id] = {n: getattr(row, n) for n in names}
+    return out
 
 
 def write_files(conn: Connection, root: int, rows: list[dict], known: dict[bytes, KnownFile]) -> list[int]:

@@ -54,6 +54,7 @@ class Image(Base):
         Index("ix_images_status", "status"),
         Index("ix_images_sha256", "sha256"),
         Index("ix_images_pixel_digest", "pixel_digest"),
+        Index("ix_images_size", "size"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     root_id: Mapped[int] = mapped_column(ForeignKey("roots.id"))

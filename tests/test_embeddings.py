@@ -3,6 +3,7 @@ pass, cosine search and embedding / auto duplicates find edited, rotated and
 mirrored copies, and the stored spec guards the index."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -159,6 +160,52 @@ def test_adding_embeddings_to_a_hash_only_index_completes_it(photos, tmp_path):
     assert idx.stats()["embeddings"] == {MODEL: 29}
     again = idx.add([photos], workers=1, embed=MODEL)
     assert again.embedded == 0 and again.unchanged == 29
+
+
+def test_bytes_already_indexed_take_their_features_without_decoding(tmp_path):
+    """A folder copied or moved, or a file renamed, holds bytes the index has: those files take the stored
+    hashes, embeddings and tags of the identical indexed file instead of being decoded and embedded again;
+    a file whose bytes differ is decoded. What they take equals what decoding them gives."""
+    import shutil
+
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    first.mkdir()
+    for name in ("rocket.jpg", "coffee.png", "chelsea.png"):
+        shutil.copy(REPO / "samples" / "images" / name, first / name)
+    options = {"workers": 1, "embed": MODEL, "tag": "imagenet"}
+    idx = simsearch.open_index(tmp_path / "ix", create=True)
+    idx.add([first], **options)
+    shutil.copytree(first, copy)
+    _photo("camera.png").save(copy / "coffee.png")  # other bytes under a known name: decoded
+    summary = idx.add([copy], **options)
+    assert (summary.reused, summary.embedded, summary.tagged, summary.indexed) == (2, 1, 1, 3)
+    (copy / "rocket.jpg").rename(copy / "renamed.jpg")
+    renamed = idx.add([copy], **options)
+    assert (renamed.reused, renamed.removed, renamed.embedded) == (1, 1, 0)
+    fresh = simsearch.open_index(tmp_path / "fresh", create=True)
+    fresh.add([copy], **options)
+    for index in (idx, fresh):
+        assert index.stats()["embeddings"][MODEL] == len(index.images())
+    taken, decoded = _features(idx, str(copy)), _features(fresh, str(copy))
+    assert taken.keys() == decoded.keys() == {"renamed.jpg", "coffee.png", "chelsea.png"}
+    for name, (columns, vector, tags) in decoded.items():
+        assert taken[name][0] == columns and np.array_equal(taken[name][1], vector) and taken[name][2] == tags, name
+    idx.close()
+    fresh.close()
+
+
+def _features(idx, folder: str) -> dict:
+    """path under ``folder`` -> (hash columns, embedding, detections) of each indexed image there."""
+    ids, vectors = idx.vectors(MODEL)
+    by_id = dict(zip(ids.tolist(), vectors))
+    out = {}
+    for record in idx.images():
+        if record.abspath.startswith(folder + "/"):
+            columns = {m: int(idx.hash_codes(m)[1][list(idx.hash_codes(m)[0]).index(record.id)])
+                       for m in ("phash", "dhash", "whash", "ahash")}
+            out[os.path.relpath(record.abspath, folder)] = (
+                (columns, record.sha256, record.width, record.height), by_id[record.id], idx.detections(record.id))
+    return out
 
 
 def test_the_stored_spec_guards_the_index(embedded):
