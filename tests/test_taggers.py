@@ -205,7 +205,9 @@ def test_changed_bytes_drop_old_embeddings_and_tags(photos, tmp_path):
     runner = CliRunner()
     args = ["index", str(photos), "--index", str(ix), "--workers", "1"]
     assert runner.invoke(main, [*args, "--embed", "--tag", "imagenet", "--min-score", "0.1"]).exit_code == 0
-    (photos / "chelsea.png").write_bytes((photos / "coffee.png").read_bytes())  # new bytes, same name
+    coffee = Image.open(photos / "coffee.png").convert("RGB")
+    coffee.putpixel((0, 0), (1, 2, 3))  # bytes the index does not hold (identical ones would take their features)
+    coffee.save(photos / "chelsea.png")  # new bytes, same name
     os.utime(photos / "chelsea.png", ns=(1, 1))
     result = runner.invoke(main, [*args, "--tag", "imagenet", "--min-score", "0.1"])
     assert "changed" in result.output and "tagged 1" in result.output, result.output
