@@ -124,9 +124,8 @@ def run(
         with worker_pool(workers, files) as pool:
             models = _make_models(db, **model_args)
             jobs = models.worker_jobs(pool, workers, torch_loaded, weights, tag_weights, embed_batch)
-            for scan in scans:
-                _run_root(db, scan, summary, models, lambda tasks: extract_all(tasks, pool, jobs, 2 * batch_size),
-                          *options)
+            _run_roots(db, scans, summary, models, lambda tasks: extract_all(tasks, pool, jobs, 2 * batch_size),
+                       *options)
     summary.elapsed = time.perf_counter() - started
     return summary
 
@@ -157,8 +156,7 @@ def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, wor
         models = _make_models(db, **model_args)
         jobs = models.ray_jobs(ray, model_args["weights"], model_args["tag_weights"], model_args["embed_batch"])
         stages = RayStages(ray, jobs, workers)
-        for scan in scans:
-            _run_root(db, scan, summary, models, stages.results, *options)
+        _run_roots(db, scans, summary, models, stages.results, *options)
     summary.nodes = {stage: dict(counts) for stage, counts in stages.nodes.items() if counts}
     summary.fallback = stages.fallback
 
@@ -283,41 +281,77 @@ def _decode_mode(engine: Engine, full_decode: bool | None) -> bool:
         return write.decode_mode(conn, None if full_decode is None else ("full" if full_decode else "draft")) == "full"
 
 
-def _run_root(engine: Engine, scan: Scan, summary: RunSummary, models: _Models, extract, full, max_pixels,
-              batch_size, progress) -> None:
-    """Index one root's files; ``extract(tasks)`` yields their results in task order (an engine's workers)."""
+@dataclass
+class _Root:
+    """One root of a run: its id, what the index knows of its files, and (size, sha256) -> the indexed image
+    whose features identical bytes may take (see ``_plan``)."""
+
+    id: int
+    known: dict
+    sources: dict
+
+
+def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _Models, extract, full, max_pixels,
+               batch_size, progress) -> None:
+    """Index every root's files; ``extract(tasks)`` yields their results in task order (an engine's workers).
+    The roots' tasks go through as one stream and a batch of results from any roots is written in one
+    transaction, so files spread over many folders (a file list: each folder is a root) keep every worker busy."""
     t0 = time.perf_counter()
-    embedder, tagger = models.embedder, models.tagger
+    owners, tasks = [], []
     with engine.begin() as conn:
-        root_id = write.root_id(conn, scan.root)
-        known = write.known_files(conn, root_id, models.embedder_name(), models.tagger_name())
-        write.record_errors(conn, root_id, scan.errors)
-        inputs = {"embed_size": embedder.spec.input_size if embedder else None,
-                  "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
-        tasks, restore, sources = _plan(conn, scan, known, models, full, max_pixels, inputs, summary)
-        write.set_status(conn, restore, OK)
-        if scan.complete:
-            present = {os.fsencode(e.relpath) for e in scan.entries}
-            gone = [row.id for raw, row in known.items() if raw not in present and row.status != REMOVED]
-            write.set_status(conn, gone, REMOVED)
-            summary.removed += len(gone)
-    summary.failed += len(scan.errors)
-    summary.skipped += scan.skipped
-    summary.seconds["plan"] = summary.seconds.get("plan", 0.0) + time.perf_counter() - t0
+        for scan in scans:
+            root, root_tasks = _plan_root(conn, scan, summary, models, full, max_pixels)
+            owners += [root] * len(root_tasks)
+            tasks += root_tasks
+    summary.seconds["plan"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
-    batch: list[Result] = []
-    for result in extract(tasks):
-        batch.append(result)
+    batch: list[tuple[_Root, Result]] = []
+    for owner, result in zip(owners, extract(tasks)):
+        batch.append((owner, result))
         if len(batch) >= batch_size:
-            _write(engine, root_id, batch, known, sources, models, summary)
+            _write(engine, batch, models, summary)
             bar.update(len(batch))
             batch = []
-    _write(engine, root_id, batch, known, sources, models, summary)
+    _write(engine, batch, models, summary)
     bar.update(len(batch))
     bar.close()
-    summary.seconds["extract+write"] = summary.seconds.get("extract+write", 0.0) + time.perf_counter() - t0
+    summary.seconds["extract+write"] = time.perf_counter() - t0
+
+
+def _plan_root(conn, scan: Scan, summary: RunSummary, models: _Models, full: bool,
+               max_pixels: int) -> tuple[_Root, list[Task]]:
+    """A root's plan and the tasks for its files to read; what needs no reading is done here (restored
+    files, vanished files marked removed, entries that are not files recorded as failures)."""
+    embedder, tagger = models.embedder, models.tagger
+    root_id = write.root_id(conn, scan.root)
+    known = write.known_files(conn, root_id, models.embedder_name(), models.tagger_name())
+    write.record_errors(conn, root_id, scan.errors)
+    inputs = {"embed_size": embedder.spec.input_size if embedder else None,
+              "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
+    tasks, restore, sources = _plan(conn, scan, known, models, full, max_pixels, inputs, summary)
+    write.set_status(conn, restore, OK)
+    if scan.complete:
+        present = {os.fsencode(e.relpath) for e in scan.entries}
+        gone = [row.id for raw, row in known.items() if raw not in present and row.status != REMOVED]
+        write.set_status(conn, gone, REMOVED)
+        summary.removed += len(gone)
+    summary.failed += len(scan.errors)
+    summary.skipped += scan.skipped
+    return _Root(root_id, known, sources), tasks
+
+
+def _write_rows(conn, batch: list[tuple[_Root, Result]], rows: list[dict]) -> list[int]:
+    """Each root's rows of the batch written together; the image ids in batch order."""
+    by_root: dict[int, tuple[_Root, list[int]]] = {}
+    for n, (root, _) in enumerate(batch):
+        by_root.setdefault(root.id, (root, []))[1].append(n)
+    ids = [0] * len(rows)
+    for root, positions in by_root.values():
+        for n, image_id in zip(positions, write.write_files(conn, root.id, [rows[n] for n in positions], root.known)):
+            ids[n] = image_id
+    return ids
 
 
 def _stale(result: Result, row: KnownFile | None) -> bool:
@@ -372,17 +406,19 @@ def _plan(conn, scan: Scan, known: dict, models: _Models, full: bool, max_pixels
     return tasks, restore, sources
 
 
-def _write(engine: Engine, root_id: int, batch: list[Result], known: dict, sources: dict, models: _Models,
-           summary: RunSummary) -> None:
+def _write(engine: Engine, batch: list[tuple[_Root, Result]], models: _Models, summary: RunSummary) -> None:
+    """A batch of results, of one root or several, written in one transaction."""
     if not batch:
         return
     t0 = time.perf_counter()
-    batch = infer(batch, models.embedder, models.tagger, models.min_score)  # what the workers left: GPU, small runs
+    # what the workers left: GPU, small runs
+    results = infer([r for _, r in batch], models.embedder, models.tagger, models.min_score)
     summary.seconds["models"] = summary.seconds.get("models", 0.0) + time.perf_counter() - t0
-    rows, copies = [], {}  # copies: position in batch -> the image whose features it takes
-    for n, r in enumerate(batch):
+    rows, copies, stale = [], {}, []  # copies: position in batch -> the image whose features it takes
+    for n, ((root, _), r) in enumerate(zip(batch, results)):
+        row = root.known.get(os.fsencode(r.relpath))
         if r.status == "same":
-            row, source = known.get(os.fsencode(r.relpath)), sources.get((r.size, r.columns["sha256"]))
+            source = root.sources.get((r.size, r.columns["sha256"]))
             if source is None or (row is not None and row.id == source):  # its own bytes: refresh size and mtime
                 rows.append({"relpath": r.relpath, "size": r.size, "mtime_ns": r.mtime_ns, "status": OK,
                              "error": None})
@@ -395,22 +431,23 @@ def _write(engine: Engine, root_id: int, batch: list[Result], known: dict, sourc
             summary.failed += 1
         else:
             summary.indexed += 1
+        if _stale(r, row):
+            stale.append(n)
     summary.reused += len(copies)
-    stale = [n for n, r in enumerate(batch) if _stale(r, known.get(os.fsencode(r.relpath)))]
-    embedded = [n for n, r in enumerate(batch) if r.vector is not None]
-    tagged = [n for n, r in enumerate(batch) if r.detections is not None]
+    embedded = [n for n, r in enumerate(results) if r.vector is not None]
+    tagged = [n for n, r in enumerate(results) if r.detections is not None]
     with engine.begin() as conn:
         taken = write.feature_columns(conn, list(copies.values()))
         for n, source in copies.items():
             rows[n].update(taken[source], status=OK)
-        ids = write.write_files(conn, root_id, rows, known)
+        ids = _write_rows(conn, batch, rows)
         write.drop_features(conn, [ids[n] for n in stale])
         write.copy_features(conn, list(copies.values()), [ids[n] for n in copies])
         if models.embedder is not None:
             write.write_embeddings(conn, models.embedder.spec.name, [ids[n] for n in embedded],
-                                   [batch[n].vector for n in embedded])
+                                   [results[n].vector for n in embedded])
         if models.tagger is not None:
             write.write_detections(conn, models.tagger.spec.name, [ids[n] for n in tagged],
-                                   [batch[n].detections for n in tagged])
+                                   [results[n].detections for n in tagged])
     summary.embedded += len(embedded)
     summary.tagged += len(tagged)

@@ -116,6 +116,43 @@ def test_a_folder_moved_away_is_noted_and_indexing_its_old_path_marks_its_images
     assert back.output.startswith("indexed 0, failed 0, unchanged 2, removed 0"), back.output
 
 
+def test_a_file_list_over_many_folders_is_one_stream_of_batches(tmp_path):
+    """Each folder of a file list is a root; their files go through the workers as one stream, and a batch
+    that holds several roots' files writes each under its own root: the index is the one the folders give."""
+    samples = sorted((REPO / "samples" / "images").iterdir())
+    listed = []
+    for n, sample in enumerate(samples):
+        folder = tmp_path / "listings" / f"{n:03d}"
+        folder.mkdir(parents=True)
+        for copy in ("a", "b"):
+            shutil.copy(sample, folder / f"{copy}{sample.suffix}")
+            listed.append(str(folder / f"{copy}{sample.suffix}"))
+    (tmp_path / "list.txt").write_text("\n".join(listed))
+    by_list = simsearch.open_index(tmp_path / "by-list", create=True)
+    from simsearch.indexer.scan import read_file_list
+
+    summary = by_list.add(read_file_list(str(tmp_path / "list.txt")), workers=2, batch_size=3)
+    assert summary.indexed == len(listed) and summary.failed == 0
+    by_folder = simsearch.open_index(tmp_path / "by-folder", create=True)
+    by_folder.add(sorted({os.path.dirname(p) for p in listed}), workers=1)
+
+    def rows(idx):
+        return sorted((r.abspath, r.sha256, r.width, r.height) for r in idx.images())
+
+    assert rows(by_list) == rows(by_folder) and len(by_list.root_paths()) == len(samples)
+    for method in ("phash", "dhash", "whash", "ahash"):
+        ids, codes = by_list.hash_codes(method)
+        paths = {r.id: r.abspath for r in by_list.images()}
+        ids2, codes2 = by_folder.hash_codes(method)
+        paths2 = {r.id: r.abspath for r in by_folder.images()}
+        assert sorted(zip(map(paths.get, ids.tolist()), codes.tolist())) == sorted(
+            zip(map(paths2.get, ids2.tolist()), codes2.tolist()))
+    again = by_list.add(read_file_list(str(tmp_path / "list.txt")), workers=2, batch_size=3)
+    assert again.unchanged == len(listed) and again.indexed == 0
+    by_list.close()
+    by_folder.close()
+
+
 def test_bad_files_are_recorded_and_do_not_stop_the_run(built, photos):
     before = built.stats()["images"]
     bad = photos / "bad"
