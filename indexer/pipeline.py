@@ -14,18 +14,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from tqdm import tqdm
 
 from simsearch import store
 from simsearch.errors import InvalidArgument
 from simsearch.imageio import DEFAULT_MAX_PIXELS
-from simsearch.schema import FAILED, OK, REMOVED, Root
+from simsearch.schema import FAILED, OK, REMOVED
 from simsearch.taggers import check_min_score
 
 from . import write
 from .features import ModelJobs, Result, Task, infer
-from .scan import Scan, scan_roots
+from .scan import Scan, new_roots, scan_roots
 from .workers import extract_all, worker_pool
 from .write import KnownFile
 
@@ -109,7 +109,9 @@ def run(
     summary = RunSummary()
     full = _decode_mode(db, full_decode)
     started = time.perf_counter()
-    scans = scan_roots(paths, all_files=all_files, gone=gone)
+    with db.begin() as conn:  # a folder inside an indexed one is scanned under it; one above it absorbs it
+        roots = write.merge_nested_roots(conn, new_roots(paths, write.indexed_roots(conn)))
+    scans = scan_roots(paths, all_files=all_files, gone=gone, roots=roots)
     summary.seconds["scan"] = time.perf_counter() - started
     files = sum(len(scan.entries) for scan in scans)
     workers = workers or os.cpu_count() or 1
@@ -145,7 +147,7 @@ def check_paths(paths: list[str], roots: list[str], missing_ok: bool = False) ->
 def indexed_roots(db: Engine) -> list[str]:
     """The folders (or files' folders) the index behind ``db`` was built from."""
     with db.connect() as conn:
-        return [os.fsdecode(raw) for raw in conn.execute(select(Root.path_raw)).scalars()]
+        return write.indexed_roots(conn)
 
 
 def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, workers: int, model_args: dict,
@@ -332,9 +334,11 @@ def _plan_root(conn, scan: Scan, summary: RunSummary, models: _Models, full: boo
               "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
     tasks, restore, sources = _plan(conn, scan, known, models, full, max_pixels, inputs, summary)
     write.set_status(conn, restore, OK)
-    if scan.complete:
+    if scan.walked:
         present = {os.fsencode(e.relpath) for e in scan.entries}
-        gone = [row.id for raw, row in known.items() if raw not in present and row.status != REMOVED]
+        walked = [b"" if not w else os.fsencode(w) + b"/" for w in scan.walked]
+        gone = [row.id for raw, row in known.items()
+                if raw not in present and row.status != REMOVED and any(raw.startswith(w) for w in walked)]
         write.set_status(conn, gone, REMOVED)
         summary.removed += len(gone)
     summary.failed += len(scan.errors)

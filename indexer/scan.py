@@ -29,33 +29,63 @@ class Scan:
     entries: list[Entry] = field(default_factory=list)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (relpath, kind, message)
     skipped: int = 0  # files whose extension is not an image's
-    complete: bool = True  # the whole folder was walked, so missing files are really gone
+    # the folders walked whole, relative to the root ("": the root itself): a file the index holds under one of
+    # them that was not found is really gone
+    walked: list[str] = field(default_factory=list)
     files: dict[str, tuple[int, int]] = field(default_factory=dict)  # relpath -> (device, inode) of its file
     links: set[str] = field(default_factory=set)  # the relpaths that are symbolic links
 
 
-def scan_roots(paths: list[str], *, all_files: bool = False, gone: set[str] = frozenset()) -> list[Scan]:
-    """One ``Scan`` per root. A folder is its own root; a file's root is its folder
-    and only that file is considered there. ``gone``: indexed folders that no longer exist, each a
+def scan_roots(paths: list[str], *, all_files: bool = False, gone: set[str] = frozenset(),
+               roots: list[str] = ()) -> list[Scan]:
+    """One ``Scan`` per root. A path inside one of the index's ``roots`` (a subfolder or a file in it, reached
+    by any path: a link to it too) is scanned under that root, so no file is indexed twice; any other folder is
+    its own root, and another file's root is its folder. ``gone``: indexed folders that no longer exist, each a
     root found empty (so its files are marked removed)."""
     by_root: dict[str, Scan] = {}
     for path in paths:
         full = os.path.abspath(path)
         if full in gone:
-            by_root.setdefault(full, Scan(full))
-        elif os.path.isdir(full):
-            scan = by_root.setdefault(full, Scan(full))
-            _walk(scan, all_files)
-        else:
-            root, name = os.path.split(full)
-            scan = by_root.setdefault(root, Scan(root, complete=False))
-            _add_file(scan, name, all_files=True)
+            by_root.setdefault(full, Scan(full, walked=[""]))
+            continue
+        if os.path.isdir(full):
+            root, rel = place(full, roots)
+            root, rel = (root, rel) if root is not None else (full, "")
+            _walk(by_root.setdefault(root, Scan(root)), rel, all_files)
+        else:  # a file: its folder is placed, so a link to a file is taken as the link, like any listed file
+            folder, name = os.path.split(full)
+            root, rel = place(folder, roots)
+            root, rel = (root, os.path.join(rel, name) if rel else name) if root is not None else (folder, name)
+            _add_file(by_root.setdefault(root, Scan(root)), rel, all_files=True)
     # a link to a file found as itself is the same file: only the file is listed
     targets = {inode for scan in by_root.values() for rel, inode in scan.files.items() if rel not in scan.links}
     for scan in by_root.values():
         entries = {e for e in scan.entries if e.relpath not in scan.links or scan.files[e.relpath] not in targets}
         scan.entries = sorted(entries, key=lambda e: os.fsencode(e.relpath))
     return list(by_root.values())
+
+
+def new_roots(paths: list[str], roots: list[str]) -> list[str]:
+    """The folders among ``paths`` that no root of ``roots`` holds, outermost first, leaving out those inside
+    another of them: the roots a run adds."""
+    added: list[str] = []
+    for full in sorted({os.path.abspath(p) for p in paths if os.path.isdir(p)}, key=len):
+        if place(full, [*roots, *added])[0] is None:
+            added.append(full)
+    return added
+
+
+def place(full: str, roots: list[str]) -> tuple[str | None, str]:
+    """The root among ``roots`` that holds the absolute path ``full`` (itself, or a folder above it, compared
+    as real paths, links resolved), and ``full``'s path under it ("" for the root itself); (None, "") if none."""
+    real = os.path.realpath(full)
+    for root in sorted(roots, key=len, reverse=True):  # the innermost root holding it
+        real_root = os.path.realpath(root)
+        if real == real_root:
+            return root, ""
+        if real.startswith(real_root.rstrip("/") + "/"):
+            return root, os.path.relpath(real, real_root)
+    return None, ""
 
 
 def read_file_list(list_path: str) -> list[str]:
@@ -65,13 +95,15 @@ def read_file_list(list_path: str) -> list[str]:
     return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _walk(scan: Scan, all_files: bool) -> None:
+def _walk(scan: Scan, within: str, all_files: bool) -> None:
+    """Add the files under the root's folder ``within`` ("": the whole root)."""
     def on_error(exc: OSError) -> None:
         rel = os.path.relpath(exc.filename, scan.root) if exc.filename else "."
         scan.errors.append((rel, "unreadable", f"cannot list folder: {exc.strerror or exc}"))
 
+    scan.walked.append(within)
     # symlinked folders are not followed: no loops, no file counted twice
-    for dirpath, dirnames, filenames in os.walk(scan.root, onerror=on_error):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(scan.root, within), onerror=on_error):
         dirnames.sort()
         reldir = os.path.relpath(dirpath, scan.root)
         for name in sorted(filenames):

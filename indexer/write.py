@@ -71,6 +71,64 @@ def root_id(conn: Connection, path: str) -> int:
     return conn.execute(Root.__table__.insert().values(path=display, path_raw=raw)).inserted_primary_key[0]
 
 
+def merge_nested_roots(conn: Connection, new: list[str]) -> list[str]:
+    """Add the roots a run brings (``new``) and merge every root that lies inside another (a folder indexed,
+    then the folder above it; the same folder reached through a link) into the outer one: its images and
+    failures move under the outer root, their paths prefixed with where it lies, and the root goes. An image
+    the outer root already holds at that path keeps the outer row, and the inner row is marked removed
+    (its root stays for it). So no file is listed twice. Returns the index's root paths."""
+    for path in new:
+        root_id(conn, path)
+    rows = conn.execute(select(Root.id, Root.path_raw).order_by(Root.id)).all()
+    real = {rid: os.path.realpath(os.fsdecode(raw)) for rid, raw in rows}
+    first: dict[str, int] = {}
+    for rid, path in real.items():
+        first.setdefault(path, rid)
+    for rid in sorted(real, key=lambda r: (-real[r].count("/"), -r)):  # the deepest first: chains merge inwards out
+        outer, prefix = _outer(real[rid], rid, first)
+        if outer is not None:
+            _merge_root(conn, rid, outer, prefix)
+    return indexed_roots(conn)
+
+
+def indexed_roots(conn: Connection) -> list[str]:
+    """The folders (or files' folders) the index was built from."""
+    return [os.fsdecode(raw) for raw in conn.execute(select(Root.path_raw)).scalars()]
+
+
+def _outer(path: str, rid: int, first: dict[str, int]) -> tuple[int | None, bytes]:
+    """The root a root at the real ``path`` merges into (another root at the same real path, else the nearest
+    root above it) and the prefix of its files' paths there."""
+    if first[path] != rid:
+        return first[path], b""
+    above = os.path.dirname(path)
+    while above != os.path.dirname(above):
+        if above in first:
+            return first[above], os.fsencode(os.path.relpath(path, above)) + b"/"
+        above = os.path.dirname(above)
+    return (first[above], os.fsencode(path.lstrip("/")) + b"/") if above in first else (None, b"")
+
+
+def _merge_root(conn: Connection, inner: int, outer: int, prefix: bytes) -> None:
+    for table in (Image.__table__, Failure.__table__):
+        taken = set(conn.execute(select(table.c.relpath_raw).where(table.c.root_id == outer)).scalars())
+        rows = conn.execute(select(table.c.id, table.c.relpath_raw).where(table.c.root_id == inner)).all()
+        moves = [{"_id": i, "raw": prefix + raw, "text": (prefix + raw).decode("utf-8", "backslashreplace")}
+                 for i, raw in rows if prefix + raw not in taken]
+        if moves:
+            conn.execute(table.update().where(table.c.id == bindparam("_id")).values(
+                root_id=outer, relpath_raw=bindparam("raw"), relpath=bindparam("text")), moves)
+        clashes = [i for i, raw in rows if prefix + raw in taken]
+        for chunk in chunks(clashes):
+            if table is Image.__table__:
+                conn.execute(table.update().where(table.c.id.in_(chunk)).values(status=REMOVED))
+            else:
+                conn.execute(table.delete().where(table.c.id.in_(chunk)))
+    if conn.execute(select(Image.id).where(Image.root_id == inner).limit(1)).first() is None:
+        conn.execute(Root.__table__.delete().where(Root.id == inner))
+    bump_version(conn)
+
+
 def known_files(conn: Connection, root: int, model: str | None = None,
                 tagger: str | None = None) -> dict[bytes, KnownFile]:
     """relpath bytes -> ``KnownFile`` for a root's files. ``complete`` is False for a decoded

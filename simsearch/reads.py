@@ -113,6 +113,9 @@ class Reads:
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _IN_CHUNK):
                 for row in conn.execute(select(*cols).where(Image.id.in_(ids[start : start + _IN_CHUNK]))):
+                    if row.root_id not in roots:  # a root another process added since they were read (a server)
+                        self._roots = None
+                        roots = self.root_paths()
                     root, prefix = roots[row.root_id]
                     out[row.id] = ImageRecord(
                         row.id, prefix + row.relpath, os.path.join(root, os.fsdecode(row.relpath_raw)),

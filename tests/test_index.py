@@ -153,6 +153,65 @@ def test_a_file_list_over_many_folders_is_one_stream_of_batches(tmp_path):
     by_folder.close()
 
 
+@pytest.fixture
+def nested(tmp_path):
+    """photos/ with two samples and photos/sub/ with two more: (photos folder, its sub folder)."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name, where in (("rocket.jpg", photos), ("coffee.png", photos), ("chelsea.png", photos / "sub"),
+                        ("camera.png", photos / "sub")):
+        shutil.copy(REPO / "samples" / "images" / name, where / name)
+    return photos, photos / "sub"
+
+
+def _listing(idx) -> list[tuple[str, int]]:
+    return sorted((r.abspath, r.id) for r in idx.images())
+
+
+def test_a_folder_inside_an_indexed_one_is_indexed_under_it(nested, tmp_path):
+    """Indexing a subfolder (or a file in it, or the folder through a link) after its parent indexes nothing
+    twice: each file stays one image, and a file gone from the subfolder is marked removed, no other."""
+    photos, sub = nested
+    idx = simsearch.open_index(tmp_path / "ix", create=True)
+    idx.add([photos], workers=1)
+    before = _listing(idx)
+    assert idx.add([sub], workers=1).unchanged == 2
+    assert idx.add([sub / "camera.png"], workers=1).unchanged == 1
+    (tmp_path / "link").symlink_to(photos)
+    assert idx.add([tmp_path / "link" / "sub"], workers=1).unchanged == 2
+    assert _listing(idx) == before and len(idx.root_paths()) == 1 and idx.duplicates(by="exact") == []
+    (sub / "camera.png").unlink()
+    again = idx.add([sub], workers=1)
+    assert (again.removed, again.unchanged) == (1, 1) and len(idx.images()) == 3
+    idx.close()
+
+
+def test_a_folder_above_an_indexed_one_absorbs_it_and_keeps_its_images(nested, tmp_path):
+    """Indexing the parent of an indexed folder moves that folder's images under the parent (same ids, so
+    their embeddings, tags and clusters stay); an index where both already listed the files (as earlier
+    versions left it) keeps one row of each."""
+    from simsearch.indexer import write
+
+    photos, sub = nested
+    idx = simsearch.open_index(tmp_path / "ix", create=True)
+    idx.add([sub], workers=1)
+    inner = {os.path.basename(p): i for p, i in _listing(idx)}
+    summary = idx.add([photos], workers=1)
+    assert (summary.new, summary.unchanged) == (2, 2) and len(idx.root_paths()) == 1
+    assert {os.path.basename(p): i for p, i in _listing(idx) if "/sub/" in p} == inner
+    assert [r.path for r in idx.images() if r.id in inner.values()] == ["sub/camera.png", "sub/chelsea.png"]
+    listed = _listing(idx)
+    with idx.atomic() as conn:  # the files of sub/ listed a second time, under a root of their own
+        twin = write.root_id(conn, str(sub))
+        rows = [{"relpath": os.path.basename(r.path), "size": r.size, "mtime_ns": r.mtime_ns, "status": "ok",
+                 "error": None, "sha256": r.sha256, "phash": 1} for r in idx.images() if r.id in inner.values()]
+        write.write_files(conn, twin, rows, {})
+    assert len(idx.images()) == 6
+    idx.add([photos], workers=1)
+    assert _listing(idx) == listed and idx.duplicates(by="exact") == []  # the outer rows stay, the twins go
+    idx.close()
+
+
 def test_bad_files_are_recorded_and_do_not_stop_the_run(built, photos):
     before = built.stats()["images"]
     bad = photos / "bad"
