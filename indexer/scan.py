@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
@@ -43,18 +44,18 @@ def scan_roots(paths: list[str], *, all_files: bool = False, gone: set[str] = fr
     its own root, and another file's root is its folder. ``gone``: indexed folders that no longer exist, each a
     root found empty (so its files are marked removed)."""
     by_root: dict[str, Scan] = {}
+    where = Placer(roots)
     for path in paths:
         full = os.path.abspath(path)
         if full in gone:
             by_root.setdefault(full, Scan(full, walked=[""]))
-            continue
-        if os.path.isdir(full):
-            root, rel = place(full, roots)
+        elif os.path.isdir(full):
+            root, rel = where.place(full)
             root, rel = (root, rel) if root is not None else (full, "")
             _walk(by_root.setdefault(root, Scan(root)), rel, all_files)
         else:  # a file: its folder is placed, so a link to a file is taken as the link, like any listed file
             folder, name = os.path.split(full)
-            root, rel = place(folder, roots)
+            root, rel = where.place(folder)
             root, rel = (root, os.path.join(rel, name) if rel else name) if root is not None else (folder, name)
             _add_file(by_root.setdefault(root, Scan(root)), rel, all_files=True)
     # a link to a file found as itself is the same file: only the file is listed
@@ -68,24 +69,40 @@ def scan_roots(paths: list[str], *, all_files: bool = False, gone: set[str] = fr
 def new_roots(paths: list[str], roots: list[str]) -> list[str]:
     """The folders among ``paths`` that no root of ``roots`` holds, outermost first, leaving out those inside
     another of them: the roots a run adds."""
+    where = Placer(roots)
     added: list[str] = []
     for full in sorted({os.path.abspath(p) for p in paths if os.path.isdir(p)}, key=len):
-        if place(full, [*roots, *added])[0] is None:
+        if where.place(full)[0] is None:
+            where.add(full)
             added.append(full)
     return added
 
 
-def place(full: str, roots: list[str]) -> tuple[str | None, str]:
-    """The root among ``roots`` that holds the absolute path ``full`` (itself, or a folder above it, compared
-    as real paths, links resolved), and ``full``'s path under it ("" for the root itself); (None, "") if none."""
-    real = os.path.realpath(full)
-    for root in sorted(roots, key=len, reverse=True):  # the innermost root holding it
-        real_root = os.path.realpath(root)
-        if real == real_root:
-            return root, ""
-        if real.startswith(real_root.rstrip("/") + "/"):
-            return root, os.path.relpath(real, real_root)
-    return None, ""
+class Placer:
+    """Which root holds a path: the innermost of ``roots`` at or above it, compared as real paths (links
+    resolved). Each folder's real path is found once, so a file list over many folders costs one lookup
+    per folder, not one per root."""
+
+    def __init__(self, roots: list[str]):
+        self._by_real: dict[str, str] = {}
+        self._real = functools.lru_cache(maxsize=65_536)(os.path.realpath)
+        for root in roots:
+            self.add(root)
+
+    def add(self, root: str) -> None:
+        self._by_real.setdefault(self._real(root), root)
+
+    def place(self, full: str) -> tuple[str | None, str]:
+        """The root holding the absolute folder path ``full`` and ``full``'s path under it ("" for the root
+        itself); (None, "") if no root holds it."""
+        real = self._real(full)
+        above = real
+        while True:
+            if above in self._by_real:
+                return self._by_real[above], "" if above == real else os.path.relpath(real, above)
+            if above == os.path.dirname(above):
+                return None, ""
+            above = os.path.dirname(above)
 
 
 def read_file_list(list_path: str) -> list[str]:
