@@ -7,6 +7,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from simsearch.names import SKIP_MARKER
+
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .gif .webp .bmp .dib .tif .tiff .heic .heif .avif .ico .ppm .pgm .pbm .pnm "
     ".tga .mpo .jp2 .j2k".split()
@@ -121,7 +123,7 @@ def _walk(scan: Scan, within: str, all_files: bool) -> None:
     scan.walked.append(within)
     # symlinked folders are not followed: no loops, no file counted twice
     for dirpath, dirnames, filenames in os.walk(os.path.join(scan.root, within), onerror=on_error):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not os.path.exists(os.path.join(dirpath, d, SKIP_MARKER)))
         reldir = os.path.relpath(dirpath, scan.root)
         for name in sorted(filenames):
             _add_file(scan, name if reldir == "." else os.path.join(reldir, name), all_files)

@@ -56,6 +56,7 @@ def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, 
         raise
     if not read_only:
         directory.mkdir(parents=True, exist_ok=True)  # only once the database answered: no empty folder left
+        store.mark_not_indexed(directory, "a simsearch index")  # an index inside the folder it indexes
     return Index(directory, engine, read_only)
 
 

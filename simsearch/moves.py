@@ -15,6 +15,7 @@ from .errors import InvalidArgument
 from .reads import under_roots
 from .runtime import file_sha256
 from .schema import OK, REMOVED, Image, Root
+from .store import mark_not_indexed
 
 
 class Moves(NamedTuple):
@@ -43,6 +44,8 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
     copy of the picture in place). A move the filesystem refuses is skipped too, and the run goes on;
     the index marks every file moved as removed even when the run is interrupted."""
     target = Path(target).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    mark_not_indexed(target, "duplicates moved aside by simsearch: simsearch undo MANIFEST puts them back")
     moved, ids, skipped = [], [], []
     try:
         with open(manifest, "a") as log:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import ImageError
 from .imageio import decode_file
+from .store import mark_not_indexed
 
 THUMB_SIZE = 160
 
@@ -52,6 +53,7 @@ def write_page(out: str | os.PathLike, title: str, summary: str, rows: list[tupl
     """
     out = Path(out)
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    mark_not_indexed(out, "a simsearch report: its thumbnails")
     sections = []
     for heading, tiles in rows:
         figures = "".join(_figure(out, tile) for tile in tiles)

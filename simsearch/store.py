@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 from sqlalchemy import (
@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from .errors import DiskFull, IndexNotFound, IndexTooNew, InvalidArgument
+from .names import SKIP_MARKER
 from .schema import Base, Meta
 
 DB_FILE = "simsearch.db"
@@ -217,3 +218,13 @@ def check_spec(stored: dict, spec: dict, name: str, what: str) -> None:
             f"this index holds {name} {what} made with other weights or settings "
             f"(weights sha256 {stored.get('weights_sha256', '?')[:12]}); pass {{}} "
             "to those weights, or build a new index", "weights=PATH", "--weights PATH")
+
+
+def mark_not_indexed(folder: str | os.PathLike, what: str) -> None:
+    """Leave SKIP_MARKER in ``folder``, one of simsearch's own (``what`` it holds), so that indexing a folder
+    above it never takes its files in: duplicates moved aside would come back as duplicates again, and
+    thumbnails would pair with their photos. A folder that cannot be written is left as it is."""
+    marker = os.path.join(folder, SKIP_MARKER)
+    if not os.path.exists(marker):
+        with suppress(OSError), open(marker, "w") as fh:
+            fh.write(f"simsearch does not index this folder ({what}). Delete this file to index it.\n")

@@ -242,6 +242,27 @@ def test_the_command_line_names_the_files_it_left_in_place(copies, tmp_path):
     assert f"left 1 file(s) in place:\n  {groups['camera.png'][1]}: gone since it was indexed" in result.output
 
 
+def test_simsearchs_own_folders_inside_the_collection_are_never_indexed(tmp_path):
+    """The index, duplicates moved aside and a report's thumbnails, all inside the folder indexed (as
+    `cd photos; simsearch index .` leaves them): indexing it again takes none of their files in, so moved
+    duplicates do not come back and thumbnails do not pair with their photos; undo still works."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("rocket.jpg", "coffee.png"):
+        shutil.copy(REPO / "samples" / "images" / name, photos / name)
+    shutil.copy(photos / "rocket.jpg", photos / "rocket_copy.jpg")
+    with simsearch.open_index(photos / ".simsearch", create=True) as idx:
+        assert idx.add([photos], workers=1).skipped == 0  # the index's own files are not even looked at
+        idx.report_duplicates(photos / "report", by="exact")
+        assert list((photos / "report" / "thumbs").iterdir())  # thumbnails a walk would find
+        assert idx.move_duplicates(photos / "aside", photos / "aside" / "moves.jsonl", by="exact").moved == 1
+        again = idx.add([photos], workers=1)
+        assert (again.new, again.skipped, len(idx.images())) == (0, 0, 2)
+        assert idx.duplicates(by="exact") == []
+        assert idx.undo(photos / "aside" / "moves.jsonl") == (1, 0)
+        assert idx.add([photos], workers=1).unchanged == 3
+
+
 def test_an_interrupted_move_marks_what_it_moved_and_can_be_undone(copies, tmp_path, monkeypatch):
     idx, _ = copies
     real_move, calls = shutil.move, []
