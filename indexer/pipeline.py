@@ -98,7 +98,6 @@ def run(
     tagger (``simsearch.taggers``, weights from ``tag_weights``) that keeps
     detections scoring ``min_score`` or more, from the same decode.
     """
-    gone = check_paths(paths, indexed_roots(db), missing_ok)
     if workers is not None and workers < 1:
         raise InvalidArgument(f"workers must be at least 1, got {workers}")
     if batch_size < 1:
@@ -106,11 +105,13 @@ def run(
     check_min_score(min_score)
     if engine not in ENGINES:
         raise InvalidArgument(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    summary = RunSummary()
-    full = _decode_mode(db, full_decode)
     started = time.perf_counter()
     with db.begin() as conn:  # a folder inside an indexed one is scanned under it; one above it absorbs it
-        roots = write.merge_nested_roots(conn, new_roots(paths, write.indexed_roots(conn)))
+        known_roots = write.indexed_roots(conn)
+        gone = check_paths(paths, known_roots, missing_ok)  # raised before anything is written
+        roots = write.merge_nested_roots(conn, new_roots(paths, known_roots))
+    summary = RunSummary()
+    full = _decode_mode(db, full_decode)
     scans = scan_roots(paths, all_files=all_files, gone=gone, roots=roots)
     summary.seconds["scan"] = time.perf_counter() - started
     files = sum(len(scan.entries) for scan in scans)
@@ -142,12 +143,6 @@ def check_paths(paths: list[str], roots: list[str], missing_ok: bool = False) ->
     if unknown and not missing_ok:
         raise InvalidArgument(f"no such file or folder: {unknown[0]}")
     return gone
-
-
-def indexed_roots(db: Engine) -> list[str]:
-    """The folders (or files' folders) the index behind ``db`` was built from."""
-    with db.connect() as conn:
-        return write.indexed_roots(conn)
 
 
 def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, workers: int, model_args: dict,

@@ -110,6 +110,10 @@ def _outer(path: str, rid: int, first: dict[str, int]) -> tuple[int | None, byte
 
 
 def _merge_root(conn: Connection, inner: int, outer: int, prefix: bytes) -> None:
+    listed = select(Image.id).where(Image.root_id == inner, Image.status != REMOVED).limit(1)
+    if conn.execute(listed).first() is None and conn.execute(
+            select(Failure.id).where(Failure.root_id == inner).limit(1)).first() is None:
+        return  # merged already: only the rows the outer root held too are left, removed
     for table in (Image.__table__, Failure.__table__):
         taken = set(conn.execute(select(table.c.relpath_raw).where(table.c.root_id == outer)).scalars())
         rows = conn.execute(select(table.c.id, table.c.relpath_raw).where(table.c.root_id == inner)).all()
