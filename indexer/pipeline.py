@@ -280,26 +280,32 @@ def _decode_mode(engine: Engine, full_decode: bool | None) -> bool:
 
 @dataclass
 class _Root:
-    """One root of a run: its id, what the index knows of its files, and (size, sha256) -> the indexed image
-    whose features identical bytes may take (see ``_plan``)."""
+    """One root of a run: its id, and what the index knows of its files."""
 
     id: int
     known: dict
-    sources: dict
 
 
 def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _Models, extract, full, max_pixels,
                batch_size, progress) -> None:
     """Index every root's files; ``extract(tasks)`` yields their results in task order (an engine's workers).
-    The roots' tasks go through as one stream and a batch of results from any roots is written in one
-    transaction, so files spread over many folders (a file list: each folder is a root) keep every worker busy."""
+    The roots are planned together, in a few queries whatever their number, their tasks go through as one
+    stream, and a batch of results from any roots is written in one transaction: files spread over many
+    folders (a file list: each folder is a root) keep every worker busy."""
     t0 = time.perf_counter()
-    owners, tasks = [], []
     with engine.begin() as conn:
-        for scan in scans:
-            root, root_tasks = _plan_root(conn, scan, summary, models, full, max_pixels)
-            owners += [root] * len(root_tasks)
-            tasks += root_tasks
+        ids = write.root_ids(conn, [scan.root for scan in scans])
+        known = write.known_files(conn, list(ids.values()), models.embedder_name(), models.tagger_name())
+        roots = [_Root(ids[scan.root], known[ids[scan.root]]) for scan in scans]
+        todo = [_triage(conn, scan, root, summary) for scan, root in zip(scans, roots)]
+        content = write.indexed_content(conn, [entry.size for files in todo for entry, _, _ in files],
+                                        models.embedder_name(), models.tagger_name())
+    # (size, sha256) -> the indexed image whose features identical bytes take
+    sources = {(size, sha): image_id for size, shas in content.items() for sha, image_id in shas.items()}
+    owners, tasks = [], []
+    for scan, root, files in zip(scans, roots, todo):
+        owners += [root] * len(files)
+        tasks += _tasks(scan, files, content, models, full, max_pixels)
     summary.seconds["plan"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -308,37 +314,70 @@ def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _
     for owner, result in zip(owners, extract(tasks)):
         batch.append((owner, result))
         if len(batch) >= batch_size:
-            _write(engine, batch, models, summary)
+            _write(engine, batch, sources, models, summary)
             bar.update(len(batch))
             batch = []
-    _write(engine, batch, models, summary)
+    _write(engine, batch, sources, models, summary)
     bar.update(len(batch))
     bar.close()
     summary.seconds["extract+write"] = time.perf_counter() - t0
 
 
-def _plan_root(conn, scan: Scan, summary: RunSummary, models: _Models, full: bool,
-               max_pixels: int) -> tuple[_Root, list[Task]]:
-    """A root's plan and the tasks for its files to read; what needs no reading is done here (restored
-    files, vanished files marked removed, entries that are not files recorded as failures)."""
-    embedder, tagger = models.embedder, models.tagger
-    root_id = write.root_id(conn, scan.root)
-    known = write.known_files(conn, root_id, models.embedder_name(), models.tagger_name())
-    write.record_errors(conn, root_id, scan.errors)
-    inputs = {"embed_size": embedder.spec.input_size if embedder else None,
-              "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
-    tasks, restore, sources = _plan(conn, scan, known, models, full, max_pixels, inputs, summary)
+def _triage(conn, scan: Scan, root: _Root, summary: RunSummary) -> list[tuple]:
+    """A root's files to read, each (entry, what the index holds of it or None, same size and mtime); what
+    needs no reading is done here: unchanged files that were removed are restored, vanished files marked
+    removed, entries that are not files recorded as failures."""
+    todo, restore = [], []
+    for entry in scan.entries:
+        summary.scanned += 1
+        row = root.known.get(os.fsencode(entry.relpath))
+        same_file = row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns
+        if same_file and row.complete:
+            summary.unchanged += 1
+            if row.status == REMOVED:
+                restore.append(row.id)
+                summary.restored += 1
+            continue
+        if same_file:
+            summary.refreshed += 1
+        elif row is None:
+            summary.new += 1
+        else:
+            summary.changed += 1
+        todo.append((entry, row, same_file))
+    write.record_errors(conn, root.id, scan.errors)
     write.set_status(conn, restore, OK)
     if scan.walked:
         present = {os.fsencode(e.relpath) for e in scan.entries}
         walked = [b"" if not w else os.fsencode(w) + b"/" for w in scan.walked]
-        gone = [row.id for raw, row in known.items()
+        gone = [row.id for raw, row in root.known.items()
                 if raw not in present and row.status != REMOVED and any(raw.startswith(w) for w in walked)]
         write.set_status(conn, gone, REMOVED)
         summary.removed += len(gone)
     summary.failed += len(scan.errors)
     summary.skipped += scan.skipped
-    return _Root(root_id, known, sources), tasks
+    return todo
+
+
+def _tasks(scan: Scan, todo: list[tuple], content: dict, models: _Models, full: bool, max_pixels: int) -> list[Task]:
+    """The tasks reading a root's files to read (``_triage``); ``content``: size -> {sha256: image id} of the
+    indexed images whose features identical bytes take (``write.indexed_content``)."""
+    embedder, tagger = models.embedder, models.tagger
+    inputs = {"embed_size": embedder.spec.input_size if embedder else None,
+              "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
+    tasks = []
+    for entry, row, same_file in todo:
+        # bytes already indexed are not decoded again: a changed file's own (unless a feature is missing), or
+        # another indexed file's of the same size, whose features it takes
+        reusable = set(content.get(entry.size, ()))
+        if row is not None and row.status == OK and row.complete:
+            reusable.add(row.sha256)
+        # a file this index took, unchanged, is taken again whatever this run's limit: adding a feature to it must
+        # not turn it into a failure (an earlier run may have raised --max-pixels)
+        limit = max(max_pixels, row.pixels) if same_file and row.status == OK else max_pixels
+        tasks.append(Task(os.path.join(scan.root, entry.relpath), entry.relpath, entry.size, entry.mtime_ns,
+                          frozenset(reusable), full, limit, **inputs))
+    return tasks
 
 
 def _write_rows(conn, batch: list[tuple[_Root, Result]], rows: list[dict]) -> list[int]:
@@ -365,48 +404,10 @@ def _tag_input(spec) -> tuple:
     return spec.resize, spec.input_size, spec.max_size
 
 
-def _plan(conn, scan: Scan, known: dict, models: _Models, full: bool, max_pixels: int, inputs: dict,
-          summary: RunSummary) -> tuple[list[Task], list[int], dict]:
-    """The files to read (tasks), the removed images back unchanged (restore), and (size, sha256) -> the
-    image whose features equal bytes may take (indexed files of the same size as a file to read)."""
-    todo, restore = [], []
-    for entry in scan.entries:
-        summary.scanned += 1
-        row = known.get(os.fsencode(entry.relpath))
-        same_file = row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns
-        if same_file and row.complete:
-            summary.unchanged += 1
-            if row.status == REMOVED:
-                restore.append(row.id)
-                summary.restored += 1
-            continue
-        if same_file:
-            summary.refreshed += 1
-        elif row is None:
-            summary.new += 1
-        else:
-            summary.changed += 1
-        todo.append((entry, row, same_file))
-    content = write.indexed_content(conn, [entry.size for entry, _, _ in todo], models.embedder_name(),
-                                    models.tagger_name()) if todo else {}
-    tasks = []
-    for entry, row, same_file in todo:
-        # bytes already indexed are not decoded again: a changed file's own (unless a feature is missing), or
-        # another indexed file's of the same size, whose features it takes
-        reusable = set(content.get(entry.size, ()))
-        if row is not None and row.status == OK and row.complete:
-            reusable.add(row.sha256)
-        # a file this index took, unchanged, is taken again whatever this run's limit: adding a feature to it must
-        # not turn it into a failure (an earlier run may have raised --max-pixels)
-        limit = max(max_pixels, row.pixels) if same_file and row.status == OK else max_pixels
-        tasks.append(Task(os.path.join(scan.root, entry.relpath), entry.relpath, entry.size, entry.mtime_ns,
-                          frozenset(reusable), full, limit, **inputs))
-    sources = {(size, sha): image_id for size, shas in content.items() for sha, image_id in shas.items()}
-    return tasks, restore, sources
-
-
-def _write(engine: Engine, batch: list[tuple[_Root, Result]], models: _Models, summary: RunSummary) -> None:
-    """A batch of results, of one root or several, written in one transaction."""
+def _write(engine: Engine, batch: list[tuple[_Root, Result]], sources: dict, models: _Models,
+           summary: RunSummary) -> None:
+    """A batch of results, of one root or several, written in one transaction; ``sources``: (size, sha256) ->
+    the indexed image whose features identical bytes take."""
     if not batch:
         return
     t0 = time.perf_counter()
@@ -417,7 +418,7 @@ def _write(engine: Engine, batch: list[tuple[_Root, Result]], models: _Models, s
     for n, ((root, _), r) in enumerate(zip(batch, results)):
         row = root.known.get(os.fsencode(r.relpath))
         if r.status == "same":
-            source = root.sources.get((r.size, r.columns["sha256"]))
+            source = sources.get((r.size, r.columns["sha256"]))
             if source is None or (row is not None and row.id == source):  # its own bytes: refresh size and mtime
                 rows.append({"relpath": r.relpath, "size": r.size, "mtime_ns": r.mtime_ns, "status": OK,
                              "error": None})

@@ -133,28 +133,36 @@ def _merge_root(conn: Connection, inner: int, outer: int, prefix: bytes) -> None
     bump_version(conn)
 
 
-def known_files(conn: Connection, root: int, model: str | None = None,
-                tagger: str | None = None) -> dict[bytes, KnownFile]:
-    """relpath bytes -> ``KnownFile`` for a root's files. ``complete`` is False for a decoded
-    image that lacks the rotation hashes, an embedding by ``model`` or tags by ``tagger``."""
-    rows = conn.execute(select(Image.relpath_raw, Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.status,
-                               Image.phash_dihedral.is_not(None).label("rotations"), Image.width, Image.height)
-                        .where(Image.root_id == root)).all()
-    in_root = Image.root_id == root
-    embedded = tagged = None
-    if model is not None:
-        embedded = set(conn.execute(select(Embedding.image_id).join(Image, Image.id == Embedding.image_id).where(
-            in_root, Embedding.model == model)).scalars())
-    if tagger is not None:
-        tagged = set(conn.execute(select(Tagged.image_id).join(Image, Image.id == Tagged.image_id).where(
-            in_root, Tagged.tagger == tagger)).scalars())
+def root_ids(conn: Connection, paths: list[str]) -> dict[str, int]:
+    """path -> root id of each of ``paths``, a root added where the index has none."""
+    found = {os.fsdecode(raw): rid for rid, raw in conn.execute(select(Root.id, Root.path_raw))}
+    return {path: found[path] if path in found else root_id(conn, path) for path in paths}
 
-    def complete(r) -> bool:
-        return r.status != OK or (bool(r.rotations) and (embedded is None or r.id in embedded)
-                                  and (tagged is None or r.id in tagged))
 
-    return {r.relpath_raw: KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete(r),
-                                     (r.width or 0) * (r.height or 0)) for r in rows}
+def known_files(conn: Connection, roots: list[int], model: str | None = None,
+                tagger: str | None = None) -> dict[int, dict[bytes, KnownFile]]:
+    """root id -> (relpath bytes -> ``KnownFile``) for the roots' files, a few queries for any number of
+    roots. ``complete`` is False for a decoded image that lacks the rotation hashes, an embedding by
+    ``model`` or tags by ``tagger``."""
+    out: dict[int, dict[bytes, KnownFile]] = {root: {} for root in roots}
+    for chunk in chunks(roots):
+        in_roots = Image.root_id.in_(chunk)
+        embedded = tagged = None
+        if model is not None:
+            embedded = set(conn.execute(select(Embedding.image_id).join(Image, Image.id == Embedding.image_id).where(
+                in_roots, Embedding.model == model)).scalars())
+        if tagger is not None:
+            tagged = set(conn.execute(select(Tagged.image_id).join(Image, Image.id == Tagged.image_id).where(
+                in_roots, Tagged.tagger == tagger)).scalars())
+        rows = conn.execute(select(Image.root_id, Image.relpath_raw, Image.id, Image.size, Image.mtime_ns,
+                                   Image.sha256, Image.status, Image.phash_dihedral.is_not(None).label("rotations"),
+                                   Image.width, Image.height).where(in_roots))
+        for r in rows:
+            complete = r.status != OK or (bool(r.rotations) and (embedded is None or r.id in embedded)
+                                          and (tagged is None or r.id in tagged))
+            out[r.root_id][r.relpath_raw] = KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete,
+                                                      (r.width or 0) * (r.height or 0))
+    return out
 
 
 def indexed_content(conn: Connection, sizes: list[int], model: str | None, tagger: str | None) -> dict[int, dict]:
