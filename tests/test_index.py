@@ -212,6 +212,21 @@ def test_a_folder_above_an_indexed_one_absorbs_it_and_keeps_its_images(nested, t
     idx.close()
 
 
+def test_a_reader_sees_a_folder_another_process_indexed(nested, tmp_path):
+    """A long-lived reader (a server) has read the roots; another process indexes a new folder: the reader's
+    listings include its images instead of failing on a root it did not know."""
+    photos, _ = nested
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(REPO / "samples" / "images" / "grass.png", other / "grass.png")
+    with simsearch.open_index(tmp_path / "ix", create=True) as writer:
+        writer.add([photos], workers=1)
+        with simsearch.open_index(tmp_path / "ix") as reader:
+            assert len(reader.images()) == 4  # the roots are read, and kept
+            writer.add([other], workers=1)
+            assert str(other / "grass.png") in {r.abspath for r in reader.images()}
+
+
 def test_bad_files_are_recorded_and_do_not_stop_the_run(built, photos):
     before = built.stats()["images"]
     bad = photos / "bad"
