@@ -81,9 +81,10 @@ def new_roots(paths: list[str], roots: list[str]) -> list[str]:
 
 
 class Placer:
-    """Which root holds a path: the innermost of ``roots`` at or above it, compared as real paths (links
-    resolved). Each folder's real path is found once, so a file list over many folders costs one lookup
-    per folder, not one per root."""
+    """Which root holds a path: the outermost of ``roots`` at or above it, compared as real paths (links
+    resolved; a root left inside another holds only rows the outer one lists too: see
+    ``write.merge_nested_roots``). Each folder's real path is found once, so a file list over many folders
+    costs one lookup per folder, not one per root."""
 
     def __init__(self, roots: list[str]):
         self._by_real: dict[str, str] = {}
@@ -97,14 +98,17 @@ class Placer:
     def place(self, full: str) -> tuple[str | None, str]:
         """The root holding the absolute folder path ``full`` and ``full``'s path under it ("" for the root
         itself); (None, "") if no root holds it."""
-        real = self._real(full)
-        above = real
+        real = above = self._real(full)
+        found = None
         while True:
             if above in self._by_real:
-                return self._by_real[above], "" if above == real else os.path.relpath(real, above)
+                found = above
             if above == os.path.dirname(above):
-                return None, ""
+                break
             above = os.path.dirname(above)
+        if found is None:
+            return None, ""
+        return self._by_real[found], "" if found == real else os.path.relpath(real, found)
 
 
 def read_file_list(list_path: str) -> list[str]:

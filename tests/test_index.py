@@ -209,6 +209,9 @@ def test_a_folder_above_an_indexed_one_absorbs_it_and_keeps_its_images(nested, t
     assert len(idx.images()) == 6
     idx.add([photos], workers=1)
     assert _listing(idx) == listed and idx.duplicates(by="exact") == []  # the outer rows stay, the twins go
+    shutil.copy(REPO / "samples" / "images" / "grass.png", sub / "grass.png")
+    assert idx.add([sub], workers=1).new == 1  # under the outer root, not the twins' leftover one
+    assert len(idx.images()) == 5 and idx.duplicates(by="exact") == []
     idx.close()
 
 
