@@ -183,6 +183,8 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     verification finds even where the decision did not need it. It is decided as ``duplicates``
     decides it, the image indexed first as the first, and told in the order asked."""
     check_level(level)
+    if a == b:
+        raise InvalidArgument("A and B are the same indexed image: name two different ones")
     model = _embedding_model(reads, model)
     col = load_collection(reads, model)
     rows = np.searchsorted(col.ids, [a, b])

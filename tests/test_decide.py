@@ -159,6 +159,8 @@ def test_cli_explain_and_duplicates_explain(copies_index):
     assert bad.exit_code == 2 and "--explain goes with" in bad.output
     missing = CliRunner().invoke(main, ["explain", "nope.jpg", "coffee.png", "--index", ix])
     assert missing.exit_code == 1 and missing.output.startswith("Error: nope.jpg is not in the index")
+    same = CliRunner().invoke(main, ["explain", "coffee.png", "coffee.png", "--index", ix])
+    assert same.exit_code == 1 and same.output == "Error: A and B are the same indexed image: name two different ones\n"
 
 
 def test_duplicates_progress_goes_to_stderr_and_changes_nothing(copies_index):
