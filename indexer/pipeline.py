@@ -25,7 +25,7 @@ from simsearch.taggers import check_min_score
 
 from . import write
 from .features import ModelJobs, Result, Task, infer
-from .scan import Scan, new_roots, scan_roots
+from .scan import Placer, Scan, new_roots, scan_roots
 from .workers import extract_all, worker_pool
 from .write import KnownFile
 
@@ -141,7 +141,9 @@ def check_paths(paths: list[str], roots: list[str], missing_ok: bool = False) ->
     gone = set(missing) & set(roots)
     unknown = [p for full, p in missing.items() if full not in gone]
     if unknown and not missing_ok:
-        raise InvalidArgument(f"no such file or folder: {unknown[0]}")
+        root, _ = Placer(roots).place(os.path.abspath(unknown[0]))
+        hint = f" (if it was deleted: index {root} again to mark what was indexed from it removed)" if root else ""
+        raise InvalidArgument(f"no such file or folder: {unknown[0]}{hint}")
     return gone
 
 

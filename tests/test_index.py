@@ -183,6 +183,10 @@ def test_a_folder_inside_an_indexed_one_is_indexed_under_it(nested, tmp_path):
     (sub / "camera.png").unlink()
     again = idx.add([sub], workers=1)
     assert (again.removed, again.unchanged) == (1, 1) and len(idx.images()) == 3
+    shutil.rmtree(sub)
+    with pytest.raises(InvalidArgument, match=f"no such file or folder: {sub} \\(if it was deleted: index {photos} "
+                                              "again to mark what was indexed from it removed\\)"):
+        idx.add([sub], workers=1)
     idx.close()
 
 
