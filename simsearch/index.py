@@ -286,10 +286,7 @@ class Index:
         each move in ``manifest`` (for ``simsearch undo``). Files gone or changed since they were
         indexed, and the members of a group whose keeper is, stay in place (``Moves.skipped``)."""
         with self.writing():
-            groups = self.duplicates(**options)
-            os.makedirs(target, exist_ok=True)
-            done = move_duplicates(self, groups, target, manifest)
-            return Moves(len(done.moved), len(groups), done.skipped)
+            return move_duplicates(self, self.duplicates(**options), target, manifest)
 
     def move_group(self, keeper: int, members: list[int], target: str | os.PathLike,
                    manifest: str | os.PathLike) -> Moves:
@@ -302,9 +299,7 @@ class Index:
             raise InvalidArgument(f"image {missing[0]} is not in the index (or was moved aside already)")
         records = self._reads.records(ids)
         with self.writing():
-            os.makedirs(target, exist_ok=True)
-            done = move_duplicates(self, [[records[i] for i in ids]], target, manifest)
-            return Moves(len(done.moved), 1, done.skipped)
+            return move_duplicates(self, [[records[i] for i in ids]], target, manifest)
 
     # -- clusters -----------------------------------------------------------------------------
     def cluster(self, k: int | None = None, *, auto: bool = False, by: str = "embedding", model: str | None = None,

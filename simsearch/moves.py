@@ -26,15 +26,7 @@ class Moves(NamedTuple):
     skipped: list[tuple[str, str]]  # (path, why it stayed in place)
 
 
-class MoveResult(NamedTuple):
-    """What ``move_duplicates`` did: the moves made (manifest entries) and the files it left in place,
-    each with why (``skipped``)."""
-
-    moved: list[dict]
-    skipped: list[tuple[str, str]]  # (path, reason)
-
-
-def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> MoveResult:
+def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> Moves:
     """Move every member but the first of each group under ``target`` (keeping its
     path relative to its root) and append one JSON line per move to ``manifest``,
     written as it goes, so even an interrupted move can be undone.
@@ -46,7 +38,7 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
     target = Path(target).resolve()
     target.mkdir(parents=True, exist_ok=True)
     mark_not_indexed(target, "duplicates moved aside by simsearch: simsearch undo MANIFEST puts them back")
-    moved, ids, skipped = [], [], []
+    ids, skipped = [], []  # the images moved, the files left in place
     try:
         with open(manifest, "a") as log:
             for group in groups:
@@ -63,14 +55,13 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
                     # ASCII JSON keeps undecodable path bytes as \udcXX escapes, which load back exactly
                     log.write(json.dumps(entry) + "\n")
                     log.flush()
-                    moved.append(entry)
                     ids.append(rec.id)
     finally:
         from simsearch.indexer.write import set_status  # noqa: PLC0415 - moving files aside is a write
 
         with index.atomic() as conn:
             set_status(conn, ids, REMOVED)
-    return MoveResult(moved, skipped)
+    return Moves(len(ids), len(groups), skipped)
 
 
 def _move_one(rec, target: Path, keep) -> tuple[dict | None, str]:
