@@ -47,8 +47,8 @@ def open_index(path: str | os.PathLike | None = None, *, db: str | None = None, 
             exists = store.is_index(engine)
         if not exists and not create:
             where = f"in the database {engine.url.render_as_string(hide_password=True)}" if db else f"at {directory}"
-            raise IndexNotFound(f"no index {where}; create one with open_index(..., create=True) or: simsearch "
-                                f"index PATH --index {directory}" + (" --db URL" if db else ""))
+            raise IndexNotFound.hinted(f"no index {where}; create one with {{}}", "open_index(..., create=True)",
+                                       f"simsearch index PATH --index {directory}" + (" --db URL" if db else ""))
         with store.disk_full_is_one_error(directory):
             store.upgrade(engine, read_only, lock=lambda: writer_lock(engine, wait=True))
     except BaseException:

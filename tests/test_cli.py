@@ -151,7 +151,7 @@ def test_evaluate_scores_against_a_ground_truth(shared_index, tmp_path):
     "args, message",
     [
         (["search", "x.jpg", "--index", "{missing}"], "no index at"),
-        (["duplicates", "--index", "{missing}"], "no index at"),
+        (["duplicates", "--index", "{missing}"], "create one with simsearch index PATH --index"),
         (["search", "{photo}", "--index", "{index}", "--by", "nohash"], "Invalid value for '--by'"),
         (["search", "{photo}", "--index", "{index}", "-k", "-3"], "k must be at least 1"),
         (["search", "{nothing}", "--index", "{index}"], "nothing.jpg: cannot read file"),
