@@ -117,8 +117,9 @@ def emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:
 
 
 def _cell(value) -> str:
-    """A table cell on one line: control characters (a newline in a file name) escaped as Python writes them."""
-    text = str(value)
+    """A table cell on one line: control characters (a newline in a file name) escaped as Python writes them;
+    a value that does not apply (None) as a dash."""
+    text = "-" if value is None else str(value)
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

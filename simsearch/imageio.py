@@ -94,15 +94,11 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
 
 
 def from_memory(image) -> Decoded:
-    """A PIL image or a numpy array (HxW grey, HxWx3 RGB or HxWx4 RGBA; 8 or 16 bits) made the RGB
-    image ``decode`` would give (orientation, alpha on white, deep images scaled). A query only: no pixel
-    digest."""
+    """A PIL image or a numpy array (HxW grey, HxWx3 RGB or HxWx4 RGBA) made the RGB image ``decode`` would
+    give (orientation, alpha on white, deep images scaled). A query only: no pixel digest."""
     try:
         if isinstance(image, np.ndarray):
-            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or 0 in image.shape:
-                raise ImageError("not_an_image", f"an array of shape {image.shape} is not an image: give HxW, "
-                                 "HxWx3 or HxWx4")
-            image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+            image = Image.fromarray(_eight_bits(image))
         width, height = image.size
         rgb = _to_rgb(_oriented(image))
     except ImageError:
@@ -110,6 +106,27 @@ def from_memory(image) -> Decoded:
     except Exception as exc:  # noqa: BLE001 - Pillow refuses dtypes and modes with assorted errors
         raise ImageError("not_an_image", f"cannot read the image in memory: {type(exc).__name__}: {exc}") from None
     return Decoded(rgb, width, height, "memory", image.mode, None)
+
+
+def _eight_bits(array: np.ndarray) -> np.ndarray:
+    """An image array as uint8, scaled as ``_deep_to_rgb`` scales deep grey images: floats up to 1 (scikit-image's
+    convention) from 0-1, other values above 255 from 0-65535 (16 bits), the rest as 0-255; booleans as 0 or 255."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise ImageError("not_an_image", f"an array of shape {array.shape} is not an image: give HxW, HxWx3 or HxWx4")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind not in "uif":
+        raise ImageError("not_an_image", f"an array of {array.dtype} is not an image: give real numbers")
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all() or values.min() < 0:
+        raise ImageError("not_an_image", f"an array of {array.dtype} with values from {values.min()} to "
+                         f"{values.max()} is not an image: give values in 0-1 (floats), 0-255 or 0-65535")
+    top = 1.0 if array.dtype.kind == "f" and values.max() <= 1.0 else 65535.0 if values.max() > 255 else 255.0
+    return np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
 
 
 def decode_file(path: str, **kw) -> Decoded:

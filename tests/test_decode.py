@@ -6,7 +6,7 @@ from PIL import Image
 
 from simsearch.errors import ImageError
 from simsearch.hashing import hamming, hash_image
-from simsearch.imageio import decode, decode_file
+from simsearch.imageio import decode, decode_file, from_memory
 
 from .conftest import REPO, shared
 
@@ -38,6 +38,22 @@ def test_sixteen_bit_is_scaled_not_clipped(chelsea):
     grey16 = Image.fromarray(np.asarray(chelsea.convert("L"), np.uint16) * 257)
     pixels = np.asarray(decode(_bytes(grey16, "PNG")).image)
     assert 40 < pixels.mean() < 220  # clipping would make it almost all white
+
+
+def test_arrays_of_every_usual_dtype_give_the_uint8_image(chelsea):
+    """A query array as scikit-image (floats in 0-1), 16-bit readers and masks give it: the same pixels as uint8,
+    where Pillow refused every colour array but uint8."""
+    rgb = np.asarray(chelsea)
+    want = np.asarray(from_memory(rgb).image).astype(int)
+    for array in (rgb / 255.0, rgb.astype(np.float32), rgb.astype(np.uint16) * 257, rgb.astype(np.int64)):
+        assert np.abs(np.asarray(from_memory(array).image).astype(int) - want).max() <= 1, array.dtype
+    grey = rgb[..., 0]
+    assert np.array_equal(np.asarray(from_memory(grey / 255.0).image), np.asarray(from_memory(grey).image))
+    assert np.array_equal(np.asarray(from_memory(rgb > 127).image), np.where(rgb > 127, 255, 0).astype(np.uint8))
+    for bad, message in ((np.full((4, 4), np.nan), "values in 0-1"), (rgb.astype(np.int16) - 300, "from -300"),
+                         (rgb.astype(complex), "real numbers"), (rgb.ravel(), "is not an image: give HxW")):
+        with pytest.raises(ImageError, match=message):
+            from_memory(bad)
 
 
 def test_transparency_is_composited_on_white():
