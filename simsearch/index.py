@@ -214,6 +214,7 @@ class Index:
         ``embedder``, else by the index's own (``embedder_options``: weights, backend, device).
         Raises ``ImageError`` if the query cannot be read.
         """
+        queries.check_query(image)  # a wrong type is the caller's error here, one query's error in a bulk search
         [result] = self.search_many([image], by=by, k=k, max_distance=max_distance, min_similarity=min_similarity,
                                     model=model, rotations=rotations, embedder=embedder, tags=tags,
                                     min_score=min_score, tagger=tagger, **embedder_options)

@@ -47,16 +47,21 @@ def check_similarity(min_similarity: float | None) -> None:
         raise InvalidArgument(f"min similarity must be between -1 and 1, got {min_similarity}")
 
 
+def check_query(image) -> None:
+    """A query is a path, bytes, a PIL image or a numpy array."""
+    if not isinstance(image, (bytes, str, os.PathLike, np.ndarray)) and not hasattr(image, "getbands"):  # PIL's
+        raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
+
+
 def decode_query(reads: Reads, image) -> Decoded:
     """A query image (a path, bytes, a PIL image or a numpy array) decoded exactly the way the index decodes
     (without the pixel digest: a query needs only its pixels)."""
+    check_query(image)
     if isinstance(image, bytes):
         return decode(image, full=reads.full_decode, digest=False)
     if isinstance(image, (str, os.PathLike)):
         return decode_file(os.fspath(image), full=reads.full_decode, digest=False)
-    if isinstance(image, np.ndarray) or hasattr(image, "getbands"):  # a PIL image
-        return from_memory(image)
-    raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
+    return from_memory(image)
 
 
 def hash_query(reads: Reads, image) -> dict[str, int]:
@@ -96,7 +101,7 @@ def search_many(reads: Reads, images: list, by: str, k: int, *, max_distance: in
                 min_similarity: float | None = None, model: str | None = None, rotations: bool = False,
                 embedder=None, allowed: set[int] | None = None) -> list[QueryResult]:
     """Search every image in ``images``, ``QUERY_BATCH`` at a time: one encoding call and one FAISS call
-    per batch. A query that cannot be read gets its error; the others go on."""
+    per batch. A query that cannot be read, or is no image at all, gets its error; the others go on."""
     results = []
     for start in range(0, len(images), QUERY_BATCH):
         chunk = images[start : start + QUERY_BATCH]
@@ -106,6 +111,8 @@ def search_many(reads: Reads, images: list, by: str, k: int, *, max_distance: in
                 decoded.append(decode_query(reads, image).image)
             except ImageError as exc:
                 errors[n] = exc
+            except InvalidArgument as exc:  # not an image at all (a None among paths): its own error, as a bad file's
+                errors[n] = ImageError("not_an_image", str(exc))
         if by == "embedding":
             found = _embedding_batch(reads, decoded, k, min_similarity, model, rotations, embedder, allowed)
         else:

@@ -82,9 +82,9 @@ def test_bulk_search_equals_one_search_per_query(embedded, monkeypatch):
     from simsearch import queries
 
     idx, folder = embedded
-    paths = sorted(folder.rglob("*.png"))[:12] + [folder / "missing.jpg"]
+    paths = sorted(folder.rglob("*.png"))[:12] + [None, folder / "missing.jpg"]
     embedder = idx.embedder()
-    single = [idx.search(p, k=5, embedder=embedder, rotations=True) for p in paths[:-1]]
+    single = [idx.search(p, k=5, embedder=embedder, rotations=True) for p in paths[:-2]]
     monkeypatch.setattr(queries, "QUERY_BATCH", 5)  # batches of 5: 3 batches, the last with the bad query
     calls = []
     index = idx._reads.vector_index(MODEL)
@@ -92,8 +92,9 @@ def test_bulk_search_equals_one_search_per_query(embedded, monkeypatch):
                         _f(self, q, k))
     bulk = idx.search_many(paths, k=5, embedder=embedder, rotations=True)
     assert calls == [40, 40, 16]  # one FAISS call per batch (5, 5, 2 readable queries), 8 views each
-    assert [[(m.image.path, m.similarity) for m in r.matches] for r in bulk[:-1]] == \
+    assert [[(m.image.path, m.similarity) for m in r.matches] for r in bulk[:-2]] == \
            [[(m.image.path, m.similarity) for m in found] for found in single]
+    assert bulk[-2].matches == [] and bulk[-2].error.kind == "not_an_image"  # a None in a list of paths
     assert bulk[-1].matches == [] and bulk[-1].error.kind == "unreadable"
 
 
