@@ -436,9 +436,10 @@ def evaluate(ground_truth, exclude, methods, level, sweep, index_dir, db, fmt):
            "min_similarity": "" if s.min_similarity is None else s.min_similarity,
            "precision": round(s.precision, 4), "recall": round(s.recall, 4), "f1": round(s.f1, 4),
            "average_precision": "" if s.average_precision is None else round(s.average_precision, 4),
-           "default": "*" if s.default else "", "best": "*" if id(s) in top else ""} for s in chosen], fmt,
+           "default": "*" if s.default else "", "best": "*" if id(s) in top else "",
+           "predicted_pairs": s.predicted_pairs, "true_pairs": s.true_pairs} for s in chosen], fmt,
          ["method", "level", "cut", "max_distance", "min_similarity", "precision", "recall", "f1",
-          "average_precision", "default", "best"])
+          "average_precision", "default", "best", "predicted_pairs", "true_pairs"])
 
 
 @main.command()

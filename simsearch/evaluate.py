@@ -4,10 +4,11 @@ map in imagededup's format ``{path: [paths of its duplicates]}``."""
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, SimsearchWarning
 from .hamming import HASH_BITS
 
 CUT_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -40,7 +41,11 @@ def load_ground_truth(path: str, exclude: set[str] = frozenset()) -> tuple[set[s
         raise InvalidArgument(f"cannot read ground truth {path}: {exc}") from None
     if not isinstance(truth, dict):
         raise InvalidArgument(f"ground truth {path} is not a {{path: [duplicates]}} map")
-    keys = {k for k in truth if k not in exclude}
+    for key, dups in truth.items():  # a string would be read letter by letter
+        if not isinstance(dups, list) or not all(isinstance(d, str) for d in dups):
+            raise InvalidArgument(f"ground truth {path}: the duplicates of {key!r} are not a list of paths")
+    # a path named only as another's duplicate is labelled too (imagededup's maps list every image as a key)
+    keys = {k for k in truth.keys() | {d for dups in truth.values() for d in dups} if k not in exclude}
     pairs = {tuple(sorted((a, b))) for a, dups in truth.items() for b in dups if a in keys and b in keys and a != b}
     return keys, pairs
 
@@ -76,8 +81,13 @@ def evaluate(index, ground_truth: str, *, methods=None, distances=None, similari
     ``methods`` defaults to every method the index supports."""
     keys, pairs = load_ground_truth(ground_truth, read_exclude(exclude))
     records = {r.id: r.path for r in index.images()}
-    if not keys & set(records.values()):
+    missing = keys - set(records.values())
+    if missing == keys:
         raise InvalidArgument("no ground-truth path is in the index: index the folder the map's paths are relative to")
+    if missing:
+        warnings.warn(SimsearchWarning(
+            f"{len(missing)} of {len(keys)} ground-truth paths are not in the index (the first: {min(missing)}): "
+            "their true pairs count as missed"), stacklevel=2)
     embedded = bool(index.embedding_models())
     if methods is None:
         from .duplicates import DUPLICATE_METHODS  # noqa: PLC0415

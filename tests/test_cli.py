@@ -147,6 +147,22 @@ def test_evaluate_scores_against_a_ground_truth(shared_index, tmp_path):
     assert exact["precision"] == 1.0 and exact["recall"] < best["recall"]
 
 
+def test_evaluate_names_ground_truth_it_cannot_score(shared_index, tmp_path):
+    """A path the index lacks counts as missed, with a note; a path named only as a duplicate is labelled; a
+    string where a list belongs is an error (it was read letter by letter)."""
+    cli_index, _ = shared_index
+    name = sorted(r.path for r in simsearch.open_index(cli_index).images())[0]
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({name: ["renamed.jpg"]}))
+    out = run("evaluate", "--ground-truth", gt, "--index", cli_index, "--by", "phash", "--format", "json")
+    assert "note: 1 of 2 ground-truth paths are not in the index (the first: renamed.jpg)" in out.output
+    rows = json.loads(out.output[out.output.index("["):])
+    assert all(r["true_pairs"] == 1 and r["recall"] == 0.0 for r in rows)
+    gt.write_text(json.dumps({name: "renamed.jpg"}))
+    out = run("evaluate", "--ground-truth", gt, "--index", cli_index)
+    assert out.exit_code != 0 and f"the duplicates of '{name}' are not a list of paths" in out.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
