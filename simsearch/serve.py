@@ -34,6 +34,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from . import pages
 from .errors import ImageError, InvalidArgument, SimsearchError
+from .hamming import HASH_BITS
 from .imageio import decode_file
 from .index import Index
 from .names import DUPLICATE_METHODS, LEVELS, SEARCH_METHODS
@@ -60,14 +61,15 @@ class Service:
         self._duplicates: dict[tuple, list] = {}
         self._thumbs = index.directory / "thumbnails"
 
-    def search(self, images: list[bytes], by: str, k: int, min_similarity: float | None, tags: list[str]):
+    def search(self, images: list[bytes], by: str, k: int, min_similarity: float | None, tags: list[str],
+               max_distance: int | None = None):
         # OpenMP's thread count belongs to the calling thread, and each request runs on a pool thread that
         # would otherwise start a team of one thread per core, spinning on the cores the other requests need
         faiss.omp_set_num_threads(1)
         method = self.index.search_method(by)
         embedder = self.embedder if method == "embedding" else None
         return method, self.index.search_many(images, by=method, k=k, min_similarity=min_similarity,
-                                              tags=tags or None, embedder=embedder)
+                                              max_distance=max_distance, tags=tags or None, embedder=embedder)
 
     def duplicate_groups(self, by: str, level: str, cut: float | None, max_distance: int | None = None,
                          min_similarity: float | None = None) -> list[dict]:
@@ -167,9 +169,10 @@ def create_app(service: Service) -> FastAPI:
     def api_search(image: list[UploadFile] = File(..., description="one or more query images"),
                    by: str = Form("auto", description=f"one of {', '.join(SEARCH_METHODS)}"),
                    k: int = Form(10, ge=1, le=1000), min_similarity: float | None = Form(None, ge=-1, le=1),
+                   max_distance: int | None = Form(None, ge=0, le=HASH_BITS - 1, description="hash methods"),
                    tags: list[str] = Form([], description="only images with every one of these labels")):
         return search_json(service, [_read_upload(f) for f in image], [f.filename for f in image], by, k,
-                           min_similarity, _labels(tags))
+                           min_similarity, _labels(tags), max_distance)
 
     @app.get("/api/images/{image_id}", summary="One indexed image, with its tags")
     def api_image(image_id: str):
@@ -265,10 +268,10 @@ def create_app(service: Service) -> FastAPI:
 
 
 def search_json(service: Service, images: list[bytes], names: list[str | None], by: str, k: int,
-                min_similarity: float | None, tags: list[str]) -> dict:
+                min_similarity: float | None, tags: list[str], max_distance: int | None = None) -> dict:
     if not 1 <= len(images) <= MAX_QUERIES:
         raise HTTPException(422, f"give 1 to {MAX_QUERIES} images")
-    method, results = service.search(images, by, k, min_similarity, tags)
+    method, results = service.search(images, by, k, min_similarity, tags, max_distance)
     return {"by": method, "results": [
         {"query": name, "error": str(r.error)} if r.error is not None else
         {"query": name, "matches": [match_json(m) for m in r.matches]} for name, r in zip(names, results)]}

@@ -105,6 +105,11 @@ def test_search_api_answers_as_the_cli_does(served):
     assert "chelsea" in top["image"]["path"] and top["score"] > 0.99  # the photo or one of its exact copies
     hashes = _search(url, photos / "coffee.png", by="phash", k="2").json()
     assert hashes["by"] == "phash" and hashes["results"][0]["matches"][0]["score"] == 0
+    near = _search(url, photos / "coffee.png", by="phash", k="40", max_distance="4").json()["results"][0]["matches"]
+    cli = json.loads(_cli("search", photos / "coffee.png", "--index", index, "--by", "phash", "-k", "40",
+                          "--max-distance", "4", "--format", "json"))
+    assert [(m["image"]["path"], m["score"]) for m in near] == [(m["path"], m["distance"]) for m in cli]
+    assert _search(url, photos / "coffee.png", by="phash", max_distance="64").status_code == 422
 
 
 def test_listings_match_the_cli(served):
