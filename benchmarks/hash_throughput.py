@@ -63,8 +63,8 @@ def _make_photo(folder: Path, n: int) -> None:
         img = source.convert("RGB")
     k = n // len(sources)
     w, h = img.size
-    c = k % 20
-    img = img.crop((c, c, w - c, h - c)).resize((1024, 768))
+    c, d = k % 20, k // 100  # crop, mirror and quality repeat every 100: the inset d keeps every photo distinct
+    img = img.crop((c, c, w - c - d, h - c - d)).resize((1024, 768))
     (ImageOps.mirror(img) if k % 2 else img).save(folder / f"photo_{n:04d}.jpg", quality=70 + k % 25)
 
 

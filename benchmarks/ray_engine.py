@@ -5,10 +5,11 @@ Each row is a whole `simsearch index` process into a fresh index (median of --ru
   ray-started    -- --engine ray with no address: the run starts (and stops) a local Ray instance;
   ray-joined     -- --engine ray --ray-address: a Ray instance already running on this machine (ray start --head),
                     so Ray's start-up is paid once, as on a real cluster.
-With --copies N the folder is N hard-linked copies of `dups`; with --scale K each engine also indexes K times as
-many, and the difference between the two sizes gives its steady-state throughput (past start-up, the first and the
-last blocks) and its fixed cost. Each engine's timed runs follow a warm-up run (the page cache; for the joined
-instance, Ray Data's own actors, which a cluster's first job creates and later jobs share).
+With --copies N the folder is N copies of `dups` (each in bytes of its own: see `_copies`); with --scale K each
+engine also indexes K times as many, and the difference between the two sizes gives its steady-state throughput
+(past start-up, the first and the last blocks) and its fixed cost. Each engine's timed runs follow a warm-up run
+(the page cache; for the joined instance, Ray Data's own actors, which a cluster's first job creates and later jobs
+share).
 Then a two-node cluster on this machine (1 CPU a node) indexes the folder with embeddings, and each node's share
 of each stage is reported.
 
@@ -45,10 +46,21 @@ def _median(folder: Path, runs: int, *options: str, env: dict | None = None) -> 
 
 
 def _copies(folder: Path, copies: int) -> Path:
+    """``copies`` copies of ``folder``, each file of copy n with n zero bytes after the image's end (where decoders
+    stop): the same pictures in other bytes, which the indexer decodes (identical bytes would take the first
+    copy's features). Copy 0 is hard-linked."""
     out = Path(tempfile.mkdtemp(prefix="ray-bench-"))
-    for n in range(copies):
-        shutil.copytree(folder, out / f"copy{n}", copy_function=_link)
+    shutil.copytree(folder, out / "copy0", copy_function=_link)
+    for n in range(1, copies):
+        shutil.copytree(folder, out / f"copy{n}", copy_function=lambda src, dst, n=n: _padded(src, dst, n))
     return out
+
+
+def _padded(src: str, dst: str, n: int) -> None:
+    with open(src, "rb") as fh:
+        data = fh.read()
+    with open(dst, "wb") as fh:
+        fh.write(data + bytes(n))
 
 
 def _count(folder: Path) -> int:
@@ -109,7 +121,7 @@ def _ray_head(*resources: str):
 
 def on_gpu(photos: int, runs: int, scale: int) -> None:
     """The local engine and a joined Ray instance (every core, one GPU actor), embeddings on the GPU; with
-    ``scale``, also on ``scale`` hard-linked copies of the photos, for each engine's steady state."""
+    ``scale``, also on ``scale`` copies of the photos, for each engine's steady state."""
     from hash_throughput import make_photos
 
     folder = make_photos(Path(tempfile.mkdtemp()) / "photos_1024x768", photos)
@@ -142,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--copies", type=int, default=1,
-                        help="index this many hard-linked copies of the folder (steady state, start-up amortised)")
+                        help="index this many copies of the folder (steady state, start-up amortised)")
     parser.add_argument("--scale", type=int, default=1,
                         help="also index SCALE times as many copies, for each engine's steady-state throughput")
     parser.add_argument("--no-started", action="store_true", help="leave out the runs that start their own Ray")
@@ -185,7 +197,7 @@ def main() -> None:
     finally:
         cluster.shutdown()
     write("ray_engine" if args.copies == 1 else f"ray_engine_x{args.copies}", {
-        "folder": "dups" if args.copies == 1 else f"dups, {args.copies} hard-linked copies", "files": files, "cores": 2, "runs": args.runs, "engines": rows,
+        "folder": "dups" if args.copies == 1 else f"dups, {args.copies} copies", "files": files, "cores": 2, "runs": args.runs, "engines": rows,
         "two_nodes": {"nodes": 2, "cpus_per_node": 1, "features": "hashes and embeddings", "seconds": round(two_s, 2),
                       "files_per_node": _shares(out)},
         "peer": "the local engine (worker processes on the same 2 cores)",

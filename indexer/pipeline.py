@@ -293,25 +293,60 @@ def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _
     """Index every root's files; ``extract(tasks)`` yields their results in task order (an engine's workers).
     The roots are planned together, in a few queries whatever their number, their tasks go through as one
     stream, and a batch of results from any roots is written in one transaction: files spread over many
-    folders (a file list: each folder is a root) keep every worker busy."""
+    folders (a file list: each folder is a root) keep every worker busy. Files the size of one listed before
+    them wait for a second stream, which finds the first one's bytes indexed: an identical file takes its
+    features instead of being decoded again (``_waves``)."""
     t0 = time.perf_counter()
     with engine.begin() as conn:
         ids = write.root_ids(conn, [scan.root for scan in scans])
         known = write.known_files(conn, list(ids.values()), models.embedder_name(), models.tagger_name())
         roots = [_Root(ids[scan.root], known[ids[scan.root]]) for scan in scans]
         todo = [_triage(conn, scan, root, summary) for scan, root in zip(scans, roots)]
-        content = write.indexed_content(conn, [entry.size for files in todo for entry, _, _ in files],
+    waves = _waves(scans, todo)
+    summary.seconds["plan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bar = tqdm(total=sum(len(files) for wave in waves for files in wave), unit="img", desc="indexing",
+               disable=not progress, file=sys.stderr)
+    for wave in waves:
+        if any(wave):
+            _stream(engine, scans, roots, wave, summary, models, extract, (full, max_pixels), batch_size, bar)
+    bar.close()
+    summary.seconds["extract+write"] = time.perf_counter() - t0
+
+
+def _waves(scans: list[Scan], todo: list[list[tuple]]) -> tuple[list[list[tuple]], list[list[tuple]]]:
+    """Each root's files to read (``_triage``) in two waves: a file of the same size as one listed before it in
+    this run (identical bytes have the same size) goes in the second. Sizes are taken from every listed file,
+    read or not, so a run that resumes a killed one puts each file in the wave it had, and the ids come out in
+    the order an uninterrupted run gives them."""
+    seen: set[int] = set()
+    first, second = [], []
+    for scan, files in zip(scans, todo):
+        reading = {id(item[0]): item for item in files}
+        now, later = [], []
+        for entry in scan.entries:
+            item = reading.get(id(entry))
+            if item is not None:
+                (later if entry.size in seen else now).append(item)
+            seen.add(entry.size)
+        first.append(now)
+        second.append(later)
+    return first, second
+
+
+def _stream(engine: Engine, scans: list[Scan], roots: list[_Root], wave: list[list[tuple]], summary: RunSummary,
+            models: _Models, extract, decoding: tuple, batch_size: int, bar) -> None:
+    """One wave of every root's files through ``extract``, written in batches. Bytes the index already holds
+    (with every feature of this run) are not decoded: the file takes their features."""
+    with engine.begin() as conn:
+        content = write.indexed_content(conn, [entry.size for files in wave for entry, _, _ in files],
                                         models.embedder_name(), models.tagger_name())
     # (size, sha256) -> the indexed image whose features identical bytes take
     sources = {(size, sha): image_id for size, shas in content.items() for sha, image_id in shas.items()}
     owners, tasks = [], []
-    for scan, root, files in zip(scans, roots, todo):
+    for scan, root, files in zip(scans, roots, wave):
         owners += [root] * len(files)
-        tasks += _tasks(scan, files, content, models, full, max_pixels)
-    summary.seconds["plan"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(tasks), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
+        tasks += _tasks(scan.root, files, content, models, *decoding)
     batch: list[tuple[_Root, Result]] = []
     for owner, result in zip(owners, extract(tasks)):
         batch.append((owner, result))
@@ -321,8 +356,6 @@ def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _
             batch = []
     _write(engine, batch, sources, models, summary)
     bar.update(len(batch))
-    bar.close()
-    summary.seconds["extract+write"] = time.perf_counter() - t0
 
 
 def _triage(conn, scan: Scan, root: _Root, summary: RunSummary) -> list[tuple]:
@@ -361,9 +394,9 @@ def _triage(conn, scan: Scan, root: _Root, summary: RunSummary) -> list[tuple]:
     return todo
 
 
-def _tasks(scan: Scan, todo: list[tuple], content: dict, models: _Models, full: bool, max_pixels: int) -> list[Task]:
-    """The tasks reading a root's files to read (``_triage``); ``content``: size -> {sha256: image id} of the
-    indexed images whose features identical bytes take (``write.indexed_content``)."""
+def _tasks(folder: str, todo: list[tuple], content: dict, models: _Models, full: bool, max_pixels: int) -> list[Task]:
+    """The tasks reading the files to read (``_triage``) of the root at ``folder``; ``content``: size ->
+    {sha256: image id} of the indexed images whose features identical bytes take (``write.indexed_content``)."""
     embedder, tagger = models.embedder, models.tagger
     inputs = {"embed_size": embedder.spec.input_size if embedder else None,
               "tag_input": _tag_input(tagger.spec) if tagger and not models.shared() else None}
@@ -377,7 +410,7 @@ def _tasks(scan: Scan, todo: list[tuple], content: dict, models: _Models, full: 
         # a file this index took, unchanged, is taken again whatever this run's limit: adding a feature to it must
         # not turn it into a failure (an earlier run may have raised --max-pixels)
         limit = max(max_pixels, row.pixels) if same_file and row.status == OK else max_pixels
-        tasks.append(Task(os.path.join(scan.root, entry.relpath), entry.relpath, entry.size, entry.mtime_ns,
+        tasks.append(Task(os.path.join(folder, entry.relpath), entry.relpath, entry.size, entry.mtime_ns,
                           frozenset(reusable), full, limit, **inputs))
     return tasks
 

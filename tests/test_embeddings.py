@@ -195,6 +195,28 @@ def test_bytes_already_indexed_take_their_features_without_decoding(tmp_path):
     fresh.close()
 
 
+def test_identical_files_in_one_run_are_decoded_once(tmp_path):
+    """Files of one run with the same bytes: the first is decoded and embedded; the others, in a second wave
+    once it is written, take its features (they were all decoded)."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    for copy in ("a", "b", "c"):
+        (folder / copy).mkdir(parents=True)
+        for name in ("rocket.jpg", "coffee.png"):
+            shutil.copy(REPO / "samples" / "images" / name, folder / copy / name)
+    idx = simsearch.open_index(tmp_path / "ix", create=True)
+    summary = idx.add([folder], workers=1, embed=MODEL, tag="imagenet")
+    assert (summary.indexed, summary.reused, summary.embedded, summary.tagged) == (6, 4, 2, 2)
+    features = _features(idx, str(folder))
+    for name in ("rocket.jpg", "coffee.png"):
+        columns, vector, tags = features[f"a/{name}"]
+        for copy in ("b", "c"):
+            assert features[f"{copy}/{name}"][0] == columns and features[f"{copy}/{name}"][2] == tags
+            assert np.array_equal(features[f"{copy}/{name}"][1], vector)
+    idx.close()
+
+
 def _features(idx, folder: str) -> dict:
     """path under ``folder`` -> (hash columns, embedding, detections) of each indexed image there."""
     ids, vectors = idx.vectors(MODEL)
