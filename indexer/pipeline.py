@@ -155,7 +155,9 @@ def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, wor
         models = _make_models(db, **model_args)
         jobs = models.ray_jobs(ray, model_args["weights"], model_args["tag_weights"], model_args["embed_batch"])
         stages = RayStages(ray, jobs, workers)
-        _run_roots(db, scans, summary, models, stages.results, *options)
+        # one stream: a second wave would start a second dataset, whose actors load their models again; the
+        # second wave's files come last all the same, so the ids are the local engine's
+        _run_roots(db, scans, summary, models, stages.results, *options, waves=False)
     summary.nodes = {stage: dict(counts) for stage, counts in stages.nodes.items() if counts}
     summary.fallback = stages.fallback
 
@@ -289,39 +291,41 @@ class _Root:
 
 
 def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _Models, extract, full, max_pixels,
-               batch_size, progress) -> None:
+               batch_size, progress, waves: bool = True) -> None:
     """Index every root's files; ``extract(tasks)`` yields their results in task order (an engine's workers).
     The roots are planned together, in a few queries whatever their number, their tasks go through as one
     stream, and a batch of results from any roots is written in one transaction: files spread over many
     folders (a file list: each folder is a root) keep every worker busy. Files the size of one listed before
     them wait for a second stream, which finds the first one's bytes indexed: an identical file takes its
-    features instead of being decoded again (``_waves``)."""
+    features instead of being decoded again (``_waves``). Without ``waves`` the second wave follows the first in
+    one stream: the same index, with identical files decoded."""
     t0 = time.perf_counter()
     with engine.begin() as conn:
         ids = write.root_ids(conn, [scan.root for scan in scans])
         known = write.known_files(conn, list(ids.values()), models.embedder_name(), models.tagger_name())
         roots = [_Root(ids[scan.root], known[ids[scan.root]]) for scan in scans]
         todo = [_triage(conn, scan, root, summary) for scan, root in zip(scans, roots)]
-    waves = _waves(scans, todo)
+    first, second = _waves(scans, roots, todo)
+    streams = [first, second] if waves else [first + second]
     summary.seconds["plan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    bar = tqdm(total=sum(len(files) for wave in waves for files in wave), unit="img", desc="indexing",
+    bar = tqdm(total=sum(len(files) for _, _, files in first + second), unit="img", desc="indexing",
                disable=not progress, file=sys.stderr)
-    for wave in waves:
-        if any(wave):
-            _stream(engine, scans, roots, wave, summary, models, extract, (full, max_pixels), batch_size, bar)
+    for parts in streams:
+        if any(files for _, _, files in parts):
+            _stream(engine, parts, summary, models, extract, (full, max_pixels), batch_size, bar)
     bar.close()
     summary.seconds["extract+write"] = time.perf_counter() - t0
 
 
-def _waves(scans: list[Scan], todo: list[list[tuple]]) -> tuple[list[list[tuple]], list[list[tuple]]]:
-    """Each root's files to read (``_triage``) in two waves: a file of the same size as one listed before it in
-    this run (identical bytes have the same size) goes in the second. Sizes are taken from every listed file,
+def _waves(scans: list[Scan], roots: list[_Root], todo: list[list[tuple]]) -> tuple[list[tuple], list[tuple]]:
+    """Each root's files to read (``_triage``) in two waves of (scan, root, files) parts: a file of the same size
+    as one listed before it in this run (identical bytes have the same size) goes in the second. Sizes are taken from every listed file,
     read or not, so a run that resumes a killed one puts each file in the wave it had, and the ids come out in
     the order an uninterrupted run gives them."""
     seen: set[int] = set()
     first, second = [], []
-    for scan, files in zip(scans, todo):
+    for scan, root, files in zip(scans, roots, todo):
         reading = {id(item[0]): item for item in files}
         now, later = [], []
         for entry in scan.entries:
@@ -329,22 +333,23 @@ def _waves(scans: list[Scan], todo: list[list[tuple]]) -> tuple[list[list[tuple]
             if item is not None:
                 (later if entry.size in seen else now).append(item)
             seen.add(entry.size)
-        first.append(now)
-        second.append(later)
+        first.append((scan, root, now))
+        second.append((scan, root, later))
     return first, second
 
 
-def _stream(engine: Engine, scans: list[Scan], roots: list[_Root], wave: list[list[tuple]], summary: RunSummary,
-            models: _Models, extract, decoding: tuple, batch_size: int, bar) -> None:
-    """One wave of every root's files through ``extract``, written in batches. Bytes the index already holds
-    (with every feature of this run) are not decoded: the file takes their features."""
+def _stream(engine: Engine, parts: list[tuple[Scan, _Root, list[tuple]]], summary: RunSummary, models: _Models,
+            extract, decoding: tuple, batch_size: int, bar) -> None:
+    """The files to read of each (scan, root, files) part, in order, through ``extract``, written in batches.
+    Bytes the index already holds (with every feature of this run) are not decoded: the file takes their
+    features."""
     with engine.begin() as conn:
-        content = write.indexed_content(conn, [entry.size for files in wave for entry, _, _ in files],
+        content = write.indexed_content(conn, [entry.size for _, _, files in parts for entry, _, _ in files],
                                         models.embedder_name(), models.tagger_name())
     # (size, sha256) -> the indexed image whose features identical bytes take
     sources = {(size, sha): image_id for size, shas in content.items() for sha, image_id in shas.items()}
     owners, tasks = [], []
-    for scan, root, files in zip(scans, roots, wave):
+    for scan, root, files in parts:
         owners += [root] * len(files)
         tasks += _tasks(scan.root, files, content, models, *decoding)
     batch: list[tuple[_Root, Result]] = []

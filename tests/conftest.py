@@ -41,11 +41,14 @@ def built(photos, tmp_path):
 
 
 N_IMAGES = 240
+N_COPIES = 5
+N_FILES = N_IMAGES + N_COPIES + 1  # the broken file too
 
 
 @pytest.fixture(scope="session")
 def many(tmp_path_factory):
-    """240 edited JPEGs of the samples and one broken file (the resume and Ray engine tests)."""
+    """240 edited JPEGs of the samples, exact copies of 5 of them (indexed in a second wave) and one broken file
+    (the resume and Ray engine tests)."""
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("many")
@@ -54,6 +57,8 @@ def many(tmp_path_factory):
         img = sources[n % len(sources)]
         w, h = img.size
         img.resize((w - n % 37, h - n % 23)).save(folder / f"img_{n:04d}.jpg", quality=60 + n % 30)
+    for n in range(0, N_IMAGES, N_IMAGES // N_COPIES):
+        (folder / f"img_{n:04d}_copy.jpg").write_bytes((folder / f"img_{n:04d}.jpg").read_bytes())
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
     return folder
 

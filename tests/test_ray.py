@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from .conftest import N_IMAGES
-from .test_resume import _dump, _rows, _same_vectors
+from .conftest import N_FILES
+from .test_resume import _by_id, _dump, _rows, _same_vectors
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
 pytest.importorskip("onnxruntime", reason="the embed extra is not installed")
@@ -53,12 +53,14 @@ def test_ray_engine_builds_the_local_index_on_two_nodes(many, reference, cluster
     out = subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster), check=True,
                          capture_output=True, text=True).stdout
     decoded, embedded = (dict(re.findall(r"(\w{8}) (\d+)", line)) for line in out.splitlines()[1:3])
-    assert sum(map(int, decoded.values())) == N_IMAGES + 1 and sum(map(int, embedded.values())) == N_IMAGES + 1, out
+    assert sum(map(int, decoded.values())) == N_FILES and sum(map(int, embedded.values())) == N_FILES, out
     assert len(set(decoded) | set(embedded)) == 2, out  # both nodes worked (the model actor holds one CPU)
     got, want = _dump(index), _dump(reference)
     assert got[:2] == want[:2]  # rows, hashes and failures identical
     assert _same_vectors(got[2], want[2])  # embeddings within 1e-5
     assert _duplicates(index) == _duplicates(reference)
+    assert _by_id(index) == _by_id(reference)  # the same image ids (the local engine's two waves, Ray's one stream)
+
 
 
 @pytest.mark.slow
@@ -68,7 +70,7 @@ def test_ray_engine_hashes_alone_on_two_nodes(many, reference, cluster, tmp_path
     out = subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster, embed=False), check=True,
                          capture_output=True, text=True).stdout
     decoded = dict(re.findall(r"(\w{8}) (\d+)", out.splitlines()[1]))
-    assert sum(map(int, decoded.values())) == N_IMAGES + 1 and len(decoded) == 2, out
+    assert sum(map(int, decoded.values())) == N_FILES and len(decoded) == 2, out
     got, want = _dump(index), _dump(reference)
     assert got[:2] == want[:2] and got[2] == []
 
@@ -89,7 +91,7 @@ def test_a_run_takes_the_cpus_another_job_leaves_free(many, reference, cluster, 
     finally:
         ray.shutdown()
     decoded = dict(re.findall(r"(\w{8}) (\d+)", out.splitlines()[1]))
-    assert "finished locally" not in out and list(decoded.values()) == [str(N_IMAGES + 1)], out
+    assert "finished locally" not in out and list(decoded.values()) == [str(N_FILES)], out
     assert _dump(index)[:2] == _dump(reference)[:2]
 
 
@@ -108,7 +110,7 @@ def test_a_killed_ray_driver_resumes_to_the_same_index(many, reference, cluster,
     assert proc.poll() is None, "indexing finished before the kill"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver (the cluster lives on)
     proc.wait()
-    assert 0 < _rows(index) < N_IMAGES + 1
+    assert 0 < _rows(index) < N_FILES
     subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster), check=True, capture_output=True)
     got, want = _dump(index), _dump(reference)
     assert got[:2] == want[:2] and _same_vectors(got[2], want[2])
