@@ -320,9 +320,9 @@ def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _
 
 def _waves(scans: list[Scan], roots: list[_Root], todo: list[list[tuple]]) -> tuple[list[tuple], list[tuple]]:
     """Each root's files to read (``_triage``) in two waves of (scan, root, files) parts: a file of the same size
-    as one listed before it in this run (identical bytes have the same size) goes in the second. Sizes are taken from every listed file,
-    read or not, so a run that resumes a killed one puts each file in the wave it had, and the ids come out in
-    the order an uninterrupted run gives them."""
+    as one listed before it in this run (identical bytes have the same size) goes in the second. Sizes are taken
+    from every listed file, read or not, so a run that resumes a killed one puts each file in the wave it had,
+    and the ids come out in the order an uninterrupted run gives them."""
     seen: set[int] = set()
     first, second = [], []
     for scan, root, files in zip(scans, roots, todo):

@@ -49,7 +49,7 @@ def check_similarity(min_similarity: float | None) -> None:
 
 def check_query(image) -> None:
     """A query is a path, bytes, a PIL image or a numpy array."""
-    if not isinstance(image, (bytes, str, os.PathLike, np.ndarray)) and not hasattr(image, "getbands"):  # PIL's
+    if not isinstance(image, (bytes, str, os.PathLike, np.ndarray)) and not hasattr(image, "getbands"):  # not PIL
         raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
 
 
