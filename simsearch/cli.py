@@ -23,6 +23,7 @@ from .names import (
     DEFAULT_INDEX_DIR,
     DUPLICATE_METHODS,
     LEVELS,
+    MAX_SEED,
     SEARCH_METHODS,
 )
 
@@ -469,7 +470,8 @@ def stats(show_failures, index_dir, db, fmt):
               show_default=True, help="Cosine distance of embeddings, or Hamming distance of a hash.")
 @click.option("--model", default=None, help="Embedder whose vectors to cluster (default: the index's).")
 @click.option("--name", default=None, help="Name of the run (default: run-DATE-TIME).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (initial medoids, samples).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Random seed (initial medoids, samples).")
 @click.option("--solver", type=click.Choice(("pam", "kmedoids")), default="pam", show_default=True,
               help="pam: built in (Apache-2.0); kmedoids: the GPL-3.0 kmedoids package (simsearch[kmedoids]).")
 @index_option
@@ -586,7 +588,7 @@ from . import cli_models  # noqa: E402, F401 - registers the models and detect c
 
 def run() -> None:
     """The ``simsearch`` command: click's usage errors shortened to one ``Error:`` line, like every
-    other error (``--help`` is unchanged)."""
+    other error, and so is an error nobody foresaw (``--help`` is unchanged)."""
     try:
         code = main.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -595,6 +597,12 @@ def run() -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: one line like every error, the traceback on request
+        if os.environ.get("SIMSEARCH_TRACEBACK"):
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug in simsearch: run again with "
+                   "SIMSEARCH_TRACEBACK=1 to see where, and report it)", err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InvalidArgument
+from .names import MAX_SEED
 
 EXACT_BELOW = 5_000  # N x N float32 is 100 MB at 5,000 images
 CLARA_SAMPLES = 5
@@ -59,6 +60,8 @@ def cluster(features: np.ndarray, by: str, k: int | None = None, *, auto: bool =
         raise InvalidArgument(f"clustering needs at least 2 indexed images, the index has {n}")
     if k is not None and not 1 <= k <= n:
         raise InvalidArgument(f"k must be between 1 and the number of images ({n}), got {k}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(f"seed must be between 0 and {MAX_SEED}, got {seed}")
     if n < exact_below:
         return _exact(features, by, k, seed, solve)
     return _clara(features, by, k, seed, solve)

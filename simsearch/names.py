@@ -9,4 +9,5 @@ DEFAULT_EMBEDDER = "efficientnet_lite0"
 DEFAULT_INDEX_DIR = ".simsearch"
 BACKENDS = ("auto", "onnx", "torch")  # how the embedders and taggers run
 ANN_KINDS = ("auto", "flat", "ivf")  # the vector indexes
+MAX_SEED = 2**32 - 1  # clustering's seed: the kmedoids solver's NumPy RandomState takes no more
 SKIP_MARKER = ".simsearch-skip"  # a folder holding this file is not walked: simsearch's own (``store.mark_not_indexed``)

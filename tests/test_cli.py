@@ -3,12 +3,14 @@ import io
 import json
 import re
 import shutil
+import sys
 
 import pytest
 from click.testing import CliRunner
 
 import simsearch
 from simsearch.cli import main
+from simsearch.cli import run as simsearch_command
 
 from .conftest import REPO
 
@@ -180,6 +182,7 @@ def test_evaluate_names_ground_truth_it_cannot_score(shared_index, tmp_path):
          "this index has no embeddings; add them with simsearch index PATH --embed"),
         (["duplicates", "--index", "{index}", "--by", "embedding"], "this index has no embeddings"),
         (["duplicates", "--index", "{index}", "--min-similarity", "1.5"], "min similarity must be between"),
+        (["cluster", "--index", "{index}", "--k", "2", "--by", "phash", "--seed", "-1"], "Invalid value for '--seed'"),
         (["index", "{photo}", "--index", "{index}", "--embed", "no_such_model"], "unknown embedder"),
         (["index", "{photo}", "--index", "{index}", "--embed", "--weights", "{nothing}"], "cannot read weights"),
     ],
@@ -195,6 +198,28 @@ def test_bad_input_is_one_line_without_traceback(shared_index, tmp_path, args, m
     assert result.exception is None or isinstance(result.exception, SystemExit)
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1
+
+
+def test_an_error_nobody_foresaw_is_one_line_too(monkeypatch, capsys):
+    """An exception no handler expected (the clustering seed's NumPy ValueError was one) is one line naming it,
+    with the way to the traceback; SIMSEARCH_TRACEBACK=1 raises it."""
+    @main.command("explode")
+    def explode():
+        raise ValueError("expected non-negative integer")
+
+    monkeypatch.setattr(sys, "argv", ["simsearch", "explode"])
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            simsearch_command()
+        assert stopped.value.code == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "Error: unexpected ValueError: expected non-negative integer (a bug in simsearch: run again with "
+            "SIMSEARCH_TRACEBACK=1 to see where, and report it)"]
+        monkeypatch.setenv("SIMSEARCH_TRACEBACK", "1")
+        with pytest.raises(ValueError, match="non-negative"):
+            simsearch_command()
+    finally:
+        del main.commands["explode"]
 
 
 def test_library_errors_speak_python_and_the_cli_adds_the_flag(shared_index):

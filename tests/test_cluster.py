@@ -57,6 +57,9 @@ def test_bad_requests_are_clear():
         cluster(x, "embedding")
     with pytest.raises(InvalidArgument, match="k must be between"):
         cluster(x, "embedding", 99)
+    for seed in (-1, 2**32):  # NumPy's ValueError reached the command line as a traceback
+        with pytest.raises(InvalidArgument, match="seed must be between 0 and 4294967295"):
+            cluster(x, "embedding", 2, seed=seed)
 
 
 @pytest.mark.slow
