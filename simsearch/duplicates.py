@@ -86,9 +86,10 @@ class Decided:
         check = d.checks.get(k)
         inputs = {name: round(float(pairs.features[k, n]), 4) for n, name in enumerate(FEATURES)}
         if check is not None:
+            # the residual in per mille of the diagonal; none where no transform was fitted
+            residual = round(check.residual * 1000, 3) if check.geometry is not None else None
             inputs.update(matches=check.matches, inliers=check.inliers,
-                          inlier_fraction=round(check.inlier_fraction, 4), residual=round(check.residual * 1000, 3),
-                          keypoints=check.keypoints)
+                          inlier_fraction=round(check.inlier_fraction, 4), residual=residual, keypoints=check.keypoints)
         a, b = self.row_record(pairs.left[k]), self.row_record(pairs.right[k])
         geometry = check.geometry if check is not None else None
         transform = transform_dict(geometry.transform(reverse)) if geometry is not None else None
