@@ -13,8 +13,8 @@ import numpy as np
 from simsearch.errors import ImageError
 from simsearch.hashing import image_hashes
 from simsearch.imageio import decode
+from simsearch.names import FAILED, OK
 from simsearch.runtime import model_input
-from simsearch.schema import FAILED, OK
 from simsearch.taggers import tag_input
 
 

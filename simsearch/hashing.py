@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InvalidArgument
-from .schema import HASH_METHODS
+from .names import HASH_METHODS
 
 WORK_SIZE = 128  # side of the grey image all hashes are computed from
 

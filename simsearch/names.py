@@ -2,6 +2,7 @@
 command line to import before it knows what it will do (``simsearch --help`` loads no NumPy)."""
 
 HASH_METHODS = ("phash", "dhash", "whash", "ahash")
+OK, FAILED, REMOVED = "ok", "failed", "removed"  # image status values
 SEARCH_METHODS = ("auto", "embedding") + HASH_METHODS
 DUPLICATE_METHODS = ("auto", "exact", "embedding") + HASH_METHODS
 LEVELS = ("copy", "scene")

@@ -16,10 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .names import HASH_METHODS  # noqa: F401 - re-exported
-
-# image status values
-OK, FAILED, REMOVED = "ok", "failed", "removed"
+from .names import FAILED, HASH_METHODS, OK, REMOVED  # noqa: F401 - re-exported
 
 
 class Base(DeclarativeBase):
