@@ -18,9 +18,19 @@ def taggers(reads: Reads) -> dict[str, dict]:
         return {name: json.loads(spec) for name, spec in conn.execute(select(Tagger.name, Tagger.spec))}
 
 
+def check_tagger(reads: Reads, tagger: str | None) -> None:
+    """A tagger named as a filter must have tagged this index: a misspelt one would filter everything out."""
+    if tagger is not None:
+        known = taggers(reads)
+        if tagger not in known:
+            raise InvalidArgument(f"no tagger {tagger!r} has tagged this index; its taggers: "
+                                  f"{', '.join(sorted(known)) or 'none yet'}")
+
+
 def label_counts(reads: Reads, *, min_score: float = 0.0, tagger: str | None = None) -> list[dict]:
     """Images per label (most first), counting detections at or above ``min_score``."""
     check_min_score(min_score)
+    check_tagger(reads, tagger)
     query = (select(Detection.tagger, Detection.label, func.count(func.distinct(Detection.image_id)))
              .join(Image, Image.id == Detection.image_id)
              .where(Image.status == OK, Detection.score >= min_score)
@@ -36,6 +46,7 @@ def label_counts(reads: Reads, *, min_score: float = 0.0, tagger: str | None = N
 def tagged_ids(reads: Reads, labels: list[str], *, min_score: float = 0.25, tagger: str | None = None) -> set[int]:
     """Ids of indexed images holding every one of ``labels`` at ``min_score`` or more."""
     check_min_score(min_score)
+    check_tagger(reads, tagger)
     found = None
     with reads.engine.connect() as conn:
         for label in labels:  # bound parameters, one query per label, intersected
@@ -57,6 +68,7 @@ def with_tags(reads: Reads, labels: list[str], *, min_score: float = 0.25,
 
 def detections(reads: Reads, image_id: int, *, tagger: str | None = None) -> list[dict]:
     """What the taggers found in one indexed image, best first."""
+    check_tagger(reads, tagger)
     d = Detection
     query = select(d.tagger, d.label, d.score, d.x1, d.y1, d.x2, d.y2).where(d.image_id == image_id).order_by(
         d.score.desc())

@@ -126,6 +126,10 @@ def test_tags_are_stored_counted_and_filter_searches(yolo_folder, photos, tmp_pa
     hits = idx.search(photos / "chelsea.png", by="embedding", k=3, tags=["person"])
     assert hits and all(m.image.id in people for m in hits)
     assert idx.with_tags(["person", "x' OR 1=1 --"]) == []  # labels are bound parameters, never SQL
+    assert idx.tagged_ids(["person"], tagger="yolov3-tiny") == people
+    misspelt = runner.invoke(main, ["tags", "--index", ix, "--tagger", "yolo3-tiny"])  # was "(no results)"
+    assert misspelt.exit_code == 1 and "no tagger 'yolo3-tiny' has tagged this index; its taggers: yolov3-tiny" \
+        in misspelt.output
     bad = runner.invoke(main, ["search", "--index", ix])
     assert bad.exit_code == 2 and "give an IMAGE" in bad.output
 
