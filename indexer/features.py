@@ -81,7 +81,7 @@ def extract(task: Task) -> Result:
     try:
         return _features(task, data, sha)
     except ImageError as exc:
-        return _failed(task, sha, exc.kind, str(exc))
+        return _failed(task, sha, exc.kind, str(exc), exc.size)
     except MemoryError:
         return _failed(task, sha, "too_large", "ran out of memory on this image")
     except Exception as exc:  # noqa: BLE001 - the boundary of one file: record it, go on with the rest
@@ -157,6 +157,7 @@ def crashed(task: Task) -> Result:
                    "the system running out of memory); the rest of the run went on")
 
 
-def _failed(task: Task, sha: str | None, kind: str, message: str) -> Result:
-    return Result(task.relpath, task.size, task.mtime_ns, FAILED, {"sha256": sha}, (kind, message))
+def _failed(task: Task, sha: str | None, kind: str, message: str, size: tuple[int, int] | None = None) -> Result:
+    columns = {"sha256": sha} if size is None else {"sha256": sha, "width": size[0], "height": size[1]}
+    return Result(task.relpath, task.size, task.mtime_ns, FAILED, columns, (kind, message))
 

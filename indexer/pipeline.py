@@ -304,7 +304,7 @@ def _run_roots(engine: Engine, scans: list[Scan], summary: RunSummary, models: _
         ids = write.root_ids(conn, [scan.root for scan in scans])
         known = write.known_files(conn, list(ids.values()), models.embedder_name(), models.tagger_name())
         roots = [_Root(ids[scan.root], known[ids[scan.root]]) for scan in scans]
-        todo = [_triage(conn, scan, root, summary) for scan, root in zip(scans, roots)]
+        todo = [_triage(conn, scan, root, summary, max_pixels) for scan, root in zip(scans, roots)]
     first, second = _waves(scans, roots, todo)
     streams = [first, second] if waves else [first + second]
     summary.seconds["plan"] = time.perf_counter() - t0
@@ -363,16 +363,18 @@ def _stream(engine: Engine, parts: list[tuple[Scan, _Root, list[tuple]]], summar
     bar.update(len(batch))
 
 
-def _triage(conn, scan: Scan, root: _Root, summary: RunSummary) -> list[tuple]:
+def _triage(conn, scan: Scan, root: _Root, summary: RunSummary, max_pixels: int) -> list[tuple]:
     """A root's files to read, each (entry, what the index holds of it or None, same size and mtime); what
     needs no reading is done here: unchanged files that were removed are restored, vanished files marked
-    removed, entries that are not files recorded as failures."""
+    removed, entries that are not files recorded as failures. An unchanged file refused as too large is read
+    again when ``max_pixels`` admits it."""
     todo, restore = [], []
     for entry in scan.entries:
         summary.scanned += 1
         row = root.known.get(os.fsencode(entry.relpath))
         same_file = row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns
-        if same_file and row.complete:
+        admitted = row is not None and row.status == FAILED and 0 < row.pixels <= max_pixels
+        if same_file and row.complete and not admitted:
             summary.unchanged += 1
             if row.status == REMOVED:
                 restore.append(row.id)

@@ -222,6 +222,7 @@ def duplicate_ids(reads: Reads, by: str = "auto", max_distance: int | None = Non
         raise InvalidArgument(f"unknown duplicate method {by!r}; choose one of {', '.join(DUPLICATE_METHODS)}")
     check_distance(max_distance)
     check_similarity(min_similarity)
+    _check_applies(by, max_distance, min_similarity, level, cut)
     if by == "auto":
         return calibrated_groups(reads, level, cut, model, progress)
     with reads.engine.connect() as conn:
@@ -238,6 +239,20 @@ def duplicate_ids(reads: Reads, by: str = "auto", max_distance: int | None = Non
     i = np.concatenate([e[0] for e in edges])
     j = np.concatenate([e[1] for e in edges])
     return [ids[g].tolist() for g in connected_groups(len(ids), i, j)]
+
+
+def _check_applies(by: str, max_distance: int | None, min_similarity: float | None, level: str,
+                   cut: float | None) -> None:
+    """An option the method ``by`` does not use is an error: whoever set it expects it to act."""
+    unused = [name for name, given, used in (("cut", cut is not None, by == "auto"),
+                                             ("level", level != "copy", by == "auto"),
+                                             ("max_distance", max_distance is not None, by in HASH_METHODS),
+                                             ("min_similarity", min_similarity is not None, by == "embedding"))
+              if given and not used]
+    if unused:
+        raise InvalidArgument.hinted(
+            f"{{}} not used by {by!r}: cut and level go with auto, max distance with a hash, min similarity with "
+            "embedding", ", ".join(unused), ", ".join("--" + name.replace("_", "-") for name in unused))
 
 
 def keep_first(reads: Reads, group: list[int]) -> list[ImageRecord]:

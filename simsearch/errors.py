@@ -37,11 +37,13 @@ class IndexBusy(SimsearchError):
 
 
 class ImageError(SimsearchError):
-    """An image could not be read or decoded. ``kind`` classifies the failure."""
+    """An image could not be read or decoded. ``kind`` classifies the failure; ``size`` is (width, height)
+    where the header was read (an image refused as too large)."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, size: tuple[int, int] | None = None):
         super().__init__(message)
         self.kind = kind
+        self.size = size
 
 
 class WeightsNotFound(SimsearchError):

@@ -72,6 +72,8 @@ def hamming_edges(codes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.
     codes = np.ascontiguousarray(codes, dtype=np.uint64)
     if not 0 <= max_distance < HASH_BITS:
         raise InvalidArgument(f"max distance must be between 0 and {HASH_BITS - 1}, got {max_distance}")
+    if not len(codes):  # an index whose every file failed
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     values, inverse = np.unique(codes, return_inverse=True)
     ui, uj = hamming_pairs_unique(values, max_distance)
     # expand pairs of distinct values back to the rows carrying them, and add

@@ -63,3 +63,9 @@ def test_large_join_uses_chunks():
     assert _plan(8_000, 8, 40_000) is not None
     got = set(zip(*(a.tolist() for a in hamming_join(codes[:8_000], codes, 8))))
     assert got == set(zip(*(a.tolist() for a in _brute_join(codes[:8_000], codes, 8))))
+
+
+def test_no_codes_no_edges():
+    """An index whose every file failed has no hash codes: `duplicates --by phash` raised IndexError there."""
+    i, j = hamming_edges(np.zeros(0, np.uint64), 8)
+    assert len(i) == len(j) == 0

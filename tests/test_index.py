@@ -289,6 +289,22 @@ def test_adding_a_feature_keeps_images_taken_under_a_larger_pixel_limit(tmp_path
     assert idx.add([folder], workers=1, max_pixels=1_000).failed == 1  # a changed file meets this run's limit
 
 
+def test_a_file_refused_as_too_large_is_read_once_the_limit_admits_it(tmp_path):
+    """The refusal says to raise --max-pixels, and a run that raises it reads the file: it was left as an
+    unchanged failure. Under the same limit it is not read again."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(REPO / "samples" / "images" / name, folder / name)
+    idx = simsearch.open_index(tmp_path / "index", create=True)
+    assert idx.add([folder], workers=1, max_pixels=1_000).failed == 2
+    assert {f["kind"] for f in idx.failures()} == {"too_large"}
+    assert idx.add([folder], workers=1, max_pixels=1_000).unchanged == 2
+    raised = idx.add([folder], workers=1)
+    assert (raised.indexed, raised.failed, raised.refreshed) == (2, 0, 2)
+    assert {r.path for r in idx.images()} == {"chelsea.png", "coffee.png"} and idx.stats()["failures"] == 0
+
+
 def test_worker_pool_gives_the_same_index(photos, tmp_path):
     one = simsearch.open_index(tmp_path / "one", create=True)
     two = simsearch.open_index(tmp_path / "two", create=True)
