@@ -114,10 +114,12 @@ class Index:
             store.set_meta(conn, "ann", kind)
 
     # -- writing (the write side, imported on use so that reading never loads it) ----------------
-    def add(self, paths: Iterable[str | os.PathLike], **options):
-        """Index files and folders (recursively); see ``simsearch.indexer.run`` for options."""
+    def add(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, **options):
+        """Index files and folders (recursively), or one; see ``simsearch.indexer.run`` for options."""
         from simsearch.indexer import run  # noqa: PLC0415
 
+        if isinstance(paths, (str, os.PathLike)):  # one path, not its letters
+            paths = [paths]
         with self.writing():
             self._reads = Reads(self.engine, self.directory)  # roots may be added
             return run(self.engine, [os.fspath(p) for p in paths], **options)
