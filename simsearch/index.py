@@ -233,8 +233,9 @@ class Index:
                     embedder=None, tags: list[str] | None = None, min_score: float = 0.25,
                     tagger: str | None = None, **embedder_options) -> list[queries.QueryResult]:
         """``search`` for many queries at once, in order: they are encoded in batches and each batch is one
-        FAISS call. A query that cannot be read gets its ``error``; the others are answered."""
-        images = list(images)
+        FAISS call. A query that cannot be read gets its ``error``; the others are answered. ``images`` may
+        be one query, or an N x H x W x C array of N (``queries.as_queries``)."""
+        images = queries.as_queries(images)
         by = queries.checked_search(self._reads, by, k, max_distance, min_similarity)
         if by != "embedding":
             if tags:

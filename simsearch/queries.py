@@ -53,6 +53,14 @@ def check_query(image) -> None:
         raise InvalidArgument(f"a query is a path, bytes, a PIL image or a numpy array, not {type(image).__name__}")
 
 
+def as_queries(images) -> list:
+    """``images`` as a list of queries: one query (a path, bytes, a PIL image, an HxW or HxWxC array) is a list
+    of one, where iterating it would give its letters, bytes or rows; an NxHxWxC array is N queries."""
+    single = isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "getbands") or (
+        isinstance(images, np.ndarray) and images.ndim in (2, 3))
+    return [images] if single else list(images)
+
+
 def decode_query(reads: Reads, image) -> Decoded:
     """A query image (a path, bytes, a PIL image or a numpy array) decoded exactly the way the index decodes
     (without the pixel digest: a query needs only its pixels)."""

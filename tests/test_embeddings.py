@@ -96,6 +96,8 @@ def test_bulk_search_equals_one_search_per_query(embedded, monkeypatch):
            [[(m.image.path, m.similarity) for m in found] for found in single]
     assert bulk[-2].matches == [] and bulk[-2].error.kind == "not_an_image"  # a None in a list of paths
     assert bulk[-1].matches == [] and bulk[-1].error.kind == "unreadable"
+    one = idx.search_many(str(paths[0]), k=5, embedder=embedder, rotations=True)  # a str was read letter by letter
+    assert len(one) == 1 and [m.image.path for m in one[0].matches] == [m.image.path for m in single[0]]
 
 
 def test_queries_in_memory_match_the_file(embedded):
