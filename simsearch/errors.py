@@ -8,10 +8,10 @@ class SimsearchError(Exception):
     cli_message: str | None = None
 
     @classmethod
-    def hinted(cls, template: str, api: str, cli: str, *args) -> "SimsearchError":
+    def hinted(cls, template: str, api: str, cli: str, *args, **kwargs) -> "SimsearchError":
         """An error whose message names the fix ``api`` in Python, and ``cli`` on the command line:
-        ``template`` holds one ``{}`` for it; ``args`` come first (``ImageError``'s kind)."""
-        error = cls(*args, template.format(api))
+        ``template`` holds one ``{}`` for it; ``args`` come first (``ImageError``'s kind), ``kwargs`` last."""
+        error = cls(*args, template.format(api), **kwargs)
         error.cli_message = template.format(cli)
         return error
 

@@ -66,9 +66,9 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
         width, height = img.size
         if width * height > max_pixels:
             message = f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
-            error = ImageError.hinted(message + " (raise it with {})", "max_pixels", "--max-pixels", "too_large")
-            error.size = (width, height)  # kept with the failure: a run with a higher limit reads the file again
-            raise error
+            # the size is kept with the failure: a run with a higher limit reads the file again
+            raise ImageError.hinted(message + " (raise it with {})", "max_pixels", "--max-pixels", "too_large",
+                                    size=(width, height))
         fmt, mode = img.format or "unknown", img.mode
         if fmt == "JPEG" and not full:
             img.draft("L" if grey else "RGB", (DRAFT_SIZE, DRAFT_SIZE))
