@@ -39,7 +39,7 @@ from simsearch.decide import KEYPOINT_CAP, verification_waves
 from simsearch.hashing import DIHEDRAL, to_signed
 from simsearch.pairs import NEIGHBOURS
 from simsearch.schema import Embedder, Root
-from simsearch.verify import Verification, keypoints, verify_pairs
+from simsearch.verify import Verification, keypoints, orient, verify_pairs
 
 MODEL = "efficientnet_lite0"
 
@@ -117,7 +117,8 @@ def rerun_with_kept(idx, decided) -> dict:
     (``simsearch.verified``): timed for real, since no file is opened. The kept results are stand-ins
     (the files do not exist), so only the time means anything."""
     border = borderline(decided)
-    left, right = decided.decisions.pairs.left[border].tolist(), decided.decisions.pairs.right[border].tolist()
+    left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
+                            decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
     kept = dup.kept_verifications(idx._reads, decided.collection)
     kept.add(left, right, [Verification(0, 0, 0, None)] * len(left))
     kept.save()
@@ -149,7 +150,8 @@ def verification_cost() -> dict:
         idx.add([DUPS / "images"], workers=2, embed=MODEL)
         decided = dup.decide(idx._reads, "copy", verify=False)
         border = borderline(decided)
-        left, right = decided.decisions.pairs.left[border].tolist(), decided.decisions.pairs.right[border].tolist()
+        left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
+                                decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
         rows = sorted(set(left) | set(right))
         paths = {r: decided.row_record(r).abspath for r in rows}
         idx.close()

@@ -40,7 +40,7 @@ from .names import LEVELS
 from .pairs import FEATURES, Pairs
 from .reads import ImageRecord
 from .verified import VerifiedPairs
-from .verify import Keypoints, Transform, Verification, keypoints, verify_pairs
+from .verify import Keypoints, Transform, Verification, keypoints, orient, verify_pairs
 
 MODEL_FILE = "duplicate_model.json"
 VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
@@ -211,10 +211,11 @@ class Decider:
 
     def _verify_all(self, files: list[ImageRecord | None], left: np.ndarray,
                     right: np.ndarray) -> tuple[list[Verification | None], set[int]]:
-        """Each pair verified: taken from the kept verifications where its two files were verified
-        before, else checked now (and kept); None where a file of the pair could not be read. Also
-        returns the rows whose files could not be read."""
-        left, right = left.tolist(), right.tolist()
+        """Each pair verified (in the order ``orient`` gives, told in the order asked): taken from the kept
+        verifications where its two files were verified before, else checked now (and kept); None where a
+        file of the pair could not be read. Also returns the rows whose files could not be read."""
+        keys = {r: files[r].sha256 for r in set(left.tolist()) | set(right.tolist())}
+        left, right, turned = orient(left.tolist(), right.tolist(), keys)
         found = self.verified.lookup(left, right) if self.verified is not None else [None] * len(left)
         todo = [k for k, check in enumerate(found) if check is None]
         unreadable: set[int] = set()
@@ -222,7 +223,7 @@ class Decider:
             checks = self._check(files, [left[k] for k in todo], [right[k] for k in todo], unreadable)
             for k, check in zip(todo, checks):
                 found[k] = check
-        return found, unreadable
+        return [c.reversed() if t and c is not None else c for c, t in zip(found, turned)], unreadable
 
     def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int],
                unreadable: set[int]) -> list[Verification | None]:

@@ -30,10 +30,11 @@ _RECORD = np.dtype([("a", "u1", (32,)), ("b", "u1", (32,)), ("matches", "<i4"), 
 
 def settings_key() -> str:
     """A short digest of every setting a verification depends on: a change starts a new file."""
-    # the last number versions how keypoints are found (4: a JPEG's luminance decoded alone, the mirror image's
-    # descriptors computed at the mirrored keypoints): verifications of an earlier method are never read
+    # the last number versions how pairs are verified (4: a JPEG's luminance decoded alone, the mirror image's
+    # descriptors computed at the mirrored keypoints; 5: pairs turned by ``verify.orient``): verifications of an
+    # earlier method are never read
     settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.GRID, verify.CELL_CAP, verify.DETECTED, verify.RATIO,
-                verify.RANSAC_PIXELS, verify.MIN_MATCHES, 4)
+                verify.RANSAC_PIXELS, verify.MIN_MATCHES, 5)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 

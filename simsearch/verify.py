@@ -10,7 +10,7 @@ the box of the first image that the second one shows (its crop)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -57,14 +57,21 @@ class Geometry:
 
     def transform(self, reverse: bool = False) -> Transform | None:
         """How b maps onto a; with ``reverse``, how a maps onto b (None where the map cannot be inverted)."""
+        geometry = self.reversed() if reverse else self
+        if geometry is None:
+            return None
+        matrix = np.array(geometry.matrix, dtype=np.float64).reshape(2, 3)
+        return _describe(matrix, geometry.a_size, geometry.a_scale, geometry.b_size, geometry.b_scale, geometry.flipped)
+
+    def reversed(self) -> Geometry | None:
+        """The same fit the other way round (a's points onto b's); None where the map cannot be inverted."""
         matrix = np.array(self.matrix, dtype=np.float64).reshape(2, 3)
-        if not reverse:
-            return _describe(matrix, self.a_size, self.a_scale, self.b_size, self.b_scale, self.flipped)
         if abs(np.linalg.det(matrix[:, :2])) < 1e-12:
             return None
         inverse = np.linalg.inv(matrix[:, :2])
         matrix = np.hstack([inverse, -inverse @ matrix[:, 2:]])
-        return _describe(matrix, self.b_size, self.b_scale, self.a_size, self.a_scale, self.flipped)
+        return Geometry(tuple(float(v) for v in matrix.ravel()), self.b_size, self.b_scale, self.a_size, self.a_scale,
+                        self.flipped)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,12 @@ class Verification:
     def transform(self) -> Transform | None:
         """How the second image maps onto the first."""
         return self.geometry.transform() if self.geometry is not None else None
+
+    def reversed(self) -> Verification:
+        """The verification told the other way round: the same counts, the fit mapping the first image onto the
+        second."""
+        geometry = self.geometry.reversed() if self.geometry is not None else None
+        return Verification(self.matches, self.inliers, self.keypoints, geometry, self.residual)
 
 
 @dataclass
@@ -204,6 +217,16 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
         found.append(Verification(best.matches, best.inliers, min(len(a.points), len(b.points)), geometry,
                                   best.residual))
     return found
+
+
+def orient(left: list[int], right: list[int], keys: Sequence[str]) -> tuple[list[int], list[int], list[bool]]:
+    """The pairs ``(left[k], right[k])`` in the order they are verified, and which were turned round: the image
+    whose key (its file's SHA-256) sorts first is the first. Matching is not symmetric, so a pair's verification
+    then depends on its two files alone, not on which was indexed first."""
+    turned = [keys[a] > keys[b] for a, b in zip(left, right)]
+    first = [b if t else a for a, b, t in zip(left, right, turned)]
+    second = [a if t else b for a, b, t in zip(left, right, turned)]
+    return first, second, turned
 
 
 def verify_pairs(points: Mapping[int, Keypoints | None], left: list[int], right: list[int],

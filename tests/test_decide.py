@@ -368,9 +368,9 @@ def test_an_image_indexed_under_a_raised_pixel_limit_is_read_back_under_it(copie
 
 def test_an_interrupted_first_run_keeps_the_verifications_it_finished(copies_index, monkeypatch):
     """Verifications are kept wave by wave (saved every SAVE_EVERY_S, here at once): a first run stopped
-    partway leaves its finished work to the next, which computes fewer keypoints than a fresh run."""
+    partway leaves its finished work to the next, which verifies fewer pairs than a fresh run."""
     kept = copies_index.directory / "verified"
-    real_keypoints, calls = decide.keypoints, []
+    real_keypoints, real_verify, calls, verified = decide.keypoints, decide.verify_pairs, [], []
 
     def counted(path, **kw):
         calls.append(path)
@@ -378,23 +378,28 @@ def test_an_interrupted_first_run_keeps_the_verifications_it_finished(copies_ind
             raise KeyboardInterrupt
         return real_keypoints(path, **kw)
 
+    def counted_pairs(points, left, right, *args, **kw):
+        verified.extend(zip(left, right))
+        return real_verify(points, left, right, *args, **kw)
+
     monkeypatch.setattr(decide, "keypoints", counted)
+    monkeypatch.setattr(decide, "verify_pairs", counted_pairs)
     monkeypatch.setattr(decide, "VERIFY_WAVE", 1)
     monkeypatch.setattr(decide, "SAVE_EVERY_S", 0.0)
     shutil.rmtree(kept, ignore_errors=True)
     stop_after = None
     fresh = _pairs(copies_index.duplicates())
-    fresh_calls = len(calls)
+    fresh_pairs = len(verified)
     shutil.rmtree(kept, ignore_errors=True)
+    stop_after = len(calls) // 2
     calls.clear()
-    stop_after = fresh_calls // 2
     with pytest.raises(KeyboardInterrupt):
         copies_index.duplicates()
     assert sum(len(np.load(f)) for f in kept.glob("pairs-*.npy")) > 0
-    calls.clear()
+    verified.clear()
     stop_after = None
     assert _pairs(copies_index.duplicates()) == fresh
-    assert 0 < len(calls) < fresh_calls
+    assert 0 < len(verified) < fresh_pairs
 
 
 def test_a_file_unreadable_at_verification_is_decided_without_it_and_nothing_is_kept(copies_index, tmp_path,
@@ -489,3 +494,22 @@ def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transfo
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
     told = Pair(None, None, "copy", 0.0019, 0.6, False, True, False, {}, None, gated=True)
     assert told.decided_by.startswith("gate")  # explain says what decided
+
+
+def test_a_pairs_verification_does_not_depend_on_which_image_was_indexed_first(copies_index):
+    """Matching b's points against a's is not symmetric: each pair is verified in an order its files decide, so
+    asking for (b, a) gives the same counts as (a, b), and the fit of one is the other's turned round."""
+    decided = duplicates.decide(copies_index._reads, "copy", verify=False)
+    pairs = decided.decisions.pairs
+    rows = np.flatnonzero(~pairs.exact)[:12]
+    files = [decided.row_record(r) if r in set(pairs.left[rows]) | set(pairs.right[rows]) else None
+             for r in range(len(decided.collection.ids))]
+    decider = decide.Decider("copy")
+    forward, _ = decider._verify_all(files, pairs.left[rows], pairs.right[rows])
+    backward, _ = decider._verify_all(files, pairs.right[rows], pairs.left[rows])
+    assert any(check.geometry is not None for check in forward)
+    for there, back in zip(forward, backward):
+        assert (there.matches, there.inliers, there.keypoints, there.residual) == \
+            (back.matches, back.inliers, back.keypoints, back.residual)
+        if there.geometry is not None:
+            assert back.transform == there.geometry.transform(reverse=True)
