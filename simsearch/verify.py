@@ -219,7 +219,8 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
     return found
 
 
-def orient(left: list[int], right: list[int], keys: Sequence[str]) -> tuple[list[int], list[int], list[bool]]:
+def orient(left: list[int], right: list[int],
+           keys: Mapping[int, str] | Sequence[str]) -> tuple[list[int], list[int], list[bool]]:
     """The pairs ``(left[k], right[k])`` in the order they are verified, and which were turned round: the image
     whose key (its file's SHA-256) sorts first is the first. Matching is not symmetric, so a pair's verification
     then depends on its two files alone, not on which was indexed first."""
