@@ -32,7 +32,7 @@ import simsearch
 from simsearch.decide import MODEL_FILE, gated, inputs, verification_row
 from simsearch.evaluate import load_ground_truth
 from simsearch.pairs import candidate_pairs, load_collection
-from simsearch.verify import keypoints, orient, verify_pairs
+from simsearch.verify import as_asked, keypoints, orient, verify_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "simsearch" / "data" / MODEL_FILE
@@ -109,7 +109,7 @@ def split_data(folder: Path, work: Path) -> dict:
         names = [records[i].path for i in col.ids.tolist()]
         points = {row: keypoints(paths[row]) for row in np.unique(np.concatenate([pairs.left, pairs.right])).tolist()}
         first, second, turned = orient(pairs.left.tolist(), pairs.right.tolist(), [records[i].sha256 for i in col.ids])
-        checks = [c.reversed() if t else c for c, t in zip(verify_pairs(points, first, second), turned)]
+        checks = as_asked(verify_pairs(points, first, second), turned)
         found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, 5)
         labels = {}
         for level in ("copy", "scene"):

@@ -87,11 +87,9 @@ def timed_run(idx) -> tuple[dict, object]:
     t1 = time.perf_counter()
     groups = decided.groups()
     t2 = time.perf_counter()
-    border = borderline(decided)
-    plan = keypoint_plan(decided.decisions.pairs.left[border].tolist(), decided.decisions.pairs.right[border].tolist())
-    return {"candidates": len(decided.decisions.cheap), "borderline_pairs": len(border), "keypoint_plan": plan,
-            "borderline_images": len(np.unique(np.concatenate([decided.decisions.pairs.left[border],
-                                                               decided.decisions.pairs.right[border]]))),
+    left, right = borderline_pairs(decided)
+    return {"candidates": len(decided.decisions.cheap), "borderline_pairs": len(left),
+            "keypoint_plan": keypoint_plan(left, right), "borderline_images": len(set(left) | set(right)),
             "groups": len(groups), "grouped_images": sum(len(g) for g in groups),
             "seconds_to_decide": round(t1 - t0, 2), "seconds_to_group": round(t2 - t1, 2)}, decided
 
@@ -116,9 +114,7 @@ def rerun_with_kept(idx, decided) -> dict:
     """A second `duplicates` over the same index, every borderline pair's verification kept by the first
     (``simsearch.verified``): timed for real, since no file is opened. The kept results are stand-ins
     (the files do not exist), so only the time means anything."""
-    border = borderline(decided)
-    left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
-                            decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
+    left, right = borderline_pairs(decided)
     kept = dup.kept_verifications(idx._reads, decided.collection)
     kept.add(left, right, [Verification(0, 0, 0, None)] * len(left))
     kept.save()
@@ -138,6 +134,14 @@ def borderline(decided) -> np.ndarray:
     return np.flatnonzero((d.cheap >= lo) & (d.cheap < hi) & ~d.pairs.exact)
 
 
+def borderline_pairs(decided) -> tuple[list[int], list[int]]:
+    """The borderline pairs' rows, each pair in the order `duplicates` verifies it (``simsearch.verify.orient``)."""
+    border = borderline(decided)
+    left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
+                            decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
+    return left, right
+
+
 def verification_cost() -> dict:
     """Seconds per image (decoding and keypoints) and per pair (matching and RANSAC) on real photos:
     the dups set's borderline pairs, on every core, as `duplicates` runs them (one descriptor search
@@ -149,9 +153,7 @@ def verification_cost() -> dict:
         idx = simsearch.open_index(tmp / "ix", create=True)
         idx.add([DUPS / "images"], workers=2, embed=MODEL)
         decided = dup.decide(idx._reads, "copy", verify=False)
-        border = borderline(decided)
-        left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
-                                decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
+        left, right = borderline_pairs(decided)
         rows = sorted(set(left) | set(right))
         paths = {r: decided.row_record(r).abspath for r in rows}
         idx.close()

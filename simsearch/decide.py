@@ -40,7 +40,15 @@ from .names import LEVELS
 from .pairs import FEATURES, Pairs
 from .reads import ImageRecord
 from .verified import VerifiedPairs
-from .verify import Keypoints, Transform, Verification, keypoints, orient, verify_pairs
+from .verify import (
+    Keypoints,
+    Transform,
+    Verification,
+    as_asked,
+    keypoints,
+    orient,
+    verify_pairs,
+)
 
 MODEL_FILE = "duplicate_model.json"
 VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
@@ -223,7 +231,7 @@ class Decider:
             checks = self._check(files, [left[k] for k in todo], [right[k] for k in todo], unreadable)
             for k, check in zip(todo, checks):
                 found[k] = check
-        return [c.reversed() if t and c is not None else c for c, t in zip(found, turned)], unreadable
+        return as_asked(found, turned), unreadable
 
     def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int],
                unreadable: set[int]) -> list[Verification | None]:

@@ -230,6 +230,11 @@ def orient(left: list[int], right: list[int],
     return first, second, turned
 
 
+def as_asked(checks: list[Verification | None], turned: list[bool]) -> list[Verification | None]:
+    """Verifications of pairs put in order by ``orient``, told in the order they were asked (None stays None)."""
+    return [check.reversed() if turn and check is not None else check for check, turn in zip(checks, turned)]
+
+
 def verify_pairs(points: Mapping[int, Keypoints | None], left: list[int], right: list[int],
                  map_fn: Callable = map, done: Callable[[int], object] | None = None) -> list[Verification]:
     """``verify(points[a], points[b])`` for each pair ``(a, b)`` of ``left`` and ``right``, with one
