@@ -94,6 +94,8 @@ def simsearch_checks(images: Path, truth: str, edits: dict) -> dict:
                                     for k in sorted(total)},
             "copies_decided_duplicate_of_base": round(sum(frozenset((n, m["base"])) in matched
                                                           for n, m in edits.items()) / len(edits), 4),
+            "copies_grouped_with_base": round(sum(n in group_of and group_of.get(m["base"]) == group_of[n]
+                                                  for n, m in edits.items()) / len(edits), 4),
             "originals_grouped_together": across}
 
 

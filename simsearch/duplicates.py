@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from .decide import Decider, Decisions, check_level, star_groups, transform_dict
+from .decide import (
+    ENOUGH_AGREEING,
+    Decider,
+    Decisions,
+    check_level,
+    star_groups,
+    transform_dict,
+)
 from .errors import InvalidArgument, SimsearchWarning
 from .hamming import connected_groups, hamming_edges
 from .names import DUPLICATE_METHODS
@@ -105,7 +112,7 @@ class Decided:
         rank = np.zeros(len(self.collection.ids), dtype=np.int64)
         order = sorted(rows.tolist(), key=lambda r: keeper_order(self.row_record(r)))
         rank[order] = np.arange(len(order))
-        return star_groups(len(self.collection.ids), left, right, rank)
+        return star_groups(len(self.collection.ids), left, right, rank, ENOUGH_AGREEING[self.decisions.level])
 
 
 def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: str | None = None,

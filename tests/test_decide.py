@@ -229,6 +229,24 @@ def test_groups_do_not_chain():
     assert star_groups(5, np.array([0, 0, 1]), np.array([1, 2, 4]), np.arange(5)) == [[0, 1, 2]]
 
 
+def test_a_large_family_takes_in_the_copies_its_keeper_missed():
+    """An image is compared with its nearest neighbours only, so in a family of 40 copies one the keeper missed
+    can match a few members but never half of them: a level's ENOUGH_AGREEING matches let it in."""
+    from simsearch.decide import ENOUGH_AGREEING
+
+    n, direct = 41, 20  # the keeper (row 0) matched rows 1 to 20; rows 21 to 40 each match 5 of those
+    left = [0] * direct + [m for r in range(direct + 1, n) for m in range(1 + r % 15, 6 + r % 15)]
+    right = list(range(1, direct + 1)) + [r for r in range(direct + 1, n) for _ in range(5)]
+    left, right, rank = np.array(left), np.array(right), np.arange(n)
+    assert star_groups(n, left, right, rank, ENOUGH_AGREEING["copy"]) == [list(range(n))]
+    assert star_groups(n, left, right, rank, ENOUGH_AGREEING["scene"]) == [list(range(direct + 1))]
+    assert star_groups(n, left, right, rank) == [list(range(direct + 1))]  # half of 21, out of reach
+    # an image matching four members, not the keeper, is left out
+    stray = np.arange(direct + 1, direct + 5)
+    assert star_groups(n + 1, np.append(left, stray), np.append(right, [n] * 4), np.arange(n + 1),
+                       ENOUGH_AGREEING["copy"]) == [list(range(n))]
+
+
 def test_a_large_group_of_equal_files_is_paired_through_hubs_and_stays_whole():
     """Thousands of listings may share one placeholder photo: its copies are each paired with the group's first
     rows (hubs), not with each other, and an image matched to any copy is matched to the hubs too, so star
