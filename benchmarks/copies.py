@@ -6,6 +6,11 @@ recompression, format change, crop (up to 40 % cut away), rotation by 90/180/270
 a few degrees, borders, text and logo overlays, colour, brightness, grey, blur, noise and aspect
 change. Strengths are random, drawn from one seed.
 
+With ``--small-share``, that share of the bases is first shrunk to a thumbnail of 120 to 400 pixels on
+its long side, with its copies made from that (small photos show verification few keypoints). The
+calibration data has none: fitted with a quarter of them, the models lost precision on both kinds of
+base (see README, Duplicate quality); ``quality.py`` measures the thumbnails instead.
+
 Bases are split into ``fit`` and ``val`` by group: a base's own near-duplicates and its
 same-scene shots (per ``dups``' groups.json) always land on the same side, so no picture
 appears on both sides. ``../shared/data/holdout/`` is never read here.
@@ -14,7 +19,7 @@ Each split is written as ``OUT/<split>/images/...`` with imagededup-format groun
 ``copy.json`` (same capture: the base, its edits and the base's own strict duplicates) and
 ``scene.json`` (also the base's same-scene shots), plus ``edits.json`` describing every copy.
 
-Usage: python benchmarks/copies.py OUT [--seed 0] [--copies 4]
+Usage: python benchmarks/copies.py OUT [--seed 0] [--copies 4] [--small-share 0]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 DUPS = REPO.parent / "shared" / "data" / "dups"
 VAL_FRACTION = 0.4
 BURST_RUN, BURST_UNITS = 10, 6  # runs of consecutive video frames taken as burst units, and how many
+SMALL_SIDES = (120, 400)  # long side of a base shrunk to a thumbnail, in pixels
 WORDS = ("SALE", "Sea view", "www.example.com", "© 2026 Rentals", "NEW", "Room 12", "Best price", "Tel 555 0101")
 
 
@@ -219,19 +225,36 @@ def split_of(key: str) -> str:
     return "val" if digest / 0xFFFFFFFF < VAL_FRACTION else "fit"
 
 
-def write_split(units: list[dict], out: Path, rng: random.Random, copies: int) -> dict:
+def thumbnail(source: Path, target: Path, side: int) -> None:
+    """``source`` shrunk to ``side`` pixels on its long side (never enlarged), saved as its name says."""
+    with Image.open(source) as img:
+        img = ImageOps.exif_transpose(img)
+        img.thumbnail((side, side), Image.Resampling.LANCZOS)
+        if target.suffix.lower() in (".jpg", ".jpeg"):
+            img.convert("RGB").save(target, quality=90)
+        else:
+            img.save(target)
+
+
+def write_split(units: list[dict], out: Path, rng: random.Random, copies: int, small_share: float = 0.0) -> dict:
+    """Each unit's files and their edited copies, with the ground truth; a unit drawn small (``small_share``,
+    no draw at 0) has its files shrunk to thumbnails first."""
     images = out / "images"
     images.mkdir(parents=True)
     copy_sets, scene_sets, edits = [], [], {}
     for n, unit in enumerate(units):
         scene = []
+        side = rng.randint(*SMALL_SIDES) if small_share and rng.random() < small_share else None
         for c, members in enumerate(unit["captures"]):
             names = []
             for m in members:
                 name = f"u{n:03d}c{c}_{Path(m).name}"
-                shutil.copy(unit["root"] / m, images / name)
+                if side is None:
+                    shutil.copy(unit["root"] / m, images / name)
+                else:
+                    thumbnail(unit["root"] / m, images / name, side)
                 names.append(name)
-            base = Image.open(unit["root"] / members[0])
+            base = Image.open(images / names[0])
             base.load()
             for k in range(unit.get("copies", copies)):
                 img, steps, (ext, options) = edited_copy(base, rng)
@@ -258,6 +281,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--copies", type=int, default=4, help="edited copies per base")
+    parser.add_argument("--small-share", type=float, default=0.0, help="share of bases shrunk to thumbnails")
     opts = parser.parse_args()
     if not (DUPS / "groups.json").exists():
         raise SystemExit(f"SKIPPED: {DUPS} is absent (the development data set lives in ../shared/data)")
@@ -269,8 +293,10 @@ def main() -> None:
     summary = {}
     for split in ("fit", "val"):
         chosen = [u for u in units if split_of(u["key"]) == split]
-        summary[split] = write_split(chosen, out / split, rng, opts.copies)
+        summary[split] = write_split(chosen, out / split, rng, opts.copies, opts.small_share)
     summary["seed"], summary["copies_per_base"] = opts.seed, opts.copies
+    if opts.small_share:
+        summary["small_share"] = opts.small_share
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

@@ -15,6 +15,8 @@ Collections:
 - ``generated val, seed 5, 64 copies``: the same bases in families of 65 (a listing photo re-uploaded
   many times), drawn for the validation split alone. An image is compared with its nearest neighbours
   only, so a copy its keeper missed can match only a part of so large a group.
+- ``generated val, thumbnails``: the same bases shrunk to 120 to 400 pixels on their long side before
+  6 copies each are made (seed 9): few keypoints for verification.
 
 simsearch runs at its defaults (level copy, or scene where the truth is same-scene, calibrated cut);
 its single-feature rules are listed at their best setting per collection, which no user can know in
@@ -112,10 +114,10 @@ def generated_val(folder: Path, seed: int, copies_per_base: int) -> Path:
     return folder / "val"
 
 
-def large_families(folder: Path, seed: int, copies_per_base: int) -> Path:
-    """The validation bases, each with many copies, their edits drawn for that split alone (no fit split made)."""
+def val_only(folder: Path, seed: int, copies_per_base: int, small_share: float = 0.0) -> Path:
+    """The validation bases with their copies, drawn for that split alone (no fit split made)."""
     units = [u for u in copies.base_groups() if copies.split_of(u["key"]) == "val"]
-    copies.write_split(units, folder, random.Random(seed), copies_per_base)
+    copies.write_split(units, folder, random.Random(seed), copies_per_base, small_share)
     return folder
 
 
@@ -125,7 +127,8 @@ def main() -> None:
     generated = Path(tempfile.mkdtemp())
     try:
         val, val2, val3 = (generated_val(generated / f"seed{seed}", seed, n) for seed, n in ((0, 6), (2, 8), (3, 16)))
-        families = large_families(generated / "families", 5, 64)
+        families = val_only(generated / "families", 5, 64)
+        thumbnails = val_only(generated / "thumbnails", 9, 6, small_share=1.0)
         no_potatoes = generated / "exclude_potatoes.txt"
         no_potatoes.write_text("\n".join(str(p.relative_to(dups / "images")) for p in
                                          sorted((dups / "images" / "ugriffo_potatoes").rglob("*.png"))) + "\n")
@@ -140,6 +143,7 @@ def main() -> None:
             "generated val, seed 3, 16 copies (copy)": (val3 / "images", str(val3 / "copy.json"), None, "copy"),
             "generated val, seed 5, 64 copies (copy)": (families / "images", str(families / "copy.json"), None,
                                                         "copy"),
+            "generated val, thumbnails (copy)": (thumbnails / "images", str(thumbnails / "copy.json"), None, "copy"),
         }
         results = {}
         for images in {c[0] for c in collections.values()}:
