@@ -127,16 +127,10 @@ def rerun_with_kept(idx, decided) -> dict:
             "kept_file_mb": round(kept.path.stat().st_size / 2**20, 1)}
 
 
-def borderline(decided) -> np.ndarray:
-    """The pairs `duplicates` verifies: cheap probability in the level's band, not exact copies."""
-    d = decided.decisions
-    lo, hi = dup.Decider("copy").band
-    return np.flatnonzero((d.cheap >= lo) & (d.cheap < hi) & ~d.pairs.exact)
-
-
 def borderline_pairs(decided) -> tuple[list[int], list[int]]:
-    """The borderline pairs' rows, each pair in the order `duplicates` verifies it (``simsearch.verify.orient``)."""
-    border = borderline(decided)
+    """The pairs `duplicates` verifies (``Decider.borderline``), each in the order it verifies them
+    (``simsearch.verify.orient``)."""
+    border = dup.Decider("copy").borderline(decided.decisions.pairs, decided.decisions.cheap)
     left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
                             decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
     return left, right

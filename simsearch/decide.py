@@ -166,7 +166,7 @@ class Decider:
         """``files``: every collection row's record, for verification (None where no pair needs it)."""
         cheap = {level.level: level._cheap(pairs) for level in self._chain()}
         none = np.zeros(0, dtype=np.int64)
-        border = {level.level: level._borderline(pairs, cheap[level.level]) if verify_pairs else none
+        border = {level.level: level.borderline(pairs, cheap[level.level]) if verify_pairs else none
                   for level in self._chain()}
         todo = np.unique(np.concatenate(list(border.values())))
         found, unreadable = self._verify_all(files, pairs.left[todo], pairs.right[todo])
@@ -190,7 +190,7 @@ class Decider:
         cheap[pairs.exact] = 1.0
         return cheap
 
-    def _borderline(self, pairs: Pairs, cheap: np.ndarray) -> np.ndarray:
+    def borderline(self, pairs: Pairs, cheap: np.ndarray) -> np.ndarray:
         """The pairs this level verifies: cheap probability in its band, not exact copies."""
         lo, hi = self.band
         return np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact)
