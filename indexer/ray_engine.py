@@ -139,11 +139,6 @@ class RayStages:
         # holds it is no reason to wait
         context.wait_for_min_actors_s = _ACTORS_READY_S
         context.execution_options.actor_locality_enabled = False
-        if self._on_gpu:
-            # Ray Data reserves part of the CPUs for each stage by default, and the model stage holds its own: the
-            # decoding tasks fed one GPU actor from 59 % of the free CPUs in a simulation, 98 % without the
-            # reservation (benchmarks/ray_feed.py; not yet measured on a GPU machine)
-            context.op_resource_reservation_enabled = False
         # at least two blocks per CPU of the cluster, so a short run still reaches every node
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         blocks = max(-(-len(tasks) // self.block), min(2 * cpus, len(tasks)), 1)
