@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from simsearch.errors import ImageError
-from simsearch.hashing import image_hashes
+from simsearch.hashing import work_hashes, work_image
 from simsearch.imageio import decode
+from simsearch.margins import picture_size
 from simsearch.names import FAILED, OK
 from simsearch.runtime import model_input
 from simsearch.taggers import tag_input
@@ -90,6 +91,8 @@ def extract(task: Task) -> Result:
 
 def _features(task: Task, data: bytes, sha: str) -> Result:
     decoded = decode(data, full=task.full_decode, max_pixels=task.max_pixels)
+    grey = work_image(decoded.image)
+    picture = picture_size(decoded.width, decoded.height, grey)
     columns = {
         "sha256": sha,
         "pixel_digest": decoded.pixel_digest,
@@ -97,7 +100,9 @@ def _features(task: Task, data: bytes, sha: str) -> Result:
         "height": decoded.height,
         "format": decoded.format,
         "mode": decoded.mode,
-        **image_hashes(decoded.image),
+        "picture_width": picture[0],
+        "picture_height": picture[1],
+        **work_hashes(grey),
     }
     pixels = model_input(decoded.image, task.embed_size) if task.embed_size else None
     tag_pixels = tag_input(decoded.image, *task.tag_input) if task.tag_input else None

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy import Connection, and_, bindparam, exists, select
 
 from simsearch import store
 from simsearch.errors import InvalidArgument
@@ -139,10 +139,16 @@ def root_ids(conn: Connection, paths: list[str]) -> dict[str, int]:
     return {path: found[path] if path in found else root_id(conn, path) for path in paths}
 
 
+def _complete_features():
+    """Whether an image row holds every feature decoding gives (rows indexed by an older version may lack
+    the rotation hashes or the picture size: a run decodes them again)."""
+    return and_(Image.phash_dihedral.is_not(None), Image.picture_width.is_not(None))
+
+
 def known_files(conn: Connection, roots: list[int], model: str | None = None,
                 tagger: str | None = None) -> dict[int, dict[bytes, KnownFile]]:
     """root id -> (relpath bytes -> ``KnownFile``) for the roots' files, a few queries for any number of
-    roots. ``complete`` is False for a decoded image that lacks the rotation hashes, an embedding by
+    roots. ``complete`` is False for a decoded image that lacks a feature of decoding, an embedding by
     ``model`` or tags by ``tagger``."""
     out: dict[int, dict[bytes, KnownFile]] = {root: {} for root in roots}
     for chunk in chunks(roots):
@@ -155,10 +161,10 @@ def known_files(conn: Connection, roots: list[int], model: str | None = None,
             tagged = set(conn.execute(select(Tagged.image_id).join(Image, Image.id == Tagged.image_id).where(
                 in_roots, Tagged.tagger == tagger)).scalars())
         rows = conn.execute(select(Image.root_id, Image.relpath_raw, Image.id, Image.size, Image.mtime_ns,
-                                   Image.sha256, Image.status, Image.phash_dihedral.is_not(None).label("rotations"),
+                                   Image.sha256, Image.status, _complete_features().label("features"),
                                    Image.width, Image.height).where(in_roots))
         for r in rows:
-            complete = r.status != OK or (bool(r.rotations) and (embedded is None or r.id in embedded)
+            complete = r.status != OK or (bool(r.features) and (embedded is None or r.id in embedded)
                                           and (tagged is None or r.id in tagged))
             out[r.root_id][r.relpath_raw] = KnownFile(r.id, r.size, r.mtime_ns, r.sha256, r.status, complete,
                                                       (r.width or 0) * (r.height or 0))
@@ -170,7 +176,7 @@ def indexed_content(conn: Connection, sizes: list[int], model: str | None, tagge
     whose stored features are complete for a run by ``model`` and ``tagger``: bytes equal to one of them
     can take its features without decoding."""
     query = select(Image.id, Image.size, Image.sha256).where(
-        Image.status.in_((OK, REMOVED)), Image.phash_dihedral.is_not(None), Image.sha256.is_not(None))
+        Image.status.in_((OK, REMOVED)), _complete_features(), Image.sha256.is_not(None))
     if model is not None:
         query = query.where(exists().where(Embedding.image_id == Image.id, Embedding.model == model))
     if tagger is not None:
@@ -209,7 +215,7 @@ def _insert(conn: Connection, table, rows: list[dict]) -> None:
 def feature_columns(conn: Connection, ids: list[int]) -> dict[int, dict]:
     """image id -> the columns decoding gave it (digests, size in pixels, format, mode, hashes)."""
     names = ("sha256", "pixel_digest", "width", "height", "format", "mode", "phash", "dhash", "whash", "ahash",
-             "phash_dihedral")
+             "phash_dihedral", "picture_width", "picture_height")
     out = {}
     for chunk in chunks(sorted(set(ids))):
         for row in conn.execute(select(Image.id, *(getattr(Image, n) for n in names)).where(Image.id.in_(chunk))):

@@ -15,12 +15,12 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
 
 Pairs of equal bytes or equal decoded pixels are duplicates at probability 1.
 
-Grouping: images are taken in keeper order (largest image, then largest file, then oldest,
-then path); each image not yet in a group that has matches not yet in a group becomes a
-keeper, and its group is it plus those direct matches, plus any image that matches at least
-half of the group (or ``ENOUGH_AGREEING`` of its members, whichever is fewer) and at least two of
-its members. So one false link adds at most one image to a group (the keeper's) and never joins
-two groups.
+Grouping: images are taken in order (``duplicates.centre_order``: largest image, then largest file, oldest,
+path); each image not yet in a group that has matches not yet in a group becomes a centre, and its group is it
+plus those direct matches, plus any image that matches at least half of the group (or ``ENOUGH_AGREEING`` of
+its members, whichever is fewer) and at least two of its members. So one false link adds at most one image to
+a group (the centre's) and never joins two groups. The group's keeper is then chosen in it
+(``duplicates.keeper_order``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ MODEL_FILE = "duplicate_model.json"
 VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
 SAVE_EVERY_S = 60.0  # kept verifications are written this often during a run (and at its end)
 KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (80 KB each: 2.6 GB)
-# Matches that always suffice to join a group the keeper missed, however large the group: an image is compared
+# Matches that always suffice to join a group the centre missed, however large the group: an image is compared
 # with its nearest neighbours only (``pairs.NEIGHBOURS``), so half of a family of 50 copies is out of its reach.
 # Scene asks more: its pairs are less sure, and bursts and videos chain.
 ENOUGH_AGREEING = {"copy": 5, "scene": 10}
@@ -351,10 +351,10 @@ def verification_row(check: Verification) -> list[float]:
     return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints]
 
 
-def star_groups(n: int, left: np.ndarray, right: np.ndarray, keeper_rank: np.ndarray,
+def star_groups(n: int, left: np.ndarray, right: np.ndarray, rank: np.ndarray,
                 enough: int | None = None) -> list[list[int]]:
-    """Groups of rows (keeper first, then members in keeper order) from matched pairs: see the module
-    docstring. ``keeper_rank[row]``: lower is kept first; ``enough``: matches with a group's members
+    """Groups of rows (centre first, then members in ``rank`` order) from matched pairs: see the module
+    docstring. ``rank[row]``: lower is a centre first; ``enough``: matches with a group's members
     that always suffice to join it (``ENOUGH_AGREEING``; None: half the group, however large)."""
     neighbours: dict[int, set[int]] = {}
     for a, b in zip(left.tolist(), right.tolist()):
@@ -362,7 +362,7 @@ def star_groups(n: int, left: np.ndarray, right: np.ndarray, keeper_rank: np.nda
         neighbours.setdefault(b, set()).add(a)
     assigned = np.zeros(n, dtype=bool)
     groups = []
-    for row in sorted(neighbours, key=lambda r: keeper_rank[r]):
+    for row in sorted(neighbours, key=lambda r: rank[r]):
         if assigned[row]:
             continue
         group = [row] + [m for m in neighbours[row] if not assigned[m]]
@@ -370,13 +370,13 @@ def star_groups(n: int, left: np.ndarray, right: np.ndarray, keeper_rank: np.nda
             continue
         assigned[group] = True
         _add_agreed(group, neighbours, assigned, enough)
-        groups.append([row, *sorted(group[1:], key=lambda r: keeper_rank[r])])
-    groups.sort(key=lambda g: (-len(g), keeper_rank[g[0]]))
+        groups.append([row, *sorted(group[1:], key=lambda r: rank[r])])
+    groups.sort(key=lambda g: (-len(g), rank[g[0]]))
     return groups
 
 
 def _add_agreed(group: list[int], neighbours: dict[int, set[int]], assigned: np.ndarray, enough: int | None) -> None:
-    """Add the images the keeper missed that match at least half of the group (or ``enough`` of its
+    """Add the images the centre missed that match at least half of the group (or ``enough`` of its
     members), and at least two of its members: one false link alone never brings an image in."""
     while True:
         votes: dict[int, int] = {}

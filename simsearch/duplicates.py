@@ -105,14 +105,16 @@ class Decided:
                     bool(d.gated[k]))
 
     def groups(self) -> list[list[int]]:
-        """Star groups of collection rows, keeper first."""
+        """Star groups of collection rows, each built around its first image in ``centre_order``, then keeper
+        first (``keeper_order``)."""
         matched = self.decisions.matched()
         left, right = self.decisions.pairs.left[matched], self.decisions.pairs.right[matched]
-        rows = np.unique(np.concatenate([left, right]))
+        records = {row: self.row_record(row) for row in np.unique(np.concatenate([left, right])).tolist()}
         rank = np.zeros(len(self.collection.ids), dtype=np.int64)
-        order = sorted(rows.tolist(), key=lambda r: keeper_order(self.row_record(r)))
+        order = sorted(records, key=lambda r: centre_order(records[r]))
         rank[order] = np.arange(len(order))
-        return star_groups(len(self.collection.ids), left, right, rank, ENOUGH_AGREEING[self.decisions.level])
+        groups = star_groups(len(self.collection.ids), left, right, rank, ENOUGH_AGREEING[self.decisions.level])
+        return [sorted(group, key=lambda r: keeper_order(records[r])) for group in groups]
 
 
 def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: str | None = None,
@@ -262,16 +264,33 @@ def _check_applies(by: str, max_distance: int | None, min_similarity: float | No
             "embedding", ", ".join(unused), ", ".join("--" + name.replace("_", "-") for name in unused))
 
 
+# A picture with uniform margins (a frame, a letterbox) or filled corners counts its pixels at this share against
+# one without: a framed copy of an image, measured at the same scale, must not outrank it (the work image it is
+# measured on blurs a line of frame into the picture), while one at a clearly higher resolution still does.
+MARGINS_SHARE = 0.95
+
+
 def keep_first(reads: Reads, group: list[int]) -> list[ImageRecord]:
-    """A group's records, the one to keep first: the largest image, then the largest file, then
-    the oldest, then by path."""
+    """A group's records, the one to keep first: see ``keeper_order``."""
     records = reads.records(group)
     return sorted(records.values(), key=keeper_order)
 
 
 def keeper_order(r: ImageRecord) -> tuple:
-    """Files before symbolic links (a link is never kept over a file), then the largest image, the
-    largest file, the oldest, and by path."""
+    """Which image of a group to keep: files before symbolic links (a link is never kept over a file), then the
+    most pixels of picture (uniform margins and filled corners left out, and counted down: ``MARGINS_SHARE``),
+    then as ``centre_order``."""
+    area = r.width * r.height
+    picture = area
+    if r.picture_width is not None and r.picture_width * r.picture_height < area:
+        picture = r.picture_width * r.picture_height * MARGINS_SHARE
+    return os.path.islink(r.abspath), -picture, *centre_order(r)[1:]
+
+
+def centre_order(r: ImageRecord) -> tuple:
+    """Which image a calibrated group is built around (``decide.star_groups``): files before symbolic links,
+    then the largest image, the largest file, the oldest, and by path. (Around the keeper instead, fewer
+    copies joined their group: grouped F1 0.9955 against 0.9979 on a generated collection.)"""
     return os.path.islink(r.abspath), -(r.width * r.height), -r.size, r.mtime_ns, r.path
 
 

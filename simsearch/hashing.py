@@ -78,7 +78,11 @@ def hash_image(rgb: Image.Image) -> dict[str, int]:
 def image_hashes(rgb: Image.Image) -> dict:
     """The four hashes plus ``phash_dihedral``: the pHash of all 8 rotations and flips,
     packed as 8 little-endian uint64 (the identity's first, equal to ``phash``)."""
-    grey = work_image(rgb)
+    return work_hashes(work_image(rgb))
+
+
+def work_hashes(grey: Image.Image) -> dict:
+    """``image_hashes`` from the image's grey work image (``work_image``)."""
     variants = dihedral_phashes(grey)
     out = {"phash": to_signed(int(variants[0]))}
     out.update({name: to_signed(_bits_to_uint(fn(grey))) for name, fn in _HASHERS.items()})

@@ -45,6 +45,8 @@ class ImageRecord:
     format: str
     mtime_ns: int
     sha256: str
+    picture_width: int | None = None  # without uniform margins (simsearch.margins); None: indexed before them
+    picture_height: int | None = None
 
     @property
     def max_pixels(self) -> int:
@@ -109,7 +111,7 @@ class Reads:
         roots = self.root_paths()
         out: dict[int, ImageRecord] = {}
         cols = (Image.id, Image.root_id, Image.relpath, Image.relpath_raw, Image.size, Image.width,
-                Image.height, Image.format, Image.mtime_ns, Image.sha256)
+                Image.height, Image.format, Image.mtime_ns, Image.sha256, Image.picture_width, Image.picture_height)
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _IN_CHUNK):
                 for row in conn.execute(select(*cols).where(Image.id.in_(ids[start : start + _IN_CHUNK]))):
@@ -120,6 +122,7 @@ class Reads:
                     out[row.id] = ImageRecord(
                         row.id, prefix + row.relpath, os.path.join(root, os.fsdecode(row.relpath_raw)),
                         row.size, row.width, row.height, row.format, row.mtime_ns, row.sha256,
+                        row.picture_width, row.picture_height,
                     )
         return out
 

@@ -74,6 +74,9 @@ class Image(Base):
     indexed_at: Mapped[float] = mapped_column()
     # pHash of the 8 rotations and flips (see hashing.DIHEDRAL), 8 x 8 bytes little-endian (added last)
     phash_dihedral: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the picture's size without uniform margins (a frame, letterbox: see simsearch.margins), in pixels
+    picture_width: Mapped[int | None] = mapped_column(Integer)
+    picture_height: Mapped[int | None] = mapped_column(Integer)
 
 
 class Failure(Base):

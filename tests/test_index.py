@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 import simsearch
+from simsearch.duplicates import keeper_order
 from simsearch.errors import IndexNotFound, IndexTooNew, InvalidArgument
 
 from .conftest import REPO
@@ -69,6 +70,33 @@ def test_near_duplicate_groups_keep_the_largest_first(shared):
     assert {r.path for r in coffee} >= {"coffee.png", "edits/coffee_half.png", "edits/coffee_grey.png"}
     assert coffee[0].width * coffee[0].height == max(r.width * r.height for r in coffee)
     assert not any("text.png" in {r.path for r in g} for g in groups)
+
+
+def test_rows_indexed_before_picture_sizes_are_completed(built, photos, tmp_path):
+    """An index made before the picture size was recorded (migration 0007) gets it on its next run, and a
+    bordered copy then no longer outranks its original as the keeper."""
+    import sqlite3
+
+    from PIL import Image, ImageOps
+
+    chelsea = Image.open(photos / "chelsea.png").convert("RGB")
+    ImageOps.expand(chelsea, border=40, fill=(0, 0, 0)).save(photos / "chelsea_framed.png")
+    built.add([photos], workers=1)
+    with sqlite3.connect(tmp_path / "index" / "simsearch.db") as con:
+        sizes = dict((r[0], r[1:]) for r in con.execute("SELECT relpath, picture_width, picture_height FROM images"))
+        decoded = con.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+        con.execute("UPDATE images SET picture_width = NULL, picture_height = NULL")
+    assert sizes["chelsea.png"] == chelsea.size  # to a line of the work image, a blended line of frame or two:
+    assert all(0 <= got - want <= 0.03 * want for got, want in zip(sizes["chelsea_framed.png"], chelsea.size))
+    summary = built.add([photos], workers=1)
+    assert summary.refreshed == summary.indexed == decoded
+    with sqlite3.connect(tmp_path / "index" / "simsearch.db") as con:
+        assert dict((r[0], r[1:]) for r in con.execute("SELECT relpath, picture_width, picture_height FROM images")) \
+            == sizes
+    assert built.add([photos], workers=1).unchanged == summary.scanned
+    reads = built._reads
+    records = reads.records([reads.image_id(photos / name) for name in ("chelsea_framed.png", "chelsea.png")])
+    assert min(records.values(), key=keeper_order).path == "chelsea.png"
 
 
 def test_rerun_skips_unchanged_and_tracks_changes(built, photos):
