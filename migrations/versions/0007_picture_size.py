@@ -1,5 +1,6 @@
-"""The picture's size without uniform margins (a frame, letterbox), which the keeper of a duplicate group
-counts: rows indexed before it hold none, and the next run decodes them again to fill it in.
+"""The picture's size without uniform margins (a frame, a letterbox) or a turned picture's filled corners,
+which the keeper of a duplicate group counts (simsearch.margins): rows indexed before it hold none, and the
+next run decodes them again to fill it in.
 
 Revision ID: 0007
 Revises: 0006
