@@ -358,8 +358,9 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
             return
         groups = idx.duplicates(**options)
     rows = [{"group": n, "keep": "*" if i == 0 else "", "path": r.path, "width": r.width, "height": r.height,
-             "bytes": r.size} for n, g in enumerate(groups, 1) for i, r in enumerate(g)]
-    emit(rows, fmt, ["group", "keep", "path", "width", "height", "bytes"])
+             "picture": "{}x{}".format(*r.picture), "bytes": r.size}
+            for n, g in enumerate(groups, 1) for i, r in enumerate(g)]
+    emit(rows, fmt, ["group", "keep", "path", "width", "height", "picture", "bytes"])
 
 
 def _tell_skipped(skipped: list[tuple[str, str]], shown: int = 5) -> None:

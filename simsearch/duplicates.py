@@ -280,10 +280,8 @@ def keeper_order(r: ImageRecord) -> tuple:
     """Which image of a group to keep: files before symbolic links (a link is never kept over a file), then the
     most pixels of picture (uniform margins and filled corners left out, and counted down: ``MARGINS_SHARE``),
     then as ``centre_order``."""
-    area = r.width * r.height
-    picture = area
-    if r.picture_width is not None and r.picture_width * r.picture_height < area:
-        picture = r.picture_width * r.picture_height * MARGINS_SHARE
+    area, (width, height) = r.width * r.height, r.picture
+    picture = width * height * MARGINS_SHARE if width * height < area else area
     return os.path.islink(r.abspath), -picture, *centre_order(r)[1:]
 
 

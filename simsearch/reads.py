@@ -49,6 +49,14 @@ class ImageRecord:
     picture_height: int | None = None
 
     @property
+    def picture(self) -> tuple[int, int]:
+        """The picture's width and height without uniform margins or filled corners (the image's own size where
+        the index was made before they were measured)."""
+        if self.picture_width is None:
+            return self.width, self.height
+        return self.picture_width, self.picture_height
+
+    @property
     def max_pixels(self) -> int:
         """The pixel limit to read the file back under: the indexer took it at this size, perhaps under a
         raised ``--max-pixels``, so no later reader (verification, thumbnails) refuses it for its size."""

@@ -141,7 +141,7 @@ def checked_path(index: Index, record) -> str:
 
 def image_json(record) -> dict:
     return {"id": record.id, "path": record.path, "width": record.width, "height": record.height,
-            "size": record.size, "format": record.format, "sha256": record.sha256}
+            "picture": list(record.picture), "size": record.size, "format": record.format, "sha256": record.sha256}
 
 
 def match_json(match) -> dict:

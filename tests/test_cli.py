@@ -102,6 +102,12 @@ def test_duplicates_json_is_imagededup_map(shared_index):
     assert mapping["text.png"] == []
 
 
+def test_duplicates_table_shows_each_picture(shared_index):
+    cli_index, _ = shared_index
+    rows = list(csv.DictReader(io.StringIO(run("duplicates", "--index", cli_index, "--format", "csv").stdout)))
+    assert rows and all(r["picture"] == f'{r["width"]}x{r["height"]}' for r in rows)  # no frames among the samples
+
+
 def test_index_env_variable_and_stats(shared_index):
     cli_index, _ = shared_index
     out = run("stats", "--format", "json", env={"SIMSEARCH_INDEX": str(cli_index)})
