@@ -70,7 +70,8 @@ def simsearch_checks(images: Path, truth: str, edits: dict) -> dict:
         idx = simsearch.open_index(tmp / "ix", create=True)
         idx.add([images], workers=2, embed="efficientnet_lite0")
         default = next(s for s in evaluate(idx, truth, level="copy") if s.default)
-        group_of = {r.path: n for n, group in enumerate(idx.duplicates()) for r in group}
+        groups = idx.duplicates()
+        group_of = {r.path: n for n, group in enumerate(groups) for r in group}
         decided = duplicates.decide(idx._reads, "copy")
         d = decided.decisions
         matched = {frozenset((decided.row_record(a).path, decided.row_record(b).path))
@@ -96,7 +97,18 @@ def simsearch_checks(images: Path, truth: str, edits: dict) -> dict:
                                                           for n, m in edits.items()) / len(edits), 4),
             "copies_grouped_with_base": round(sum(n in group_of and group_of.get(m["base"]) == group_of[n]
                                                   for n, m in edits.items()) / len(edits), 4),
-            "originals_grouped_together": across}
+            "originals_grouped_together": across,
+            "keepers": keepers(groups)}
+
+
+def keepers(groups: list) -> dict:
+    """Of the groups that hold an original, how many keep one (the keeper, first), against the rule before
+    picture sizes: the largest image (``duplicates.centre_order``)."""
+    holding = [g for g in groups if any("_edit" not in r.path for r in g)]
+    return {"groups_holding_an_original": len(holding),
+            "keeping_an_original": sum("_edit" not in g[0].path for g in holding),
+            "largest_image_an_original": sum("_edit" not in min(g, key=duplicates.centre_order).path
+                                             for g in holding)}
 
 
 def main() -> None:
