@@ -32,6 +32,7 @@ from pathlib import Path
 
 import copies
 from common import REPO, write
+from keepers import keeper_counts
 from PIL import Image
 from quality import imagededup_rows, immaculate_rows, row
 
@@ -98,17 +99,7 @@ def simsearch_checks(images: Path, truth: str, edits: dict) -> dict:
             "copies_grouped_with_base": round(sum(n in group_of and group_of.get(m["base"]) == group_of[n]
                                                   for n, m in edits.items()) / len(edits), 4),
             "originals_grouped_together": across,
-            "keepers": keepers(groups)}
-
-
-def keepers(groups: list) -> dict:
-    """Of the groups that hold an original, how many keep one (the keeper, first), against the rule before
-    picture sizes: the largest image (``duplicates.centre_order``)."""
-    holding = [g for g in groups if any("_edit" not in r.path for r in g)]
-    return {"groups_holding_an_original": len(holding),
-            "keeping_an_original": sum("_edit" not in g[0].path for g in holding),
-            "largest_image_an_original": sum("_edit" not in min(g, key=duplicates.centre_order).path
-                                             for g in holding)}
+            "keepers": keeper_counts(groups, lambda path: "_edit" not in path)}
 
 
 def main() -> None:

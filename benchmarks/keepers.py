@@ -52,10 +52,16 @@ def family(folder: Path, seed: int, copies: int, flagged: Counter, seen: Counter
             flagged[k] += rec.picture[0] * rec.picture[1] < rec.width * rec.height
     finally:
         idx.close()
-    holding = [g for g in groups if any(r.path not in edits for r in g)]
-    return {"images": len(records), "groups_holding_an_original": len(holding),
-            "keeping_an_original": sum(g[0].path not in edits for g in holding),
-            "largest_image_an_original": sum(min(g, key=centre_order).path not in edits for g in holding)}
+    return {"images": len(records), **keeper_counts(groups, lambda path: path not in edits)}
+
+
+def keeper_counts(groups: list, original) -> dict:
+    """Of the groups that hold an original (``original(path)``), how many keep one first, and how many would
+    with the largest image kept (the rule before picture sizes)."""
+    holding = [g for g in groups if any(original(r.path) for r in g)]
+    return {"groups_holding_an_original": len(holding),
+            "keeping_an_original": sum(original(g[0].path) for g in holding),
+            "largest_image_an_original": sum(original(min(g, key=centre_order).path) for g in holding)}
 
 
 def main() -> None:
