@@ -2,8 +2,9 @@
 
 Three collections of the validation bases (never fitted on) with their edited copies, drawn by ``copies.py``
 with seeds 8, 6 and 5 and 12, 24 and 64 copies a base. For each, of the groups (level copy, defaults) that hold
-an original: how many keep an original first, against the largest image (the rule before picture sizes,
-``duplicates.centre_order``) in the same run. Also, over every image, how often the margins measure
+an original: how many keep an original first, against the earlier rules in the same run: the most picture
+whatever its shape (``duplicates.keeper_order``, before shapes) and the largest image (``centre_order``, before
+picture sizes). Also, over every image, how often the margins measure
 (``simsearch.margins``) finds a picture smaller than the image, by kind: originals, framed copies, copies turned
 with filled corners, and the other copies.
 
@@ -22,7 +23,7 @@ from common import require_dups, write
 from quality import val_only
 
 import simsearch
-from simsearch.duplicates import centre_order
+from simsearch.duplicates import centre_order, keeper_order
 
 FAMILIES = ((8, 12), (6, 24), (5, 64))  # (seed, copies a base)
 
@@ -57,10 +58,12 @@ def family(folder: Path, seed: int, copies: int, flagged: Counter, seen: Counter
 
 def keeper_counts(groups: list, original) -> dict:
     """Of the groups that hold an original (``original(path)``), how many keep one first, and how many would
-    with the largest image kept (the rule before picture sizes)."""
+    with the earlier rules: the most picture whatever its shape (before shapes), the largest image (before
+    picture sizes)."""
     holding = [g for g in groups if any(original(r.path) for r in g)]
     return {"groups_holding_an_original": len(holding),
             "keeping_an_original": sum(original(g[0].path) for g in holding),
+            "most_picture_an_original": sum(original(min(g, key=keeper_order).path) for g in holding),
             "largest_image_an_original": sum(original(min(g, key=centre_order).path) for g in holding)}
 
 
@@ -74,8 +77,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work)
     write("keepers", {
-        "note": "groups at level copy, defaults; keeper = the first of a group (most picture, margins counted at "
-                "0.95); the largest image is the rule before picture sizes, counted in the same run",
+        "note": "groups at level copy, defaults; keeper = the first of a group (the shape most of the group shares, "
+                "then the most picture, margins counted at 0.95); most picture whatever its shape (the rule before "
+                "shapes) and the largest image (the rule before picture sizes) counted in the same run",
         "families": results,
         "picture_smaller_than_image": {k: f"{flagged[k]} of {seen[k]}" for k in sorted(seen)},
     })

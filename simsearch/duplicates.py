@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -41,6 +42,7 @@ from .verified import VerifiedPairs
 # the single-feature rules' defaults (chosen on the development set; see README)
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
 DEFAULT_MIN_SIMILARITY = 0.98  # cosine, embeddings alone
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Decided:
 
     def groups(self) -> list[list[int]]:
         """Star groups of collection rows, each built around its first image in ``centre_order``, then keeper
-        first (``keeper_order``)."""
+        first (``keeper_first``)."""
         matched = self.decisions.matched()
         left, right = self.decisions.pairs.left[matched], self.decisions.pairs.right[matched]
         records = {row: self.row_record(row) for row in np.unique(np.concatenate([left, right])).tolist()}
@@ -114,7 +116,7 @@ class Decided:
         order = sorted(records, key=lambda r: centre_order(records[r]))
         rank[order] = np.arange(len(order))
         groups = star_groups(len(self.collection.ids), left, right, rank, ENOUGH_AGREEING[self.decisions.level])
-        return [sorted(group, key=lambda r: keeper_order(records[r])) for group in groups]
+        return [[row for _, row in keeper_first([(records[r], r) for r in group])] for group in groups]
 
 
 def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: str | None = None,
@@ -270,15 +272,46 @@ def _check_applies(by: str, max_distance: int | None, min_similarity: float | No
 MARGINS_SHARE = 0.95
 
 
+# Pictures whose shapes (long side over short side) differ by at most this share count as one shape: rounding a
+# resized copy's sides moves its shape by well under 1 %, an aspect change (a stretch) by 10 % and more.
+SHAPE_TOLERANCE = 0.015
+
+
 def keep_first(reads: Reads, group: list[int]) -> list[ImageRecord]:
-    """A group's records, the one to keep first: see ``keeper_order``."""
-    records = reads.records(group)
-    return sorted(records.values(), key=keeper_order)
+    """A group's records, the one to keep first: see ``keeper_first``."""
+    return [record for record, _ in keeper_first([(r, None) for r in reads.records(group).values()])]
+
+
+def keeper_first(members: list[tuple[ImageRecord, T]]) -> list[tuple[ImageRecord, T]]:
+    """A group's members (each a record with anything the caller carries along) in the order to keep them: files
+    before symbolic links, then those whose picture has the shape most of the group shares, then ``keeper_order``.
+    Most edits keep the picture's shape (resizes, recompressions, overlays, colour, turns by 90 degrees), so the
+    original shares it with most of its copies, while a copy stretched by an aspect change, which has more pixels
+    than the original, has a shape of its own. The shared shape is that of the member with the most others within
+    ``SHAPE_TOLERANCE`` of it (the first in ``keeper_order`` on a tie), so in a group of two shapes the larger
+    picture still comes first."""
+    if not members:
+        return []
+    keys = [keeper_order(record) for record, _ in members]
+    shapes = np.log([_shape(record) for record, _ in members])
+    tolerance = np.log1p(SHAPE_TOLERANCE)
+    ascending = np.sort(shapes)
+    near = (np.searchsorted(ascending, shapes + tolerance, side="right")
+            - np.searchsorted(ascending, shapes - tolerance, side="left"))  # members within tolerance of each
+    most = min(range(len(members)), key=lambda k: (-near[k], keys[k]))
+    shared = np.abs(shapes - shapes[most]) <= tolerance
+    return [members[k] for k in sorted(range(len(members)), key=lambda k: (keys[k][0], not shared[k], keys[k]))]
+
+
+def _shape(r: ImageRecord) -> float:
+    """The picture's long side over its short side (a picture turned by 90 degrees has the same shape)."""
+    width, height = r.picture
+    return max(width, height, 1) / max(1, min(width, height))
 
 
 def keeper_order(r: ImageRecord) -> tuple:
-    """Which image of a group to keep: files before symbolic links (a link is never kept over a file), then the
-    most pixels of picture (uniform margins and filled corners left out, and counted down: ``MARGINS_SHARE``),
+    """Which image to keep of those ``keeper_first`` ranks alike: files before symbolic links, then
+    the most pixels of picture (uniform margins and filled corners left out, and counted down: ``MARGINS_SHARE``),
     then as ``centre_order``."""
     area, (width, height) = r.width * r.height, r.picture
     picture = width * height * MARGINS_SHARE if width * height < area else area
