@@ -20,7 +20,7 @@ path); each image not yet in a group that has matches not yet in a group becomes
 plus those direct matches, plus any image that matches at least half of the group (or ``ENOUGH_AGREEING`` of
 its members, whichever is fewer) and at least two of its members. So one false link adds at most one image to
 a group (the centre's) and never joins two groups. The group's keeper is then chosen in it
-(``duplicates.keeper_first``).
+(``duplicates.keeper_ranking``).
 """
 
 from __future__ import annotations

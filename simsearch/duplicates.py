@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -42,7 +41,6 @@ from .verified import VerifiedPairs
 # the single-feature rules' defaults (chosen on the development set; see README)
 DEFAULT_MAX_DISTANCE = {"phash": 2, "dhash": 1, "whash": 0, "ahash": 0}
 DEFAULT_MIN_SIMILARITY = 0.98  # cosine, embeddings alone
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class Decided:
 
     def groups(self) -> list[list[int]]:
         """Star groups of collection rows, each built around its first image in ``centre_order``, then keeper
-        first (``keeper_first``)."""
+        first (``keeper_ranking``)."""
         matched = self.decisions.matched()
         left, right = self.decisions.pairs.left[matched], self.decisions.pairs.right[matched]
         records = {row: self.row_record(row) for row in np.unique(np.concatenate([left, right])).tolist()}
@@ -116,7 +114,7 @@ class Decided:
         order = sorted(records, key=lambda r: centre_order(records[r]))
         rank[order] = np.arange(len(order))
         groups = star_groups(len(self.collection.ids), left, right, rank, ENOUGH_AGREEING[self.decisions.level])
-        return [[row for _, row in keeper_first([(records[r], r) for r in group])] for group in groups]
+        return [[group[k] for k in keeper_ranking([records[r] for r in group])] for group in groups]
 
 
 def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: str | None = None,
@@ -278,29 +276,30 @@ SHAPE_TOLERANCE = 0.015
 
 
 def keep_first(reads: Reads, group: list[int]) -> list[ImageRecord]:
-    """A group's records, the one to keep first: see ``keeper_first``."""
-    return [record for record, _ in keeper_first([(r, None) for r in reads.records(group).values()])]
+    """A group's records, the one to keep first: see ``keeper_ranking``."""
+    records = list(reads.records(group).values())
+    return [records[k] for k in keeper_ranking(records)]
 
 
-def keeper_first(members: list[tuple[ImageRecord, T]]) -> list[tuple[ImageRecord, T]]:
-    """A group's members (each a record with anything the caller carries along) in the order to keep them: files
-    before symbolic links, then those whose picture has the shape most of the group shares, then ``keeper_order``.
-    Most edits keep the picture's shape (resizes, recompressions, overlays, colour, turns by 90 degrees), so the
-    original shares it with most of its copies, while a copy stretched by an aspect change, which has more pixels
-    than the original, has a shape of its own. The shared shape is that of the member with the most others within
-    ``SHAPE_TOLERANCE`` of it (the first in ``keeper_order`` on a tie), so in a group of two shapes the larger
-    picture still comes first."""
-    if not members:
+def keeper_ranking(records: list[ImageRecord]) -> list[int]:
+    """The positions of a group's ``records`` in the order to keep them: files before symbolic links, then those
+    whose picture has the shape the most members share, then ``keeper_order``. Most edits keep the picture's
+    shape (resizes, recompressions, overlays, colour, turns by 90 degrees), so the original shares it with most
+    of its copies, while a copy stretched by an aspect change, which has more pixels than the original, has a
+    shape of its own. The shared shape is that of the member with the most others within ``SHAPE_TOLERANCE`` of
+    it (the first in ``keeper_order`` on a tie), so in a group of two shapes the larger picture still comes
+    first."""
+    if not records:
         return []
-    keys = [keeper_order(record) for record, _ in members]
-    shapes = np.log([_shape(record) for record, _ in members])
+    keys = [keeper_order(r) for r in records]
+    shapes = np.log([_shape(r) for r in records])
     tolerance = np.log1p(SHAPE_TOLERANCE)
     ascending = np.sort(shapes)
     near = (np.searchsorted(ascending, shapes + tolerance, side="right")
             - np.searchsorted(ascending, shapes - tolerance, side="left"))  # members within tolerance of each
-    most = min(range(len(members)), key=lambda k: (-near[k], keys[k]))
+    most = min(range(len(records)), key=lambda k: (-near[k], keys[k]))
     shared = np.abs(shapes - shapes[most]) <= tolerance
-    return [members[k] for k in sorted(range(len(members)), key=lambda k: (keys[k][0], not shared[k], keys[k]))]
+    return sorted(range(len(records)), key=lambda k: (keys[k][0], not shared[k], keys[k]))
 
 
 def _shape(r: ImageRecord) -> float:
@@ -310,7 +309,7 @@ def _shape(r: ImageRecord) -> float:
 
 
 def keeper_order(r: ImageRecord) -> tuple:
-    """Which image to keep of those ``keeper_first`` ranks alike: files before symbolic links, then
+    """Which image to keep of those ``keeper_ranking`` ranks alike: files before symbolic links, then
     the most pixels of picture (uniform margins and filled corners left out, and counted down: ``MARGINS_SHARE``),
     then as ``centre_order``."""
     area, (width, height) = r.width * r.height, r.picture

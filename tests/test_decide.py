@@ -16,7 +16,7 @@ from simsearch import decide, duplicates, report
 from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
-from simsearch.duplicates import Pair, keeper_first
+from simsearch.duplicates import Pair, keeper_ranking
 from simsearch.errors import SimsearchWarning
 from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.pairs import Pairs
@@ -91,7 +91,7 @@ def test_hard_copies_are_grouped_with_their_base(copies_index):
     found = sum(len(members) for members in by_base.values())
     assert found >= 0.85 * len(BASES) * 8, by_base  # recall over the 32 copies and bases
     for group in groups:  # the keeper: a framed, turned or stretched copy never outranks its base
-        assert group == [r for r, _ in keeper_first([(r, None) for r in group])]
+        assert group == [group[k] for k in keeper_ranking(group)]
         assert not group[0].path.endswith(("__border.png", "__tilt6.jpg", "__stretch.jpg")), [r.path for r in group]
 
 
@@ -546,7 +546,7 @@ def test_the_keeper_has_the_shape_most_of_its_group_shares(tmp_path):
         return ImageRecord(len(name), name, str(path), 1, width, height, "JPEG", 0, name)
 
     def keeper(*records):
-        return keeper_first([(r, None) for r in records])[0][0].path
+        return records[keeper_ranking(list(records))[0]].path
 
     original, stretched = record("original.jpg", 400, 300), record("stretched.jpg", 520, 300)
     halved, turned = record("halved.jpg", 200, 150), record("turned.jpg", 300, 400)
