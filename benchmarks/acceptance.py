@@ -3,7 +3,8 @@
 The holdout photos are reserved for checking finished work. Nothing here chooses, fits or changes
 anything: the shipped models and cuts run as they are, and the figures are only reported. Each holdout
 photo is a base; ``copies.py``'s generator makes edited copies of it (seeded, the same edits and
-strengths as the calibration data), and the truth is each base with its own copies.
+strengths as the calibration data), and the truth is each base with its own copies. simsearch runs twice: on an
+index with embeddings (``index --embed``) and on one of hashes only (a plain ``index``, the default).
 
 The holdout set carries no labels of its own, and some of its photos are duplicates of each other (one
 source ships re-encoded copies of another's files). A pair of two originals is scored as a false
@@ -63,13 +64,14 @@ def edit_kind(step: str) -> str:
     return re.match(r"[A-Za-z]+", step).group(0).lower()
 
 
-def simsearch_checks(images: Path, truth: str, edits: dict) -> dict:
-    """The default's scores, then for each edit kind the share of (base, copy) pairs decided duplicates
-    (pair by pair, whatever else is grouped) and the share whose copy lands in its base's group."""
+def simsearch_checks(images: Path, truth: str, edits: dict, embed: str | None) -> dict:
+    """The default's scores on an index made with ``embed`` (None: hashes only, a plain ``index``), then for each
+    edit kind the share of (base, copy) pairs decided duplicates (pair by pair, whatever else is grouped) and the
+    share whose copy lands in its base's group."""
     tmp = Path(tempfile.mkdtemp())
     try:
         idx = simsearch.open_index(tmp / "ix", create=True)
-        idx.add([images], workers=2, embed="efficientnet_lite0")
+        idx.add([images], workers=2, embed=embed)
         default = next(s for s in evaluate(idx, truth, level="copy") if s.default)
         groups = idx.duplicates()
         group_of = {r.path: n for n, group in enumerate(groups) for r in group}
@@ -116,7 +118,8 @@ def main() -> None:
         summary = copies.write_split(units, work / "holdout", random.Random(opts.seed), opts.copies)
         images, truth = work / "holdout" / "images", str(work / "holdout" / "copy.json")
         edits = json.loads((work / "holdout" / "edits.json").read_text())
-        results = simsearch_checks(images, truth, edits)
+        results = simsearch_checks(images, truth, edits, "efficientnet_lite0")
+        results["simsearch, hashes only (index without --embed)"] = simsearch_checks(images, truth, edits, None)
         results.update(imagededup_rows(images, truth, None))
         results.update(immaculate_rows(images, truth, None))
     finally:

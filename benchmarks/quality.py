@@ -47,19 +47,26 @@ PEERS_BIN = REPO / ".venv-peers" / "bin" / "immaculate"
 
 
 def simsearch_rows(images: Path, truths: list[tuple[str, str, str | None, str]]) -> dict:
-    """Per collection: the default decision and the single-feature rules at their best."""
+    """Per collection: the default decision and the single-feature rules at their best, on an index with
+    embeddings (``index --embed``), and the default decision on an index of hashes only (plain ``index``)."""
     tmp = Path(tempfile.mkdtemp())
     out = {}
     try:
         idx = simsearch.open_index(tmp / "ix", create=True)
         idx.add([images], workers=2, embed="efficientnet_lite0")
+        hashes = simsearch.open_index(tmp / "hashes", create=True)
+        hashes.add([images], workers=2)
         for name, truth, exclude, level in truths:
             scores = evaluate(idx, truth, exclude=exclude, level=level)
             default = next(s for s in scores if s.default)
             rules = best([s for s in scores if s.method != "auto"])
+            hashes_default = next(s for s in evaluate(hashes, truth, exclude=exclude, level=level, methods=["auto"])
+                                  if s.default)
             out[name] = {"simsearch (default)": row(default),
+                         "simsearch, hashes only (default)": row(hashes_default),
                          **{f"simsearch --by {m} (best)": row(s) for m, s in rules.items()}}
         idx.close()
+        hashes.close()
     finally:
         shutil.rmtree(tmp)
     return out
