@@ -7,7 +7,8 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
 
 - a *cheap* model on the pair features of ``simsearch.pairs`` (no image decoded);
 - a *verified* model that adds geometric verification (``simsearch.verify``), used for the
-  pairs whose cheap probability lies in the level's borderline band, and only for them;
+  pairs whose cheap probability lies in the level's borderline band, and only for them (at level copy, also
+  for pairs above the band whose cosine is low: see ``benchmarks/calibrate.py``, VERIFY_BELOW_COSINE);
 - both in a variant for indexes without embeddings (hashes only);
 - for ``copy``, a gate: a verified pair whose two images showed enough keypoints, and too few of
   whose matches fit one transform, gets the small probability the fit data gave such pairs, whatever
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -151,6 +152,8 @@ class Decider:
         self.verified_model = data["verified" + variant]
         self.gate = data.get("gate" + variant)
         self.band = (0.0, 1.0 + 1e-9) if verify_all else tuple(data["band" + variant])
+        # below this cosine a pair is verified however sure the cheap model is (``borderline``)
+        self.verify_below_cosine = float(data.get("verify_below_cosine", 0.0)) if embeddings else 0.0
         self.cut = default_cut(level) if cut is None else float(cut)
         if not 0.0 < self.cut <= 1.0:
             raise InvalidArgument(f"the cut is a probability in (0, 1], got {self.cut}")
@@ -162,14 +165,17 @@ class Decider:
             self.includes = Decider(data["includes"], embeddings=embeddings, full_decode=full_decode,
                                     verify_all=verify_all, progress=progress, verified=verified)
 
-    def decide(self, pairs: Pairs, files: list[ImageRecord | None], verify_pairs: bool = True) -> Decisions:
-        """``files``: every collection row's record, for verification (None where no pair needs it)."""
+    def decide(self, pairs: Pairs, files: list[ImageRecord | None], verify_pairs: bool = True,
+               given: Mapping[int, Callable[[], Keypoints | None]] | None = None) -> Decisions:
+        """``files``: every collection row's record, for verification (None where no pair needs it);
+        ``given``: rows whose keypoints come from a function instead of their file (a query image that
+        is not indexed), called only where one of their pairs is verified."""
         cheap = {level.level: level._cheap(pairs) for level in self._chain()}
         none = np.zeros(0, dtype=np.int64)
         border = {level.level: level.borderline(pairs, cheap[level.level]) if verify_pairs else none
                   for level in self._chain()}
         todo = np.unique(np.concatenate(list(border.values())))
-        found, unreadable = self._verify_all(files, pairs.left[todo], pairs.right[todo])
+        found, unreadable = self._verify_all(files, pairs.left[todo], pairs.right[todo], given)
         checks = {k: check for k, check in zip(todo.tolist(), found) if check is not None}
         # a pair with a file that cannot be read now (gone, a drive not mounted) keeps its cheap probability
         unverified = todo[[check is None for check in found]]
@@ -191,9 +197,11 @@ class Decider:
         return cheap
 
     def borderline(self, pairs: Pairs, cheap: np.ndarray) -> np.ndarray:
-        """The pairs this level verifies: cheap probability in its band, not exact copies."""
+        """The pairs this level verifies: cheap probability in its band, or above it with a cosine under
+        ``verify_below_cosine``; never exact copies."""
         lo, hi = self.band
-        return np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact)
+        unsure = (cheap < hi) | (pairs.feature("cosine") < self.verify_below_cosine)
+        return np.flatnonzero((cheap >= lo) & unsure & ~pairs.exact)
 
     def _scored(self, pairs: Pairs, cheap_by_level: dict[str, np.ndarray], border_by_level: dict[str, np.ndarray],
                 verifications: dict[int, Verification]) -> Decisions:
@@ -222,8 +230,9 @@ class Decider:
             checks = {**inner.checks, **checks}
         return Decisions(pairs, self.level, self.cut, cheap, score, verified, gate_held, checks)
 
-    def _verify_all(self, files: list[ImageRecord | None], left: np.ndarray,
-                    right: np.ndarray) -> tuple[list[Verification | None], set[int]]:
+    def _verify_all(self, files: list[ImageRecord | None], left: np.ndarray, right: np.ndarray,
+                    given: Mapping[int, Callable[[], Keypoints | None]] | None = None,
+                    ) -> tuple[list[Verification | None], set[int]]:
         """Each pair verified (in the order ``orient`` gives, told in the order asked): taken from the kept
         verifications where its two files were verified before, else checked now (and kept); None where a
         file of the pair could not be read. Also returns the rows whose files could not be read."""
@@ -233,13 +242,13 @@ class Decider:
         todo = [k for k, check in enumerate(found) if check is None]
         unreadable: set[int] = set()
         if todo:  # each wave's verifications are kept as they come (``_check``)
-            checks = self._check(files, [left[k] for k in todo], [right[k] for k in todo], unreadable)
+            checks = self._check(files, [left[k] for k in todo], [right[k] for k in todo], unreadable, given)
             for k, check in zip(todo, checks):
                 found[k] = check
         return as_asked(found, turned), unreadable
 
-    def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int],
-               unreadable: set[int]) -> list[Verification | None]:
+    def _check(self, files: list[ImageRecord | None], left: list[int], right: list[int], unreadable: set[int],
+               given: Mapping[int, Callable[[], Keypoints | None]] | None = None) -> list[Verification | None]:
         """Keypoints computed when ``verification_waves`` says, held until it drops them, and one descriptor
         search per left image for all its pairs. Threads share the cores: decoding, OpenCV's
         detection and RANSAC release the GIL. Each wave's verifications join the kept ones, saved every
@@ -247,6 +256,7 @@ class Decider:
         A pair with a file that cannot be read is None, and never kept (the file may be back next run);
         such files' rows are added to ``unreadable``."""
         seconds = set(right)  # only an image matched as the second of a pair is also mirrored
+        given = given or {}
         known: dict[int, Keypoints | None] = {}
         seen: set[int] = set()
         found: list[Verification | None] = [None] * len(left)
@@ -254,8 +264,9 @@ class Decider:
               self._bar(len(set(left) | seconds), "img", "keypoints") as images,
               self._bar(len(left), "pair", "verifying") as bar):
             for wave in verification_waves(left, right, KEYPOINT_CAP):
-                for row, points in zip(wave.compute, pool.map(lambda r: self._keypoints(files[r], r in seconds),
-                                                              wave.compute)):
+                made = pool.map(lambda r: given[r]() if r in given else self._keypoints(files[r], r in seconds),
+                                wave.compute)
+                for row, points in zip(wave.compute, made):
                     known[row] = points
                     images.update(row not in seen)  # an image computed again is not counted twice
                     seen.add(row)

@@ -508,13 +508,30 @@ def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transfo
     cats = Pairs(np.array([0]), np.array([1]), np.array([False]),
                  np.array([[0.65, 0.364, 0.375, 0.375, 0.375, 0.0375, 0.7375]]))
     decider = decide.Decider("copy")
-    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: ([Verification(14, 4, 727, None, 0.0022)], set()))
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([Verification(14, 4, 727, None, 0.0022)], set()))
     found = decider.decide(cats, ["a.jpg", "b.jpg"])
     assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0] and found.gated[0]
-    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right: ([Verification(300, 240, 727, None, 0.001)], set()))
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([Verification(300, 240, 727, None, 0.001)], set()))
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
     told = Pair(None, None, "copy", 0.0019, 0.6, False, True, False, {}, None, gated=True)
     assert told.decided_by.startswith("gate")  # explain says what decided
+
+
+def test_a_sure_pair_of_low_cosine_is_verified_all_the_same(monkeypatch):
+    """Another listing's bedroom, smaller, beside a sparse catalogue (these are such a pair's features): the
+    cheap model is sure of it, but below the level's cosine its geometry is looked at, and finds nothing."""
+    level = model_data()["levels"]["copy"]
+    features = np.array([[0.6498, 0.3539, 0.375, 0.3906, 0.3125, 0.0009, 0.5487],
+                         [0.95, 0.6, 0.375, 0.3906, 0.3125, 0.0009, 0.5487]])
+    room = Pairs(np.array([0, 0]), np.array([1, 2]), np.array([False, False]), features)
+    decider = decide.Decider("copy")
+    cheap = decider._cheap(room)
+    assert (cheap >= level["band"][1]).all() and 0.5 < level["verify_below_cosine"] < 0.95
+    assert decider.borderline(room, cheap).tolist() == [0]  # the similar one is taken without verification
+    monkeypatch.setattr(decider, "_verify_all", lambda files, left, right, given: (
+        [Verification(15, 4, 514, None, 0.0019)] * len(left), set()))
+    found = decider.decide(room, ["a.jpg", "b.jpg", "c.jpg"])
+    assert found.verified.tolist() == [True, False] and found.matched().tolist() == [False, True]
 
 
 def test_a_pairs_verification_does_not_depend_on_which_image_was_indexed_first(copies_index):
