@@ -399,6 +399,64 @@ def explain(a, b, level, cut, model, index_dir, db, fmt):
 
 
 @main.command()
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--from-file", "query_list", type=click.Path(dir_okay=False),
+              help="Read query images, one path a line, from this file (with IMAGES: after them).")
+@level_options
+@click.option("--model", default=None, help="Embedder whose vectors to use (default: the index's).")
+@model_options
+@index_option
+@format_option
+@friendly
+def match(images, query_list, level, cut, model, weights, backend, device, index_dir, db, fmt):
+    """Indexed images that are duplicates of each of IMAGES (new photos, which need not be indexed), decided
+    as `duplicates` would decide each pair had the image been indexed, most probable first."""
+    from simsearch.indexer.scan import read_file_list  # noqa: PLC0415
+
+    queries = list(images) + (read_file_list(query_list) if query_list else [])
+    if not queries:
+        raise click.UsageError(f"give an IMAGE or --from-file LIST{' with paths in it' if query_list else ''}")
+    with _open(index_dir, db) as idx:
+        results = idx.duplicates_of(queries, level=level, cut=cut, model=model, weights=weights, backend=backend,
+                                    device=device)
+    if len(queries) == 1 and not query_list:
+        [result] = results
+        if result.error is not None:
+            raise click.ClickException(f"{result.query}: {result.error.cli_message or result.error}")
+        _emit_pairs(result.duplicates, fmt)
+        return
+    if fmt == "json":
+        click.echo(json.dumps([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
+                               {"query": str(r.query), "duplicates": [p.as_dict() for p in r.duplicates]}
+                               for r in results], indent=2))
+    elif fmt == "csv":
+        emit([{"query": str(r.query), "error": str(r.error) if r.error is not None else "", **row}
+              for r in results for row in (_pair_rows(r.duplicates) or [{}])], fmt, ["query", *_PAIR_COLUMNS, "error"])
+    else:
+        for n, r in enumerate(results):
+            click.echo(("\n" if n else "") + f"== {r.query}")
+            click.echo(f"error: {r.error}") if r.error is not None else _emit_pairs(r.duplicates, fmt)
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(results)} queries could not be read (see their blocks)")
+
+
+_PAIR_COLUMNS = ["rank", "score", "path", "decided_by"]
+
+
+def _pair_rows(pairs) -> list[dict]:
+    return [{"rank": n, "score": round(p.score, 4), "path": p.a.path, "decided_by": p.decided_by}
+            for n, p in enumerate(pairs, 1)]
+
+
+def _emit_pairs(pairs, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([p.as_dict() for p in pairs], indent=2))
+    else:
+        emit(_pair_rows(pairs), fmt, _PAIR_COLUMNS)
+
+
+@main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @index_option
 @friendly

@@ -122,7 +122,7 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
     """Every candidate pair of the index decided at ``level`` (embeddings used when the index has them);
     ``progress``: bars on stderr while borderline pairs are verified."""
     check_level(level)
-    model = _embedding_model(reads, model)
+    model = embedding_model(reads, model)
     col = load_collection(reads, model)
     pairs = candidate_pairs(col)
     involved = np.unique(np.concatenate([pairs.left, pairs.right])) if len(pairs.left) else np.zeros(0, np.int64)
@@ -135,11 +135,11 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
                       verified=verified)
     decided = Decided(col, decider.decide(pairs, files, verify), records)
     verified.save()
-    _tell_unreadable(decided)
+    tell_unreadable(decided)
     return decided
 
 
-def _tell_unreadable(decided: Decided) -> None:
+def tell_unreadable(decided: Decided) -> None:
     """Warn of indexed files that verification could not read: their pairs were decided without it."""
     rows = decided.decisions.unreadable
     if rows:
@@ -195,7 +195,7 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
     check_level(level)
     if a == b:
         raise InvalidArgument("A and B are the same indexed image: name two different ones")
-    model = _embedding_model(reads, model)
+    model = embedding_model(reads, model)
     col = load_collection(reads, model)
     rows = np.searchsorted(col.ids, [a, b])
     if any(r >= len(col.ids) or col.ids[r] != i for r, i in zip(rows, (a, b))):
@@ -213,11 +213,11 @@ def explain(reads: Reads, a: int, b: int, level: str = "copy", cut: float | None
         again = Decider(level, verify_all=True, **options).decide(pairs, files)
         decided.decisions.checks, decided.decisions.unreadable = again.checks, again.unreadable
     options["verified"].save()
-    _tell_unreadable(decided)
+    tell_unreadable(decided)
     return decided.pair(0, reverse=bool(rows[0] > rows[1]))
 
 
-def _embedding_model(reads: Reads, model: str | None) -> str | None:
+def embedding_model(reads: Reads, model: str | None) -> str | None:
     """The embedder whose vectors decide pairs: ``model``, or the index's own; None for a hash-only index."""
     return reads.model(model) if model is not None or reads.embedding_models() else None
 

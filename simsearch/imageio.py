@@ -78,7 +78,7 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
         if grey:
             return Decoded(img if img.mode == "L" else _to_rgb(img).convert("L"), width, height, fmt, mode, None)
         rgb = _to_rgb(img)
-        pixel_digest = hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest() if digest else None
+        pixel_digest = pixel_digest_of(rgb) if digest else None
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -92,6 +92,11 @@ def decode(data: bytes, *, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
     except Exception as exc:  # noqa: BLE001 - a codec may raise anything (bad AVIF: RuntimeError): one file fails
         raise ImageError("corrupt", f"cannot decode {fmt_name(data)}: {type(exc).__name__}: {exc}") from None
     return Decoded(rgb, width, height, fmt, mode, pixel_digest)
+
+
+def pixel_digest_of(rgb: Image.Image) -> str:
+    """The SHA-256 of decoded pixels and their size: equal for equal pictures in any format."""
+    return hashlib.sha256(b"%dx%d:" % rgb.size + rgb.tobytes()).hexdigest()
 
 
 def from_memory(image) -> Decoded:

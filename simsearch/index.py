@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from . import clusterings, duplicates, queries, store, tags
+from . import clusterings, duplicates, matching, queries, store, tags
 from .errors import IndexNotFound, InvalidArgument
 from .locks import Writer, writer_lock
 from .moves import Moves, move_duplicates, undo
@@ -245,6 +245,15 @@ class Index:
         embedder = embedder or self.embedder(model, **embedder_options)
         return queries.search_many(self._reads, images, by, k, min_similarity=min_similarity, model=model,
                                    rotations=rotations, embedder=embedder, allowed=allowed)
+
+    def duplicates_of(self, images: Iterable, *, level: str = "copy", cut: float | None = None,
+                      model: str | None = None, embedder=None, **embedder_options) -> list[matching.QueryDuplicates]:
+        """For each of ``images`` (which need not be indexed: paths, bytes, PIL images or arrays, or one of
+        them), the indexed images ``duplicates`` would decide duplicates of it had it been indexed, at
+        ``level`` and ``cut``, most probable first (``simsearch.matching``). A query that cannot be read
+        gets its ``error``; the others are answered."""
+        return matching.duplicates_of(self._reads, queries.as_queries(images), level, cut, model, embedder,
+                                      **embedder_options)
 
     def duplicates(self, *, by: str = "auto", level: str = "copy", cut: float | None = None,
                    max_distance: int | None = None, min_similarity: float | None = None,

@@ -71,6 +71,10 @@ class Service:
         return method, self.index.search_many(images, by=method, k=k, min_similarity=min_similarity,
                                               max_distance=max_distance, tags=tags or None, embedder=embedder)
 
+    def duplicates_of(self, images: list[bytes], level: str, cut: float | None):
+        faiss.omp_set_num_threads(1)  # as in ``search``
+        return self.index.duplicates_of(images, level=level, cut=cut, embedder=self.embedder)
+
     def duplicate_groups(self, by: str, level: str, cut: float | None, max_distance: int | None = None,
                          min_similarity: float | None = None) -> list[dict]:
         """The groups as JSON-ready dicts, computed once per data version and options."""
@@ -174,6 +178,12 @@ def create_app(service: Service) -> FastAPI:
         return search_json(service, [_read_upload(f) for f in image], [f.filename for f in image], by, k,
                            min_similarity, _labels(tags), max_distance)
 
+    @app.post("/api/match", summary="Indexed images that are duplicates of each uploaded image (the CLI's match)")
+    def api_match(image: list[UploadFile] = File(..., description="one or more query images"),
+                  level: str = Form("copy", description=f"one of {', '.join(LEVELS)}"),
+                  cut: float | None = Form(None, gt=0, le=1, description="default: the level's calibrated cut")):
+        return match_results_json(service, [_read_upload(f) for f in image], [f.filename for f in image], level, cut)
+
     @app.get("/api/images/{image_id}", summary="One indexed image, with its tags")
     def api_image(image_id: str):
         record = service.record(image_id)
@@ -275,6 +285,20 @@ def search_json(service: Service, images: list[bytes], names: list[str | None], 
     return {"by": method, "results": [
         {"query": name, "error": str(r.error)} if r.error is not None else
         {"query": name, "matches": [match_json(m) for m in r.matches]} for name, r in zip(names, results)]}
+
+
+def match_results_json(service: Service, images: list[bytes], names: list[str | None], level: str,
+                       cut: float | None) -> dict:
+    if not 1 <= len(images) <= MAX_QUERIES:
+        raise HTTPException(422, f"give 1 to {MAX_QUERIES} images")
+    if level not in LEVELS:
+        raise HTTPException(422, f"level is one of {', '.join(LEVELS)}")
+    results = service.duplicates_of(images, level, cut)
+    return {"level": level, "results": [
+        {"query": name, "error": str(r.error)} if r.error is not None else
+        {"query": name, "duplicates": [{"image": image_json(p.a), "score": round(p.score, 4), "reason": reason(p),
+                                        "verified": p.verified, "transform": p.transform} for p in r.duplicates]}
+        for name, r in zip(names, results)]}
 
 
 def duplicates_json(service: Service, by: str, level: str, cut: float | None, page: int, per_page: int,

@@ -41,13 +41,14 @@ def settings_key() -> str:
 class VerifiedPairs:
     """The kept verifications of one index, looked up and added by collection rows."""
 
-    def __init__(self, path: Path, digests: list[str], *, writable: bool = True):
-        """``path``: the file; ``digests``: each collection row's SHA-256 (hex); ``writable=False`` reads
-        what is kept and never writes."""
+    def __init__(self, path: Path, digests: list[str], *, writable: bool = True,
+                 kept: dict[tuple[bytes, bytes], Verification] | None = None):
+        """``path``: the file; ``digests``: each collection row's SHA-256 (hex; empty where a row has no file);
+        ``writable=False`` reads what is kept and never writes; ``kept``: what another instance read."""
         self.path = path
         self.writable = writable
         self._digests = [bytes.fromhex(d) if d else b"" for d in digests]
-        self._kept: dict[tuple[bytes, bytes], Verification] = _read(path)
+        self._kept: dict[tuple[bytes, bytes], Verification] = _read(path) if kept is None else kept
         self._added = 0
         self._saved_at = time.monotonic()
 
@@ -55,6 +56,10 @@ class VerifiedPairs:
     def of_index(cls, directory: Path, digests: list[str], *, full_decode: bool, writable: bool) -> VerifiedPairs:
         name = f"pairs-{settings_key()}-{'full' if full_decode else 'draft'}.npy"
         return cls(directory / "verified" / name, digests, writable=writable)
+
+    def viewed_by(self, digests: list[str]) -> VerifiedPairs:
+        """The same kept verifications, looked up by the rows of another collection (``digests``), read only."""
+        return VerifiedPairs(self.path, digests, writable=False, kept=self._kept)
 
     def lookup(self, left: list[int], right: list[int]) -> list[Verification | None]:
         return [self._kept.get((self._digests[a], self._digests[b])) if self._digests[a] and self._digests[b] else None

@@ -5,6 +5,7 @@ import dataclasses
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +13,15 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 import simsearch
-from simsearch import decide, duplicates, report
+from simsearch import decide, duplicates, matching, report
+from simsearch import pairs as pairs_module
 from simsearch import verified as verified_module
 from simsearch.cli import main
 from simsearch.decide import LEVELS, default_cut, model_data, star_groups
 from simsearch.duplicates import Pair, keeper_ranking
 from simsearch.errors import SimsearchWarning
 from simsearch.imageio import DEFAULT_MAX_PIXELS
-from simsearch.pairs import Pairs
+from simsearch.pairs import Collection, Pairs
 from simsearch.reads import ImageRecord
 from simsearch.verify import (
     RATIO,
@@ -219,6 +221,107 @@ def test_hash_only_index_still_decides(tmp_path):
         idx.add([folder], workers=1)
         [group] = idx.duplicates()
         assert {r.path for r in group} == {"coffee.png", "coffee_half.jpg", "coffee_mirror.png"}
+
+
+def _new_copy(tmp_path) -> Path:
+    """A copy of a base that is not indexed: turned 5 degrees, halved, recompressed."""
+    img = Image.open(REPO / "samples" / "images" / "chelsea.png").convert("RGB")
+    turned = img.rotate(5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
+    path = tmp_path / "new_listing.jpg"
+    turned.resize((turned.width // 2, turned.height // 2)).save(path, quality=60)
+    return path
+
+
+def test_duplicates_of_a_new_photo_are_what_duplicates_decides_once_it_is_indexed(copies_index, tmp_path):
+    query = _new_copy(tmp_path)
+    [result] = copies_index.duplicates_of(str(query))
+    found = {p.a.path: p for p in result.duplicates}
+    assert result.error is None and len(found) >= 5 and all(_base(path) == "chelsea" for path in found), found
+    assert all(p.b.path == str(query) and p.b.id == -1 and p.duplicate for p in found.values())
+    assert [p.score for p in result.duplicates] == sorted((p.score for p in result.duplicates), reverse=True)
+    # the same photo indexed: duplicates decides its pairs alike, score for score
+    shutil.copytree(copies_index.directory, tmp_path / "ix")
+    with simsearch.open_index(tmp_path / "ix") as idx:
+        idx.add([query], workers=1, embed="efficientnet_lite0")
+        decided = duplicates.decide(idx._reads, "copy")
+        row = len(decided.collection.ids) - 1  # indexed last
+        assert decided.row_record(row).abspath == str(query)
+        pairs = decided.decisions.pairs
+        mine = np.flatnonzero(((pairs.left == row) | (pairs.right == row)) & decided.decisions.matched())
+        indexed = {decided.row_record(int(pairs.left[k] + pairs.right[k]) - row).abspath: decided.decisions.score[k]
+                   for k in mine.tolist()}
+    found = {p.a.abspath: p.score for p in result.duplicates}
+    assert set(indexed) == set(found)
+    assert all(abs(indexed[path] - score) < 1e-4 for path, score in found.items()), (indexed, found)
+
+
+def test_duplicates_of_takes_images_in_memory_and_bytes_and_reports_each_bad_query(copies_index, tmp_path):
+    query = _new_copy(tmp_path)
+    results = copies_index.duplicates_of([Image.open(query), query.read_bytes(), str(tmp_path / "gone.jpg"), None,
+                                          str(REPO / "samples" / "images" / "coffee.png")])
+    in_memory, as_bytes, gone, nothing, indexed = results
+    assert in_memory.error is None and in_memory.duplicates and all(
+        _base(p.a.path) == "chelsea" for p in in_memory.duplicates)
+    assert {p.a.path for p in as_bytes.duplicates} == {p.a.path for p in copies_index.duplicates_of(query)[0].duplicates}
+    assert gone.error.kind == "unreadable" and not gone.duplicates and nothing.error.kind == "not_an_image"
+    # a query whose bytes are indexed is a duplicate of that file, by equal bytes
+    assert indexed.duplicates[0].a.path == "coffee.png" and indexed.duplicates[0].exact
+    assert {_base(p.a.path) for p in indexed.duplicates} == {"coffee"}
+    with pytest.raises(simsearch.InvalidArgument, match="the cut"):
+        copies_index.duplicates_of(query, cut=0)
+
+
+def test_cli_match(copies_index, tmp_path):
+    ix, query = str(copies_index.directory), str(_new_copy(tmp_path))
+    one = CliRunner().invoke(main, ["match", query, "--index", ix, "--format", "json"])
+    assert one.exit_code == 0, one.output
+    pairs = json.loads(one.output)
+    assert pairs and all(p["b"] == query and p["duplicate"] and _base(p["a"]) == "chelsea" for p in pairs)
+    table = CliRunner().invoke(main, ["match", query, "--index", ix])
+    assert table.output.splitlines()[0].split() == ["rank", "score", "path", "decided_by"]
+    listed = tmp_path / "queries.txt"
+    listed.write_text(f"{query}\n{tmp_path / 'gone.jpg'}\n")
+    both = CliRunner().invoke(main, ["match", "--from-file", str(listed), "--index", ix, "--format", "json"])
+    assert both.exit_code == 1 and both.stdout.count('"query"') == 2
+    assert both.stderr == "Error: 1 of 2 queries could not be read (see their blocks)\n"
+    bad = CliRunner().invoke(main, ["match", str(tmp_path / "gone.jpg"), "--index", ix])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: ") and bad.output.count("\n") == 1
+
+
+def _vectors_only(vectors: np.ndarray) -> Collection:
+    n = len(vectors)
+    zeros = np.zeros(n, dtype=np.uint64)
+    return Collection(np.arange(1, n + 1), [""] * n, [None] * n, np.zeros((n, 8), np.uint64), zeros, zeros,
+                      np.ones(n), np.ones(n), vectors, np.ones(n, dtype=bool))
+
+
+@pytest.mark.parametrize("n", [3, 20, 21, 60])
+def test_a_querys_crowding_is_what_it_would_be_indexed(n):
+    """The density each row of a pair is measured against, with the query among the rows, as
+    ``duplicates`` measures it once the query is indexed."""
+    rng = np.random.default_rng(n)
+    vectors = rng.standard_normal((n + 1, 16)).astype(np.float32)
+    vectors[n] = vectors[0] + 0.1 * vectors[n]  # a query near an indexed row: among its neighbours
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    *_, indexed = pairs_module._neighbour_pairs(_vectors_only(vectors))
+    crowding = matching._Crowding(_vectors_only(vectors[:n]))
+    [sims] = crowding.similarities(vectors[n:])
+    crowding.prepare([np.arange(n)])
+    assert crowding.query(sims) == pytest.approx(indexed[n], abs=1e-6)
+    assert [crowding.row(r, sims[r]) for r in range(n)] == pytest.approx(indexed[:n].tolist(), abs=1e-6)
+
+
+def test_hash_only_index_decides_new_photos_too(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    img = Image.open(REPO / "samples" / "images" / "coffee.png").convert("RGB")
+    img.save(folder / "coffee.png")
+    shutil.copy(REPO / "samples" / "images" / "rocket.jpg", folder / "rocket.jpg")
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1)
+        [mirrored, other] = idx.duplicates_of([ImageOps.mirror(img).resize((img.width // 2, img.height // 2)),
+                                               Image.open(REPO / "samples" / "images" / "camera.png")])
+    assert [p.a.path for p in mirrored.duplicates] == ["coffee.png"] and not other.duplicates
 
 
 def test_groups_do_not_chain():

@@ -112,6 +112,22 @@ def test_search_api_answers_as_the_cli_does(served):
     assert _search(url, photos / "coffee.png", by="phash", max_distance="64").status_code == 422
 
 
+def test_match_api_answers_as_the_cli_does(served, tmp_path):
+    url, photos, index = served
+    turned = Image.open(photos / "chelsea.png").convert("RGB").rotate(4, expand=True, fillcolor=(255, 255, 255))
+    query = tmp_path / "listing.jpg"
+    turned.save(query, quality=70)
+    files = [("image", (p.name, p.read_bytes(), "application/octet-stream")) for p in (query, query)]
+    files.append(("image", ("junk.jpg", b"not an image", "application/octet-stream")))
+    body = httpx.post(url + "/api/match", files=files, timeout=60).json()
+    cli = json.loads(_cli("match", query, "--index", index, "--format", "json"))
+    first, again, junk = body["results"]
+    assert body["level"] == "copy" and first["query"] == "listing.jpg" and first == again
+    assert [(d["image"]["path"], d["score"]) for d in first["duplicates"]] == [(p["a"], p["score"]) for p in cli]
+    assert cli and all("chelsea" in p["a"] for p in cli) and "error" in junk
+    assert httpx.post(url + "/api/match", files=files[:1], data={"level": "nope"}).status_code == 422
+
+
 def test_listings_match_the_cli(served):
     url, _, index = served
     assert httpx.get(url + "/api/stats").json() == json.loads(_cli("stats", "--index", index, "--format", "json"))
