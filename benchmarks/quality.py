@@ -17,6 +17,8 @@ Collections:
   only, so a copy its keeper missed can match only a part of so large a group.
 - ``generated val, thumbnails``: the same bases shrunk to 120 to 400 pixels on their long side before
   6 copies each are made (seed 9): few keypoints for verification.
+- ``generated val, seed 11, 1 copy``: the same bases with one copy each (seed 11): a sparse collection, where
+  an image's neighbourhood is mostly other pictures, so a pair stands out of it more easily than in families.
 
 simsearch runs at its defaults (level copy, or scene where the truth is same-scene, calibrated cut);
 its single-feature rules are listed at their best setting per collection, which no user can know in
@@ -136,6 +138,7 @@ def main() -> None:
         val, val2, val3 = (generated_val(generated / f"seed{seed}", seed, n) for seed, n in ((0, 6), (2, 8), (3, 16)))
         families = val_only(generated / "families", 5, 64)
         thumbnails = val_only(generated / "thumbnails", 9, 6, small_share=1.0)
+        pairs_of_two = val_only(generated / "pairs", 11, 1)
         no_potatoes = generated / "exclude_potatoes.txt"
         no_potatoes.write_text("\n".join(str(p.relative_to(dups / "images")) for p in
                                          sorted((dups / "images" / "ugriffo_potatoes").rglob("*.png"))) + "\n")
@@ -151,6 +154,8 @@ def main() -> None:
             "generated val, seed 5, 64 copies (copy)": (families / "images", str(families / "copy.json"), None,
                                                         "copy"),
             "generated val, thumbnails (copy)": (thumbnails / "images", str(thumbnails / "copy.json"), None, "copy"),
+            "generated val, seed 11, 1 copy (copy)": (pairs_of_two / "images", str(pairs_of_two / "copy.json"), None,
+                                                      "copy"),
         }
         results = {}
         for images in {c[0] for c in collections.values()}:

@@ -72,7 +72,6 @@ class Service:
                                               max_distance=max_distance, tags=tags or None, embedder=embedder)
 
     def duplicates_of(self, images: list[bytes], level: str, cut: float | None):
-        faiss.omp_set_num_threads(1)  # as in ``search``
         return self.index.duplicates_of(images, level=level, cut=cut, embedder=self.embedder)
 
     def duplicate_groups(self, by: str, level: str, cut: float | None, max_distance: int | None = None,
