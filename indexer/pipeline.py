@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -149,17 +151,32 @@ def check_paths(paths: list[str], roots: list[str], missing_ok: bool = False) ->
 
 def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, workers: int, model_args: dict,
                 options: tuple) -> None:
-    from .ray_engine import RayStages, ray_cluster  # noqa: PLC0415 - Ray loads only for this engine
+    """The run on a Ray cluster, joined (or a local instance started) only once there are files to read: a run
+    that finds nothing new or changed costs no cluster. An address that does not answer fails at once."""
+    from .ray_engine import RayStages, check_reachable, ray_cluster, require_ray  # noqa: PLC0415 - Ray loads here
 
-    with ray_cluster(address) as ray:
-        models = _make_models(db, **model_args)
-        jobs = models.ray_jobs(ray, model_args["weights"], model_args["tag_weights"], model_args["embed_batch"])
-        stages = RayStages(ray, jobs, workers)
+    require_ray()
+    if address:
+        check_reachable(address)
+    models = _make_models(db, **model_args)
+    started: list[RayStages] = []
+    with ExitStack() as stack:
+
+        def results(tasks: list) -> Iterator:
+            if not started:
+                t0 = time.perf_counter()
+                ray = stack.enter_context(ray_cluster(address))
+                jobs = models.ray_jobs(ray, model_args["weights"], model_args["tag_weights"], model_args["embed_batch"])
+                started.append(RayStages(ray, jobs, workers))
+                summary.seconds["ray start"] = time.perf_counter() - t0
+            return started[0].results(tasks)
+
         # one stream: a second wave would start a second dataset, whose actors load their models again; the
         # second wave's files come last all the same, so the ids are the local engine's
-        _run_roots(db, scans, summary, models, stages.results, *options, waves=False)
-    summary.nodes = {stage: dict(counts) for stage, counts in stages.nodes.items() if counts}
-    summary.fallback = stages.fallback
+        _run_roots(db, scans, summary, models, results, *options, waves=False)
+    if started:
+        summary.nodes = {stage: dict(counts) for stage, counts in started[0].nodes.items() if counts}
+        summary.fallback = started[0].fallback
 
 
 def _make_models(db: Engine, embed, weights, backend, device, embed_batch, tag, tag_weights, min_score) -> "_Models":

@@ -64,7 +64,7 @@ def ray_cluster(address: str | None):
         yield ray
         return
     if address:
-        _check_reachable(address)
+        check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         import ray.data  # noqa: PLC0415 - configures its logger on import: quieten it after
@@ -81,7 +81,7 @@ def ray_cluster(address: str | None):
         ray.shutdown()
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """A HOST:PORT that does not answer fails here at once (Ray itself would retry for minutes)."""
     host, _, port = address.rpartition(":")
     if not host or "://" in address or not port.isdigit():

@@ -204,6 +204,9 @@ def index(paths, file_list, workers, batch_size, full_decode, max_pixels, all_fi
         _note_gone_roots(idx)
     for stage, counts in summary.nodes.items():
         click.echo(f"ray {stage}: files per node: " + ", ".join(f"{n[:8]} {c}" for n, c in sorted(counts.items())))
+    if "ray start" in summary.seconds:  # not where nothing was to be read: the run then starts no cluster
+        click.echo(f"ray: {'joined ' + ray_address if ray_address else 'started a local instance'} in "
+                   f"{summary.seconds['ray start']:.1f} s")
     if summary.fallback:
         click.echo(f"ray: {summary.fallback} files the cluster could not finish were finished locally")
 

@@ -72,8 +72,13 @@ def test_ray_engine_hashes_alone_on_two_nodes(many, reference, cluster, tmp_path
                          capture_output=True, text=True).stdout
     decoded = dict(re.findall(r"(\w{8}) (\d+)", out.splitlines()[1]))
     assert sum(map(int, decoded.values())) == N_FILES and len(decoded) == 2, out
+    assert f"ray: joined {cluster} in " in out
     got, want = _dump(index), _dump(reference)
     assert got[:2] == want[:2] and got[2] == []
+    # nothing new to read: the cluster is not joined at all
+    again = subprocess.run(_cmd(many, index, "--engine", "ray", "--ray-address", cluster, embed=False), check=True,
+                           capture_output=True, text=True).stdout
+    assert "ray" not in again and again.startswith("indexed 0, failed 0,"), again
 
 
 @pytest.mark.slow
