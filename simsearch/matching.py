@@ -19,7 +19,7 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -148,9 +148,8 @@ def _read(image, full_decode: bool) -> _Query | ImageError:
     where = os.path.abspath(name) if isinstance(image, (str, os.PathLike)) else name
     record = ImageRecord(-1, name, where, len(data) if data is not None else 0, decoded.width, decoded.height,
                          decoded.format, 0, sha, *picture)
-    digest = decoded.pixel_digest or pixel_digest_of(decoded.image)
-    return _Query(record, data, Decoded(decoded.image, decoded.width, decoded.height, decoded.format, decoded.mode,
-                                        digest), work_hashes(grey))
+    decoded = replace(decoded, pixel_digest=decoded.pixel_digest or pixel_digest_of(decoded.image))
+    return _Query(record, data, decoded, work_hashes(grey))
 
 
 class _Crowding:
@@ -189,7 +188,7 @@ class _Crowding:
     def query(self, sims: np.ndarray) -> float:
         """The query's density: its ``DENSITY_K``-th nearest indexed image (the last where there are fewer)."""
         n = len(self.embedded)
-        return float(np.sort(sims[self.embedded])[::-1][min(DENSITY_K, n) - 1]) if n else -1.0
+        return float(-np.partition(-sims[self.embedded], min(DENSITY_K, n) - 1)[min(DENSITY_K, n) - 1]) if n else -1.0
 
     def row(self, row: int, query_sim: float) -> float:
         """Row ``row``'s density with the query (``query_sim`` from it) among its neighbours (``prepare`` first)."""
