@@ -71,14 +71,16 @@ class _Query:
     vector: np.ndarray | None = None
 
     def keypoints(self, full_decode: bool) -> Keypoints | None:
-        """Its keypoints as verification reads a file (a JPEG's luminance alone), or from its pixels."""
-        if self.data is None:
-            return image_keypoints(self.decoded.image.convert("L"), self.decoded.width)
-        try:
-            grey = decode(self.data, full=full_decode, grey=True)
-        except ImageError:
-            return None
-        return image_keypoints(grey.image, grey.width)
+        """Its keypoints as verification reads a file: a JPEG decoded DCT-scaled reads its luminance alone, so
+        it is decoded again; any other image's grey pixels are its decoded pixels converted, as decoding it
+        grey converts them."""
+        grey = self.decoded.image.convert("L")
+        if self.data is not None and self.decoded.format == "JPEG" and not full_decode:
+            try:
+                grey = decode(self.data, grey=True).image
+            except ImageError:
+                return None
+        return image_keypoints(grey, self.decoded.width)
 
 
 def duplicates_of(reads: Reads, images: list, level: str = "copy", cut: float | None = None,

@@ -223,17 +223,18 @@ def test_hash_only_index_still_decides(tmp_path):
         assert {r.path for r in group} == {"coffee.png", "coffee_half.jpg", "coffee_mirror.png"}
 
 
-def _new_copy(tmp_path) -> Path:
+def _new_copy(tmp_path, suffix: str = ".jpg") -> Path:
     """A copy of a base that is not indexed: turned 5 degrees, halved, recompressed."""
     img = Image.open(REPO / "samples" / "images" / "chelsea.png").convert("RGB")
     turned = img.rotate(5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
-    path = tmp_path / "new_listing.jpg"
-    turned.resize((turned.width // 2, turned.height // 2)).save(path, quality=60)
+    path = tmp_path / f"new_listing{suffix}"
+    turned.resize((turned.width // 2, turned.height // 2)).save(path, **({"quality": 60} if suffix == ".jpg" else {}))
     return path
 
 
-def test_duplicates_of_a_new_photo_are_what_duplicates_decides_once_it_is_indexed(copies_index, tmp_path):
-    query = _new_copy(tmp_path)
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])  # a JPEG's keypoints are read from its luminance alone
+def test_duplicates_of_a_new_photo_are_what_duplicates_decides_once_it_is_indexed(copies_index, tmp_path, suffix):
+    query = _new_copy(tmp_path, suffix)
     [result] = copies_index.duplicates_of(str(query))
     found = {p.a.path: p for p in result.duplicates}
     assert result.error is None and len(found) >= 5 and all(_base(path) == "chelsea" for path in found), found
