@@ -14,8 +14,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# index the bundled samples (hashes, embeddings, ImageNet tags), run similarity queries, a tag search and a
-# duplicate search
+# index the bundled samples (hashes, embeddings, ImageNet tags), run similarity queries, a tag search, a
+# duplicate search, and match a new listing photo (not indexed) against them
 demo: $(STAMP)
 	rm -rf demo-out && mkdir -p demo-out/images && cp -r samples/images/. demo-out/images/
 	$(BIN)/python samples/make_variants.py demo-out/images
@@ -26,6 +26,9 @@ demo: $(STAMP)
 	$(BIN)/simsearch tags --index demo-out/index
 	$(BIN)/simsearch search --tag espresso --index demo-out/index
 	$(BIN)/simsearch duplicates --index demo-out/index
+	$(BIN)/python -c "from PIL import Image; im = Image.open('samples/images/coffee.png').convert('RGB'); \
+	  im.rotate(4, expand=True, fillcolor='white').crop((40, 30, 560, 380)).save('demo-out/new_listing.jpg', quality=70)"
+	$(BIN)/simsearch match demo-out/new_listing.jpg --index demo-out/index
 
 test: $(STAMP) chromium postgres
 	$(BIN)/python -m pytest -q
