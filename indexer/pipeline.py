@@ -153,11 +153,9 @@ def _run_on_ray(db: Engine, scans: list[Scan], summary: RunSummary, address, wor
                 options: tuple) -> None:
     """The run on a Ray cluster, joined (or a local instance started) only once there are files to read: a run
     that finds nothing new or changed costs no cluster. An address that does not answer fails at once."""
-    from .ray_engine import RayStages, check_reachable, ray_cluster, require_ray  # noqa: PLC0415 - Ray loads here
+    from .ray_engine import RayStages, check_cluster, ray_cluster  # noqa: PLC0415 - Ray loads only here
 
-    require_ray()
-    if address:
-        check_reachable(address)
+    check_cluster(address)
     models = _make_models(db, **model_args)
     started: list[RayStages] = []
     with ExitStack() as stack:

@@ -56,15 +56,22 @@ def require_ray():
     return ray
 
 
+def check_cluster(address: str | None) -> None:
+    """Fail at once where Ray is not installed or ``address`` does not answer (unless the caller's own Ray
+    session is running): before any work, even where the run turns out to have none."""
+    ray = require_ray()
+    if address and not ray.is_initialized():
+        check_reachable(address)
+
+
 @contextmanager
 def ray_cluster(address: str | None):
-    """Ray, joined to the cluster at ``address``, or to a local instance started (and stopped) here."""
+    """Ray, joined to the cluster at ``address``, or to a local instance started (and stopped) here
+    (``check_cluster`` first)."""
     ray = require_ray()
     if ray.is_initialized():  # the caller's own session (the API inside a Ray program)
         yield ray
         return
-    if address:
-        check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         import ray.data  # noqa: PLC0415 - configures its logger on import: quieten it after

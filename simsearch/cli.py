@@ -250,40 +250,36 @@ def search(images, query_list, by, k, max_distance, min_similarity, model, rotat
                                   model=model, rotations=rotations, tags=list(tags), min_score=min_score,
                                   tagger=tagger, weights=weights, backend=backend, device=device)
     score = "similarity" if idx.search_method(by) == "embedding" else "distance"
-    if len(queries) == 1 and not query_list:
+    _emit_answers(results, fmt, len(queries) == 1 and not query_list, "matches",
+                  lambda r: [{"rank": n, score: getattr(m, score), "path": m.image.path}
+                             for n, m in enumerate(r.matches, 1)], ["rank", score, "path"])
+
+
+def _emit_answers(results, fmt: str, single: bool, key: str, rows, columns: list[str], as_json=None) -> None:
+    """The answers to image queries (``rows``: a result's table rows; ``as_json``: its JSON, by default its rows).
+    One query alone is answered by its rows, its error being the command's. Several get one block each: json,
+    a list of {query, KEY | error}; csv, rows with a query column; table, a heading line per query; and the
+    command fails after them where any query could not be read."""
+    as_json = as_json or rows
+    if single:
         [result] = results
         if result.error is not None:
             raise click.ClickException(f"{result.query}: {result.error.cli_message or result.error}")
-        emit(_match_rows(result, score), fmt, ["rank", score, "path"])
+        click.echo(json.dumps(as_json(result), indent=2)) if fmt == "json" else emit(rows(result), fmt, columns)
         return
-    _emit_blocks(results, score, fmt)
+    if fmt == "json":
+        click.echo(json.dumps([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
+                               {"query": str(r.query), key: as_json(r)} for r in results], indent=2))
+    elif fmt == "csv":
+        emit([{"query": str(r.query), "error": str(r.error) if r.error is not None else "", **row}
+              for r in results for row in (rows(r) or [{}])], fmt, ["query", *columns, "error"])
+    else:
+        for n, r in enumerate(results):
+            click.echo(("\n" if n else "") + f"== {r.query}")
+            click.echo(f"error: {r.error}") if r.error is not None else emit(rows(r), fmt, columns)
     failed = sum(r.error is not None for r in results)
     if failed:
         raise click.ClickException(f"{failed} of {len(results)} queries could not be read (see their blocks)")
-
-
-def _match_rows(result, score: str) -> list[dict]:
-    return [{"rank": n, score: getattr(m, score), "path": m.image.path} for n, m in enumerate(result.matches, 1)]
-
-
-def _emit_blocks(results, score: str, fmt: str) -> None:
-    """One block per query: json, a list of {query, matches | error}; csv, rows with a query column;
-    table, a heading line per query."""
-    if fmt == "json":
-        click.echo(json.dumps([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
-                               {"query": str(r.query), "matches": _match_rows(r, score)} for r in results], indent=2))
-        return
-    if fmt == "csv":
-        rows = [{"query": str(r.query), "error": str(r.error) if r.error is not None else "", **row}
-                for r in results for row in (_match_rows(r, score) or [{}])]
-        emit(rows, fmt, ["query", "rank", score, "path", "error"])
-        return
-    for n, r in enumerate(results):
-        click.echo(("\n" if n else "") + f"== {r.query}")
-        if r.error is not None:
-            click.echo(f"error: {r.error}")
-        else:
-            emit(_match_rows(r, score), fmt, ["rank", score, "path"])
 
 
 @main.command()
@@ -422,41 +418,10 @@ def match(images, query_list, level, cut, model, weights, backend, device, index
     with _open(index_dir, db) as idx:
         results = idx.duplicates_of(queries, level=level, cut=cut, model=model, weights=weights, backend=backend,
                                     device=device)
-    if len(queries) == 1 and not query_list:
-        [result] = results
-        if result.error is not None:
-            raise click.ClickException(f"{result.query}: {result.error.cli_message or result.error}")
-        _emit_pairs(result.duplicates, fmt)
-        return
-    if fmt == "json":
-        click.echo(json.dumps([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
-                               {"query": str(r.query), "duplicates": [p.as_dict() for p in r.duplicates]}
-                               for r in results], indent=2))
-    elif fmt == "csv":
-        emit([{"query": str(r.query), "error": str(r.error) if r.error is not None else "", **row}
-              for r in results for row in (_pair_rows(r.duplicates) or [{}])], fmt, ["query", *_PAIR_COLUMNS, "error"])
-    else:
-        for n, r in enumerate(results):
-            click.echo(("\n" if n else "") + f"== {r.query}")
-            click.echo(f"error: {r.error}") if r.error is not None else _emit_pairs(r.duplicates, fmt)
-    failed = sum(r.error is not None for r in results)
-    if failed:
-        raise click.ClickException(f"{failed} of {len(results)} queries could not be read (see their blocks)")
-
-
-_PAIR_COLUMNS = ["rank", "score", "path", "decided_by"]
-
-
-def _pair_rows(pairs) -> list[dict]:
-    return [{"rank": n, "score": round(p.score, 4), "path": p.a.path, "decided_by": p.decided_by}
-            for n, p in enumerate(pairs, 1)]
-
-
-def _emit_pairs(pairs, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps([p.as_dict() for p in pairs], indent=2))
-    else:
-        emit(_pair_rows(pairs), fmt, _PAIR_COLUMNS)
+    _emit_answers(results, fmt, len(queries) == 1 and not query_list, "duplicates",
+                  lambda r: [{"rank": n, "score": round(p.score, 4), "path": p.a.path, "decided_by": p.decided_by}
+                             for n, p in enumerate(r.duplicates, 1)], ["rank", "score", "path", "decided_by"],
+                  lambda r: [p.as_dict() for p in r.duplicates])
 
 
 @main.command()

@@ -86,9 +86,7 @@ class Service:
     def _compute_groups(self, by: str, level: str, cut: float | None, max_distance: int | None,
                         min_similarity: float | None) -> list[dict]:
         if by == "auto":
-            return [{"keeper": image_json(pairs[0].a),
-                     "members": [{"image": image_json(p.b), "score": round(p.score, 4), "reason": reason(p),
-                                  "verified": p.verified, "transform": p.transform} for p in pairs]}
+            return [{"keeper": image_json(pairs[0].a), "members": [pair_json(p, p.b) for p in pairs]}
                     for pairs in self.index.duplicate_pairs(level=level, cut=cut)]
         return [{"keeper": image_json(group[0]),
                  "members": [{"image": image_json(r), "score": None, "reason": by, "verified": False,
@@ -145,6 +143,12 @@ def checked_path(index: Index, record) -> str:
 def image_json(record) -> dict:
     return {"id": record.id, "path": record.path, "width": record.width, "height": record.height,
             "picture": list(record.picture), "size": record.size, "format": record.format, "sha256": record.sha256}
+
+
+def pair_json(pair, image) -> dict:
+    """A decided pair as the server tells it, about ``image`` (one of its two)."""
+    return {"image": image_json(image), "score": round(pair.score, 4), "reason": reason(pair),
+            "verified": pair.verified, "transform": pair.transform}
 
 
 def match_json(match) -> dict:
@@ -278,8 +282,7 @@ def create_app(service: Service) -> FastAPI:
 
 def search_json(service: Service, images: list[bytes], names: list[str | None], by: str, k: int,
                 min_similarity: float | None, tags: list[str], max_distance: int | None = None) -> dict:
-    if not 1 <= len(images) <= MAX_QUERIES:
-        raise HTTPException(422, f"give 1 to {MAX_QUERIES} images")
+    _check_queries(images)
     method, results = service.search(images, by, k, min_similarity, tags, max_distance)
     return {"by": method, "results": [
         {"query": name, "error": str(r.error)} if r.error is not None else
@@ -288,15 +291,13 @@ def search_json(service: Service, images: list[bytes], names: list[str | None], 
 
 def match_results_json(service: Service, images: list[bytes], names: list[str | None], level: str,
                        cut: float | None) -> dict:
-    if not 1 <= len(images) <= MAX_QUERIES:
-        raise HTTPException(422, f"give 1 to {MAX_QUERIES} images")
+    _check_queries(images)
     if level not in LEVELS:
         raise HTTPException(422, f"level is one of {', '.join(LEVELS)}")
     results = service.duplicates_of(images, level, cut)
     return {"level": level, "results": [
         {"query": name, "error": str(r.error)} if r.error is not None else
-        {"query": name, "duplicates": [{"image": image_json(p.a), "score": round(p.score, 4), "reason": reason(p),
-                                        "verified": p.verified, "transform": p.transform} for p in r.duplicates]}
+        {"query": name, "duplicates": [pair_json(p, p.a) for p in r.duplicates]}
         for name, r in zip(names, results)]}
 
 
@@ -318,6 +319,11 @@ def clusters_json(service: Service, run: str) -> list[dict]:
                     "medoid": image_json(c["medoid"]),
                     "members": [{"image": image_json(m.image), "distance": m.distance} for m in members]})
     return out
+
+
+def _check_queries(images: list[bytes]) -> None:
+    if not 1 <= len(images) <= MAX_QUERIES:
+        raise HTTPException(422, f"give 1 to {MAX_QUERIES} images")
 
 
 def _read_upload(upload: UploadFile) -> bytes:
