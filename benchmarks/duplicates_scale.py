@@ -61,11 +61,13 @@ def planted(n: int, seed: int = 0):
     return vectors, codes
 
 
-def build_index(folder: Path, vectors: np.ndarray, codes: np.ndarray):
+def build_index(folder: Path, vectors: np.ndarray, codes: np.ndarray, spec: str | None = None):
+    """An index of these vectors and codes, its files named but absent; ``spec``: the embedder's stored spec
+    (default: a synthetic one, which no real embedder matches)."""
     from simsearch.indexer import write as w  # noqa: PLC0415
 
     idx = simsearch.open_index(folder, create=True)
-    spec = json.dumps({"name": MODEL, "dim": int(vectors.shape[1]), "weights_sha256": "synthetic"})
+    spec = spec or json.dumps({"name": MODEL, "dim": int(vectors.shape[1]), "weights_sha256": "synthetic"})
     with idx.atomic() as conn:
         conn.execute(Root.__table__.insert().values(path="/synthetic", path_raw=b"/synthetic"))
         conn.execute(Embedder.__table__.insert().values(name=MODEL, spec=spec, created_at=0.0))

@@ -74,9 +74,13 @@ class Index:
         self.read_only = read_only
         self._reads = Reads(engine, directory, read_only)
         self._writer = Writer(directory, engine, read_only)
+        self._catalogue: matching.Catalogue | None = None  # what duplicates_of read, kept while the data is unchanged
+        self._embedders: dict[tuple, object] = {}  # (model, spec, options) -> embedder: a session takes 60 to 80 ms
 
     # -- life cycle ---------------------------------------------------------------------------
     def close(self) -> None:
+        self._catalogue = None
+        self._embedders.clear()
         self.engine.dispose()
 
     def __enter__(self) -> "Index":
@@ -188,8 +192,13 @@ class Index:
 
     def embedder(self, model: str | None = None, **options):
         """The embedder that made this index's ``model`` vectors, checked against the stored spec
-        (``options`` go to ``simsearch.models.create_embedder``: weights, backend, device)."""
-        return queries.make_embedder(self._reads, model, **options)
+        (``options`` go to ``simsearch.models.create_embedder``: weights, backend, device); made once for each
+        model, stored spec and options, and kept for later queries."""
+        model = self._reads.model(model)
+        key = (model, repr(sorted(self._reads.embedding_models()[model].items())), tuple(sorted(options.items())))
+        if key not in self._embedders:
+            self._embedders[key] = queries.make_embedder(self._reads, model, **options)
+        return self._embedders[key]
 
     def hash_query(self, image) -> dict[str, int]:
         """The four hashes of a query image, decoded the way the index decodes."""
@@ -251,9 +260,15 @@ class Index:
         """For each of ``images`` (which need not be indexed: paths, bytes, PIL images or arrays, or one of
         them), the indexed images ``duplicates`` would decide duplicates of it had it been indexed, at
         ``level`` and ``cut``, most probable first (``simsearch.matching``). A query that cannot be read
-        gets its ``error``; the others are answered."""
-        return matching.duplicates_of(self._reads, queries.as_queries(images), level, cut, model, embedder,
-                                      **embedder_options)
+        gets its ``error``; the others are answered. The index's data that matching reads is kept for the next
+        call while it is unchanged (``simsearch.matching.Catalogue``)."""
+        images = queries.as_queries(images)
+        matching.check_decision(level, cut)
+        model = duplicates.embedding_model(self._reads, model)
+        if model is not None and embedder is None:  # checked against the stored spec before anything is loaded
+            embedder = self.embedder(model, **embedder_options)
+        self._catalogue = matching.Catalogue.current(self._reads, model, self._catalogue)
+        return matching.duplicates_of(self._reads, self._catalogue, images, level, cut, embedder)
 
     def duplicates(self, *, by: str = "auto", level: str = "copy", cut: float | None = None,
                    max_distance: int | None = None, min_similarity: float | None = None,

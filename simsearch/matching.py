@@ -24,13 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .decide import Decider, check_level
-from .duplicates import (
-    Decided,
-    Pair,
-    embedding_model,
-    kept_verifications,
-    tell_unreadable,
-)
+from .duplicates import Decided, Pair, kept_verifications, tell_unreadable
 from .errors import ImageError, InvalidArgument
 from .hashing import to_uint64, work_hashes, work_image
 from .imageio import Decoded, decode, from_memory, pixel_digest_of
@@ -43,11 +37,11 @@ from .pairs import (
     load_collection,
     pair_features,
 )
-from .queries import QUERY_BATCH, check_query, make_embedder
+from .queries import QUERY_BATCH, check_query
 from .reads import ImageRecord, Reads
 from .verify import Keypoints, image_keypoints, keypoints
 
-KEYPOINT_CACHE = 2048  # indexed images whose keypoints a call keeps for its next queries (80 KB each)
+KEYPOINT_CACHE = 2048  # indexed images whose keypoints a catalogue keeps for later queries (80 KB each)
 _BLOCK = 256  # rows whose nearest others one matrix product finds
 
 
@@ -83,22 +77,52 @@ class _Query:
         return image_keypoints(grey, self.decoded.width)
 
 
-def duplicates_of(reads: Reads, images: list, level: str = "copy", cut: float | None = None,
-                  model: str | None = None, embedder=None, **embedder_options) -> list[QueryDuplicates]:
-    """Each of ``images`` (paths, bytes, PIL images or arrays) with the indexed images decided duplicates of it
-    at ``level`` (cut: the level's calibrated one unless given), in order; a query that cannot be read gets its
-    error and the others go on. Embeddings decide where the index has them (``model``, else its own)."""
+class Catalogue:
+    """What matching reads of the index, loaded once and kept by ``Index`` between calls while its data is
+    unchanged: the collection (digests, hashes, sizes, vectors), the rows by digest, the indexed images' crowding,
+    records and keypoints as queries reach them, and the verifications ``duplicates`` kept. Loading it is most of
+    a single query's time on a large index (about 4 s at 100,000 images); a later call reuses it."""
+
+    def __init__(self, reads: Reads, model: str | None):
+        self.version = reads.data_version()  # read first: data written while loading makes the next call reload
+        self.model = model
+        self.col = load_collection(reads, model)
+        self.kept = kept_verifications(reads, self.col)
+        self.crowding = _Crowding(self.col)
+        self.equal = {name: _rows_by_value(values) for name, values in (("sha256", self.col.sha256),
+                                                                        ("pixels", self.col.pixel_digest))}
+        self.records: dict[int, ImageRecord] = {}
+        self.keypoints = _KeypointCache(reads.full_decode)
+        self._lock = threading.Lock()  # a server's requests share a catalogue
+
+    @classmethod
+    def current(cls, reads: Reads, model: str | None, held: Catalogue | None) -> Catalogue:
+        """``held`` where it still shows the index's data for ``model``, else a catalogue loaded now."""
+        if held is not None and held.model == model and held.version == reads.data_version():
+            return held
+        return cls(reads, model)
+
+    def add_records(self, reads: Reads, rows: list[np.ndarray]) -> None:
+        """The records of these rows' images, those not read before."""
+        with self._lock:
+            wanted = {int(i) for r in rows for i in self.col.ids[r]} - set(self.records)
+            self.records.update(reads.records(sorted(wanted)))
+
+
+def check_decision(level: str, cut: float | None) -> None:
+    """A bad level or cut fails before anything is read."""
     check_level(level)
-    Decider(level, cut=cut)  # a bad cut fails before any image is read
-    model = embedding_model(reads, model)
-    col = load_collection(reads, model)
-    if model is not None and embedder is None:
-        embedder = make_embedder(reads, model, **embedder_options)
-    kept = kept_verifications(reads, col)
-    crowding = _Crowding(col)
-    equal = {name: _rows_by_value(values) for name, values in (("sha256", col.sha256), ("pixels", col.pixel_digest))}
-    records: dict[int, ImageRecord] = {}
-    indexed_points = _KeypointCache(reads.full_decode)
+    Decider(level, cut=cut)
+
+
+def duplicates_of(reads: Reads, catalogue: Catalogue, images: list, level: str = "copy", cut: float | None = None,
+                  embedder=None) -> list[QueryDuplicates]:
+    """Each of ``images`` (paths, bytes, PIL images or arrays) with the images of ``catalogue`` decided duplicates of
+    it at ``level`` (cut: the level's calibrated one unless given), in order; a query that cannot be read gets its
+    error and the others go on. Where the catalogue has vectors, ``embedder`` (the one that made them) encodes the
+    queries."""
+    check_decision(level, cut)
+    col, crowding = catalogue.col, catalogue.crowding
     results = []
     # queries are read and decided on threads (decoding, keypoints and RANSAC release the GIL); the matrix
     # products are done here, a batch at a time, so that the threads do not start BLAS teams of their own
@@ -108,17 +132,15 @@ def duplicates_of(reads: Reads, images: list, level: str = "copy", cut: float | 
             read = list(pool.map(lambda image: _read(image, reads.full_decode), chunk))
             ready = [q for q in read if isinstance(q, _Query)]
             sims: list[np.ndarray | None] = [None] * len(ready)
-            if embedder is not None and ready:
+            if col.vectors is not None and ready:
                 vectors = embedder.encode([q.decoded.image for q in ready])
                 for query, vector in zip(ready, vectors):
                     query.vector = vector
                 sims = list(crowding.similarities(vectors))
-            rows = [_candidates(col, equal, q, s) for q, s in zip(ready, sims)]
+            rows = [_candidates(col, catalogue.equal, q, s) for q, s in zip(ready, sims)]
             crowding.prepare(rows)
-            wanted = {int(i) for r in rows for i in col.ids[r]} - set(records)
-            records.update(reads.records(sorted(wanted)))
-            found = pool.map(lambda task: _decide(reads, col, crowding, records, kept, indexed_points, *task, level,
-                                                  cut), zip(ready, sims, rows))
+            catalogue.add_records(reads, rows)
+            found = pool.map(lambda task: _decide(reads, catalogue, *task, level, cut), zip(ready, sims, rows))
             results += [QueryDuplicates(image, [], query) if isinstance(query, ImageError) else
                         QueryDuplicates(image, next(found)) for image, query in zip(chunk, read)]
     return results
@@ -226,13 +248,13 @@ def _candidates(col: Collection, equal: dict[str, dict], query: _Query, sims: np
     return np.flatnonzero(found)
 
 
-def _decide(reads: Reads, col: Collection, crowding: _Crowding, records: dict[int, ImageRecord], kept,
-            indexed_points: _KeypointCache, query: _Query, sims: np.ndarray | None, rows: np.ndarray, level: str,
+def _decide(reads: Reads, catalogue: Catalogue, query: _Query, sims: np.ndarray | None, rows: np.ndarray, level: str,
             cut: float | None) -> list[Pair]:
     """The query's candidate pairs (``rows``; ``sims``: its cosine with every row) decided as ``duplicates``
     decides them; those that are duplicates."""
     if not len(rows):
         return []
+    col, crowding, records = catalogue.col, catalogue.crowding, catalogue.records
     small = _with_query(col, rows, query)
     density = np.zeros(len(rows) + 1)
     known = None
@@ -244,8 +266,8 @@ def _decide(reads: Reads, col: Collection, crowding: _Crowding, records: dict[in
     pairs = pair_features(small, np.arange(last), np.full(last, last), density, known)
     files = [records[int(i)] for i in col.ids[rows]] + [query.record]
     decider = Decider(level, cut=cut, embeddings=col.vectors is not None, full_decode=reads.full_decode,
-                      verified=kept.viewed_by(small.sha256))
-    given = {n: (lambda record=record: indexed_points.get(record)) for n, record in enumerate(files[:last])}
+                      verified=catalogue.kept.viewed_by(small.sha256))
+    given = {n: (lambda record=record: catalogue.keypoints.get(record)) for n, record in enumerate(files[:last])}
     given[last] = lambda: query.keypoints(reads.full_decode)
     decisions = decider.decide(pairs, files, given=given)
     decided = Decided(small, decisions, {**{int(i): records[int(i)] for i in col.ids[rows]}, -1: query.record})
@@ -270,8 +292,8 @@ def _with_query(col: Collection, rows: np.ndarray, query: _Query) -> Collection:
 
 
 class _KeypointCache:
-    """Keypoints of indexed images (the mirror image's too), computed once for every query of a call that
-    verifies a pair with them; the ``KEYPOINT_CACHE`` most recently used are kept."""
+    """Keypoints of indexed images (the mirror image's too), computed once for every query that verifies a pair
+    with them; the ``KEYPOINT_CACHE`` most recently used are kept."""
 
     def __init__(self, full_decode: bool):
         self.full_decode = full_decode

@@ -325,6 +325,27 @@ def test_hash_only_index_decides_new_photos_too(tmp_path):
     assert [p.a.path for p in mirrored.duplicates] == ["coffee.png"] and not other.duplicates
 
 
+def test_matching_keeps_what_it_read_until_another_process_changes_the_index(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    samples = REPO / "samples" / "images"
+    shutil.copy(samples / "coffee.png", folder / "coffee.png")
+    camera = Image.open(samples / "camera.png").convert("RGB")
+    new_camera = ImageOps.mirror(camera).resize((camera.width // 2, camera.height // 2))
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1)
+        [before] = idx.duplicates_of(new_camera)
+        held = idx._catalogue
+        [coffee] = idx.duplicates_of(samples / "coffee.png")
+        assert not before.duplicates and [p.a.path for p in coffee.duplicates] == ["coffee.png"]
+        assert idx._catalogue is held  # nothing changed: read once
+        shutil.copy(samples / "camera.png", folder / "camera.png")
+        with simsearch.open_index(tmp_path / "ix") as writer:  # as another process would
+            writer.add([folder], workers=1)
+        [after] = idx.duplicates_of(new_camera)
+        assert idx._catalogue is not held and [p.a.path for p in after.duplicates] == ["camera.png"]
+
+
 def test_groups_do_not_chain():
     # a-b, b-c, c-d, d-e: a chain of single links; the keeper order is a, b, c, d, e
     left, right = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
