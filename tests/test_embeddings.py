@@ -243,6 +243,9 @@ def test_the_stored_spec_guards_the_index(embedded):
     try:
         with pytest.raises(InvalidArgument, match="other weights"):
             idx.embedder()
+        with pytest.raises(InvalidArgument, match="other weights"):  # before matching loads the index's data
+            idx.duplicates_of(np.zeros((8, 8, 3), np.uint8))
+        assert idx._catalogue is None
     finally:
         with idx.atomic() as conn:
             conn.exec_driver_sql("UPDATE embedders SET spec = ? WHERE name = ?", (json.dumps(spec), MODEL))
