@@ -5,6 +5,7 @@ writes go to the write side (``indexer``)."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,7 @@ class Index:
         self._reads = Reads(engine, directory, read_only)
         self._writer = Writer(directory, engine, read_only)
         self._catalogue: matching.Catalogue | None = None  # what duplicates_of read, kept while the data is unchanged
+        self._catalogue_lock = threading.Lock()  # concurrent first calls (a server's) load it once
         self._embedders: dict[tuple, object] = {}  # (model, spec, options) -> embedder: a session takes 60 to 80 ms
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -267,8 +269,9 @@ class Index:
         model = duplicates.embedding_model(self._reads, model)
         if model is not None and embedder is None:  # checked against the stored spec before anything is loaded
             embedder = self.embedder(model, **embedder_options)
-        self._catalogue = matching.Catalogue.current(self._reads, model, self._catalogue)
-        return matching.duplicates_of(self._reads, self._catalogue, images, level, cut, embedder)
+        with self._catalogue_lock:
+            catalogue = self._catalogue = matching.Catalogue.current(self._reads, model, self._catalogue)
+        return matching.duplicates_of(self._reads, catalogue, images, level, cut, embedder)
 
     def duplicates(self, *, by: str = "auto", level: str = "copy", cut: float | None = None,
                    max_distance: int | None = None, min_similarity: float | None = None,
