@@ -202,10 +202,16 @@ def test_indexing_in_another_process_shows_up_without_a_restart(served):
     new.parent.mkdir()
     Image.open(photos / "brick.png").convert("RGB").resize((200, 200)).save(new, quality=90)
     before = httpx.get(url + "/api/stats").json()["images"]
+    upload = [("image", (new.name, new.read_bytes(), "application/octet-stream"))]
+    matched = httpx.post(url + "/api/match", files=upload, timeout=60).json()["results"][0]["duplicates"]
+    assert "later/brick_small.jpg" not in {d["image"]["path"] for d in matched}
     _cli("index", photos, "--index", index, "--embed", "--tag", "imagenet", "--min-score", "0.2", "--workers", "1")
     assert httpx.get(url + "/api/stats").json()["images"] == before + 1
     found = _search(url, new, k="3").json()["results"][0]["matches"]
     assert found[0]["image"]["path"] == "later/brick_small.jpg" and found[0]["score"] > 0.99
+    # matching reads the index again once it changed: the upload's own bytes are indexed now
+    matched = httpx.post(url + "/api/match", files=upload, timeout=60).json()["results"][0]["duplicates"]
+    assert matched[0]["image"]["path"] == "later/brick_small.jpg" and matched[0]["reason"] == "same bytes or pixels"
 
 
 # -- in a real browser ----------------------------------------------------------------------------------
