@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
+from . import candidates
 from .decide import (
     ENOUGH_AGREEING,
     Decider,
@@ -28,7 +29,6 @@ from .names import DUPLICATE_METHODS
 from .pairs import (
     FEATURES,
     Collection,
-    candidate_pairs,
     load_collection,
     pair_features,
     row_density,
@@ -123,8 +123,9 @@ def decide(reads: Reads, level: str = "copy", cut: float | None = None, model: s
     ``progress``: bars on stderr while borderline pairs are verified."""
     check_level(level)
     model = embedding_model(reads, model)
+    version = reads.data_version()  # before the collection: data written meanwhile is a newer version
     col = load_collection(reads, model)
-    pairs = candidate_pairs(col)
+    pairs = candidates.candidate_pairs(reads, col, model, version)
     involved = np.unique(np.concatenate([pairs.left, pairs.right])) if len(pairs.left) else np.zeros(0, np.int64)
     records = reads.records(col.ids[involved].tolist())
     files: list[ImageRecord | None] = [None] * len(col.ids)

@@ -346,6 +346,34 @@ def test_matching_keeps_what_it_read_until_another_process_changes_the_index(tmp
         assert idx._catalogue is not held and [p.a.path for p in after.duplicates] == ["camera.png"]
 
 
+def test_candidate_pairs_are_kept_for_runs_on_the_same_data(tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    samples = REPO / "samples" / "images"
+    for name in ("coffee.png", "rocket.jpg"):
+        shutil.copy(samples / name, folder / name)
+    coffee = Image.open(samples / "coffee.png").convert("RGB")
+    computed = []
+    real = pairs_module.candidate_pairs
+    monkeypatch.setattr(pairs_module, "candidate_pairs", lambda col: computed.append(len(col.ids)) or real(col))
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1)
+        first = duplicates.decide(idx._reads, "copy")
+        again = duplicates.decide(idx._reads, "scene")  # another level on the same data: read back
+        assert computed == [2]
+        assert np.array_equal(first.decisions.pairs.features, again.decisions.pairs.features)
+        ImageOps.mirror(coffee).save(folder / "coffee_mirrored.png")
+        with simsearch.open_index(tmp_path / "ix") as writer:  # another process adds a file
+            writer.add([folder], workers=1)
+        grown = duplicates.decide(idx._reads, "copy")
+        assert computed == [2, 3] and grown.decisions.matched().sum() == 1
+    kept = next((tmp_path / "ix" / "candidates").glob("pairs-*.npz"))
+    kept.write_bytes(b"damaged")
+    with simsearch.open_index(tmp_path / "ix", read_only=True) as idx:
+        assert duplicates.decide(idx._reads, "copy").decisions.matched().sum() == 1
+    assert computed == [2, 3, 3] and kept.read_bytes() == b"damaged"  # read-only: made again, not written
+
+
 def test_groups_do_not_chain():
     # a-b, b-c, c-d, d-e: a chain of single links; the keeper order is a, b, c, d, e
     left, right = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
