@@ -5,7 +5,7 @@ features is most of a ``duplicates`` run that verifies nothing new: about 20 of 
 depend only on the indexed data and the candidate settings, so a run keeps them in
 ``INDEX/candidates/pairs-<model>.npz`` with a stamp (the data version read before the collection was loaded,
 the collection's ids, the settings), and a later run on the same data (another level or cut, ``--explain``,
-``--move-to``, a report, ``explain``) reads them instead. The file is written whole to a temporary name and
+``--move-to``, a report) reads them instead. The file is written whole to a temporary name and
 then renamed, so two processes saving at once both leave a valid file; one that cannot be read is ignored,
 one that cannot be written (a full disk, a read-only index) is not kept.
 """
