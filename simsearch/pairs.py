@@ -93,6 +93,12 @@ def load_collection(reads: Reads, model: str | None) -> Collection:
 
 def candidate_pairs(col: Collection) -> Pairs:
     """Every candidate pair of the collection, with its features."""
+    return pair_features(col, *candidate_search(col))
+
+
+def candidate_search(col: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The expensive part of ``candidate_pairs``: the pairs (``left < right``, rows), every row's crowding, and
+    each pair's cosine where the neighbour search found it (NaN where it did not)."""
     n = len(col.ids)
     density = np.zeros(n)
     sha_left, sha_right, sha_big = _equal_pairs(col.sha256)
@@ -112,7 +118,7 @@ def candidate_pairs(col: Collection) -> Pairs:
     lo, hi = np.minimum(left, right), np.maximum(left, right)
     keep = lo != hi
     key, first = np.unique(lo[keep] * n + hi[keep], return_index=True)
-    return pair_features(col, key // n, key % n, density, sims[keep][first])
+    return key // n, key % n, density, sims[keep][first]
 
 
 def pair_features(col: Collection, left: np.ndarray, right: np.ndarray, density: np.ndarray,

@@ -354,8 +354,8 @@ def test_candidate_pairs_are_kept_for_runs_on_the_same_data(tmp_path, monkeypatc
         shutil.copy(samples / name, folder / name)
     coffee = Image.open(samples / "coffee.png").convert("RGB")
     computed = []
-    real = pairs_module.candidate_pairs
-    monkeypatch.setattr(pairs_module, "candidate_pairs", lambda col: computed.append(len(col.ids)) or real(col))
+    real = pairs_module.candidate_search
+    monkeypatch.setattr(pairs_module, "candidate_search", lambda col: computed.append(len(col.ids)) or real(col))
     with simsearch.open_index(tmp_path / "ix", create=True) as idx:
         idx.add([folder], workers=1)
         first = duplicates.decide(idx._reads, "copy")
