@@ -11,7 +11,7 @@
 
 ``../shared/data/holdout/`` is never read.
 
-Usage: python benchmarks/calibrate.py [--seed 0] [--copies 6] [--work DIR [--reuse]]
+Usage: python benchmarks/calibrate.py [--seed 0] [--copies 6] [--work DIR [--reuse]] [--out FILE]
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--copies", type=int, default=6)
     parser.add_argument("--work", default=None, help="keep the generated collections and indexes here")
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the models (default: the shipped file)")
     parser.add_argument("--reuse", action="store_true",
                         help="refit on the collections, pairs and verifications an earlier run kept in --work")
     opts = parser.parse_args()
@@ -286,8 +287,8 @@ def main() -> None:
             },
             "levels": levels,
         }
-        OUT.parent.mkdir(exist_ok=True)
-        OUT.write_text(json.dumps(model, indent=1) + "\n")
+        opts.out.parent.mkdir(parents=True, exist_ok=True)
+        opts.out.write_text(json.dumps(model, indent=1) + "\n")
         print(json.dumps(model["provenance"], indent=1))
     finally:
         if opts.work is None:

@@ -80,11 +80,12 @@ def load_collection(reads: Reads, model: str | None) -> Collection:
             dihedral[k] = np.frombuffer(r.phash_dihedral, dtype="<u8")
     vectors, has = None, np.zeros(n, dtype=bool)
     if model is not None:
-        vec_ids, vecs = reads.vectors(model)
+        vec_ids, vectors = reads.vectors(model)
         at = np.searchsorted(ids, vec_ids)
-        vectors = np.zeros((n, vecs.shape[1]), dtype=np.float32)
-        vectors[at] = vecs
         has[at] = True
+        if len(vec_ids) < n:  # rows without a vector get zeros; where every image has one, no second copy
+            vectors, embedded = np.zeros((n, vectors.shape[1]), dtype=np.float32), vectors
+            vectors[at] = embedded
     return Collection(ids, [r.sha256 for r in rows], [r.pixel_digest for r in rows], dihedral,
                       to_uint64([r.dhash or 0 for r in rows]), to_uint64([r.ahash or 0 for r in rows]),
                       np.array([r.width or 1 for r in rows], dtype=np.float64),

@@ -724,3 +724,22 @@ def test_the_keeper_has_the_shape_most_of_its_group_shares(tmp_path):
     assert keeper(original, stretched) == "stretched.jpg"  # no shape shared by most: the larger picture
     link = record("link.jpg", 400, 300, link_to="original.jpg")
     assert keeper(link, halved, record("odd.jpg", 100, 100)) == "halved.jpg"  # a file before a link, whatever its shape
+
+
+def test_a_collection_lines_vectors_up_with_its_images_where_some_have_none(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee.png", "rocket.jpg", "camera.png"):
+        shutil.copy(REPO / "samples" / "images" / name, folder / name)
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1, embed="efficientnet_lite0")
+        ImageOps.mirror(Image.open(folder / "coffee.png").convert("RGB")).save(folder / "coffee_mirror.png")
+        idx.add([folder], workers=1)  # the new photo gets hashes only
+        col = pairs_module.load_collection(idx._reads, "efficientnet_lite0")
+        vec_ids, vectors = idx._reads.vectors("efficientnet_lite0")
+        names = {r.id: r.path for r in idx.images()}
+        assert [names[i] for i in col.ids[~col.has_vector]] == ["coffee_mirror.png"]
+        assert np.array_equal(col.ids[col.has_vector], vec_ids)
+        assert np.array_equal(col.vectors[col.has_vector], vectors) and not col.vectors[~col.has_vector].any()
+        # the mirror image is still a candidate through its hashes, and decided
+        assert [sorted(r.path for r in g) for g in idx.duplicates()] == [["coffee.png", "coffee_mirror.png"]]
