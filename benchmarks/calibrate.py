@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "simsearch" / "data" / MODEL_FILE
 CHEAP = ["cosine", "cosine2", "margin", "phash", "phash0", "dhash", "ahash", "aspect", "area"]
 CHEAP_HASHES = ["phash", "phash0", "dhash", "ahash", "aspect", "area"]
-VERIFY = ["matches", "inliers", "inlier_fraction", "residual", "keypoints"]
+VERIFY = ["matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread"]
 BAND_RECALL = 0.995  # the band's low end keeps this share of the fit split's true pairs
 BAND_PRECISION = 0.995  # above the band's high end, fit pairs are this precise without verification
 # above the band, the cheap model's pairs are taken without verification, except where their cosine is below
@@ -61,16 +61,23 @@ VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2")}
 # copy rejects a verified pair where the verification saw enough of both images and no transform explains
 # enough matches (``simsearch.decide.gated``): a copy keeps most of its points. Without the gate, the trees
 # let embedding margin outvote it where no fit pair was (two cats in a collection with no other cat: 4
-# inliers of 727 keypoints, accepted). Scene pairs may share little geometry, so scene has no gate.
-GATED = {"copy": True, "scene": False}
+# inliers of 727 keypoints, accepted). Scene pairs may share little geometry, so scene has no such part.
+# Both levels reject a pair whose inliers, however many, are bunched in a small part of the images (a shared
+# watermark), below the spread the fit data allows (for scene, from copy's inlier count up): the trees alone,
+# with few such pairs to learn from, took two listings' rooms stamped with one name for copies and scenes.
+GATED = {"copy": ("inliers", "spread"), "scene": ("spread",)}
 GATE_KEYPOINTS = 300  # the fewer keypoints of the two images, from which the verification sees enough
 GATE_RATE = 0.002  # the most true pairs the gate may hold, as a share of the fit pairs it rejects
+# sellers' marks in the calibration data (``copies.py --marks``): each base also stamped with one of them, so the
+# verified models meet photos of different bases that match on a shared watermark alone (before they did, such
+# pairs were taken as copies: 44 inliers of a watermark on two rooms of different listings, residual 0.05 per mille)
+MARKS = 2
 
 
 # +1: more of it means more likely a duplicate; -1: less likely; 0: either
 MONOTONE = {"cosine": 1, "cosine2": 1, "margin": 1, "phash": -1, "phash0": 1, "dhash": -1, "ahash": -1,
             "aspect": -1, "area": 0, "matches": 1, "inliers": 1, "inlier_fraction": 1, "residual": -1,
-            "keypoints": 0}
+            "keypoints": 0, "spread": 1}
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
@@ -116,7 +123,7 @@ def split_data(folder: Path, work: Path) -> dict:
         points = {row: keypoints(paths[row]) for row in np.unique(np.concatenate([pairs.left, pairs.right])).tolist()}
         first, second, turned = orient(pairs.left.tolist(), pairs.right.tolist(), [records[i].sha256 for i in col.ids])
         checks = as_asked(verify_pairs(points, first, second), turned)
-        found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, 5)
+        found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, len(VERIFY))
         labels = {}
         for level in ("copy", "scene"):
             _, truth = load_ground_truth(str(folder / f"{level}.json"))
@@ -204,8 +211,9 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
             level["verify_below_cosine"] = VERIFY_BELOW_COSINE
         # the verified model sees the pairs it will be asked about: those at or above the band's low end
         asked = (p >= level["band" + variant][0]) & ~exact
-        gate = choose_gate(cols, y, asked) if GATED[level_name] else None
-        if gate is not None and gate["below_inliers"]:  # none where no inlier count is rare enough in true pairs
+        gate = choose_gate(cols, y, asked, GATED[level_name], levels.get(INCLUDES[level_name] or "", {}).get(
+            "gate" + variant))
+        if gate["fit_pairs"]:  # none where nothing is rare enough in true pairs
             level["gate" + variant] = gate
         verified_names = [n for n in names if n not in VERIFIED_LEAVES_OUT[level_name]] + VERIFY
         level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
@@ -216,16 +224,25 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
     return level
 
 
-def choose_gate(cols: dict, y: np.ndarray, asked: np.ndarray) -> dict:
-    """The largest inlier count (up to 30) below which the verified fit pairs with at least GATE_KEYPOINTS
-    keypoints are true at most GATE_RATE of the time; that rate is the probability the gate gives them."""
-    gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "probability": 0.0}  # 0: the gate holds nothing
-    for below in range(1, 31):
+def choose_gate(cols: dict, y: np.ndarray, asked: np.ndarray, parts: tuple[str, ...], included: dict | None) -> dict:
+    """With the "inliers" part, the largest inlier count (up to 30) below which the verified fit pairs with at
+    least GATE_KEYPOINTS keypoints are true at most GATE_RATE of the time (without it, the included level's count,
+    and no pair held for its count); then, among pairs with that many inliers or more, the largest spread (up to
+    0.1) below which they are too. The rate of all it holds is the probability the gate gives them."""
+    gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "below_spread": 0.0}  # 0s: it holds nothing
+    if "inliers" not in parts:
+        gate.update(below_inliers=included["below_inliers"] if included else 0, min_keypoints=None)
+    for below in range(1, 31) if "inliers" in parts else ():
         held = asked & gated(cols, {**gate, "below_inliers": below})
         if held.any() and y[held].mean() <= GATE_RATE:
-            gate = {**gate, "below_inliers": below, "probability": round(float(y[held].mean()), 5),
-                    "fit_pairs": int(held.sum()), "fit_true_pairs": int(y[held].sum())}
-    return gate
+            gate["below_inliers"] = below
+    for below in np.arange(0.005, 0.1001, 0.005):
+        held = asked & gated(cols, {**gate, "below_spread": round(float(below), 3)})
+        if held.any() and y[held].mean() <= GATE_RATE:
+            gate["below_spread"] = round(float(below), 3)
+    held = asked & gated(cols, gate)
+    return {**gate, "probability": round(float(y[held].mean()), 5) if held.any() else 0.0,
+            "fit_pairs": int(held.sum()), "fit_true_pairs": int(y[held].sum())}
 
 
 def choose_cut(score: np.ndarray, y: np.ndarray, total: int) -> float:
@@ -256,7 +273,8 @@ def main() -> None:
         else:
             for ours in ("collections", "fit-index", "val-index"):  # an earlier run's, never anything else
                 shutil.rmtree(work / ours, ignore_errors=True)
-            sys.argv = ["copies.py", str(work / "collections"), "--seed", str(opts.seed), "--copies", str(opts.copies)]
+            sys.argv = ["copies.py", str(work / "collections"), "--seed", str(opts.seed), "--copies", str(opts.copies),
+                        "--marks", str(MARKS)]
             copies.main()
             fit = split_data(work / "collections" / "fit", work)
             val = split_data(work / "collections" / "val", work)
@@ -279,8 +297,9 @@ def main() -> None:
                 "made_by": "python benchmarks/calibrate.py " + " ".join(f"--{k} {v}" for k, v in
                                                                        (("seed", opts.seed), ("copies", opts.copies))),
                 "date": time.strftime("%Y-%m-%d"),
-                "data": "edited copies (benchmarks/copies.py) of the ../shared/data/dups bases and samples/, "
-                        "bases split by group into fit and val; fitted on fit only; holdout never read",
+                "data": "edited copies (benchmarks/copies.py) of the ../shared/data/dups bases and samples/, each "
+                        f"base also stamped with one of {MARKS} sellers' marks, bases split by group into fit and val; "
+                        "fitted on fit only; holdout never read",
                 "collections": summary,
                 "pair_metrics_before_grouping": report,
                 "seconds": round(time.time() - started, 1),

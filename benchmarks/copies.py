@@ -11,6 +11,11 @@ its long side, with its copies made from that (small photos show verification fe
 calibration data has none: fitted with a quarter of them, the models lost precision on both kinds of
 base (see README, Duplicate quality); ``quality.py`` measures the thumbnails instead.
 
+With ``--marks N``, each base also gets one copy stamped with one of N sellers' marks (a watermark: a name or
+web address, or a logo, at one place and scale on every photo the seller stamps), saved as a JPEG. A stamped
+copy is a copy of its base; two stamped photos of different bases are not copies, though their marks match point
+for point: the case the verified models must learn to refuse (the calibration makes 2 marks).
+
 Bases are split into ``fit`` and ``val`` by group: a base's own near-duplicates and its
 same-scene shots (per ``dups``' groups.json) always land on the same side, so no picture
 appears on both sides. ``../shared/data/holdout/`` is never read here.
@@ -19,7 +24,7 @@ Each split is written as ``OUT/<split>/images/...`` with imagededup-format groun
 ``copy.json`` (same capture: the base, its edits and the base's own strict duplicates) and
 ``scene.json`` (also the base's same-scene shots), plus ``edits.json`` describing every copy.
 
-Usage: python benchmarks/copies.py OUT [--seed 0] [--copies 4] [--small-share 0]
+Usage: python benchmarks/copies.py OUT [--seed 0] [--copies 4] [--small-share 0] [--marks 0]
 """
 
 from __future__ import annotations
@@ -143,6 +148,34 @@ def aspect(img, rng):
 
 
 EDITS = (resize, crop, rotate90, mirror, tilt, border, text, logo, colour, grey, blur, noise, aspect)
+SELLERS = ("© Sunny Homes", "www.example-rentals.com", "AGENCY 24", "Photo: J. Smith", "citylets.example")
+
+
+def seller_mark(rng: random.Random) -> dict:
+    """One seller's mark: what it says (or a logo), where it goes, its size against the image's width, its colour."""
+    return {"text": rng.choice(SELLERS), "logo": rng.random() < 0.3, "corner": rng.choice(((0, 0), (1, 0), (0, 1), (1, 1),
+            (0.5, 1))), "scale": rng.uniform(0.03, 0.06), "fill": rng.choice(((255, 255, 255), (0, 0, 0), (255, 210, 0))),
+            "alpha": rng.choice((255, 160))}
+
+
+def stamp(img: Image.Image, mark: dict) -> Image.Image:
+    """``img`` with ``mark`` drawn on it, scaled to the image's width as watermarking tools do."""
+    out = img.convert("RGBA")
+    size = max(10, round(img.width * mark["scale"]))
+    font = ImageFont.load_default(size=size)
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    box = draw.textbbox((0, 0), mark["text"], font=font, stroke_width=max(1, size // 12))
+    w, h = box[2] + (h_logo := size * 2 if mark["logo"] else 0), max(box[3], h_logo)
+    x = round(mark["corner"][0] * (img.width - w - 2 * size)) + size
+    y = round(mark["corner"][1] * (img.height - h - 2 * size)) + size
+    if mark["logo"]:
+        draw.ellipse((x, y, x + size * 2 - 4, y + size * 2 - 4), fill=(*mark["fill"], mark["alpha"]),
+                     outline=(0, 0, 0, mark["alpha"]), width=max(1, size // 8))
+    draw.text((x + h_logo, y), mark["text"], font=font, fill=(*mark["fill"], mark["alpha"]),
+              stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0, mark["alpha"]))
+    out.alpha_composite(layer)
+    return out.convert("RGB")
 FORMATS = (("jpg", "JPEG"), ("webp", "WEBP"), ("png", "PNG"))
 
 
@@ -236,9 +269,14 @@ def thumbnail(source: Path, target: Path, side: int) -> None:
             img.save(target)
 
 
-def write_split(units: list[dict], out: Path, rng: random.Random, copies: int, small_share: float = 0.0) -> dict:
+def write_split(units: list[dict], out: Path, rng: random.Random, copies: int, small_share: float = 0.0,
+                marks: int = 0) -> dict:
     """Each unit's files and their edited copies, with the ground truth; a unit drawn small (``small_share``,
-    no draw at 0) has its files shrunk to thumbnails first."""
+    no draw at 0) has its files shrunk to thumbnails first. With ``marks``, each base also gets a copy stamped
+    with one of that many sellers' marks, drawn from a generator of their own (``rng``'s draws stay as they
+    were, so the other copies are those made without marks)."""
+    mark_rng = random.Random(repr(rng.getstate()))  # seeded by ``rng`` without drawing from it
+    sellers = [seller_mark(mark_rng) for _ in range(marks)]
     images = out / "images"
     images.mkdir(parents=True)
     copy_sets, scene_sets, edits = [], [], {}
@@ -262,6 +300,12 @@ def write_split(units: list[dict], out: Path, rng: random.Random, copies: int, s
                 img.save(images / name, **options)
                 edits[name] = {"base": names[0], "edits": steps}
                 names.append(name)
+            if sellers and c == 0:  # one stamped copy of each unit's first capture
+                mark, quality = mark_rng.choice(sellers), mark_rng.randint(60, 95)
+                name = f"u{n:03d}c{c}_mark.jpg"
+                stamp(base, mark).save(images / name, quality=quality)
+                edits[name] = {"base": names[0], "edits": [f"watermark {mark['text']!r}", f"JPEG q{quality}"]}
+                names.append(name)
             copy_sets.append(names)
             scene.extend(names)
         scene_sets.append(scene)
@@ -282,6 +326,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--copies", type=int, default=4, help="edited copies per base")
     parser.add_argument("--small-share", type=float, default=0.0, help="share of bases shrunk to thumbnails")
+    parser.add_argument("--marks", type=int, default=0, help="sellers' marks, each base stamped with one")
     opts = parser.parse_args()
     if not (DUPS / "groups.json").exists():
         raise SystemExit(f"SKIPPED: {DUPS} is absent (the development data set lives in ../shared/data)")
@@ -293,10 +338,12 @@ def main() -> None:
     summary = {}
     for split in ("fit", "val"):
         chosen = [u for u in units if split_of(u["key"]) == split]
-        summary[split] = write_split(chosen, out / split, rng, opts.copies, opts.small_share)
+        summary[split] = write_split(chosen, out / split, rng, opts.copies, opts.small_share, opts.marks)
     summary["seed"], summary["copies_per_base"] = opts.seed, opts.copies
     if opts.small_share:
         summary["small_share"] = opts.small_share
+    if opts.marks:
+        summary["marks"] = opts.marks
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

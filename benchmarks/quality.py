@@ -19,6 +19,8 @@ Collections:
   6 copies each are made (seed 9): few keypoints for verification.
 - ``generated val, seed 11, 1 copy``: the same bases with one copy each (seed 11): a sparse collection, where
   an image's neighbourhood is mostly other pictures, so a pair stands out of it more easily than in families.
+- ``generated val, seed 14, sellers' marks``: the same bases with two copies each and a copy stamped with one of
+  3 sellers' marks (``copies.py --marks``): stamped photos of different bases match on the mark alone.
 
 simsearch runs at its defaults (level copy, or scene where the truth is same-scene, calibrated cut);
 its single-feature rules are listed at their best setting per collection, which no user can know in
@@ -123,10 +125,10 @@ def generated_val(folder: Path, seed: int, copies_per_base: int) -> Path:
     return folder / "val"
 
 
-def val_only(folder: Path, seed: int, copies_per_base: int, small_share: float = 0.0) -> Path:
+def val_only(folder: Path, seed: int, copies_per_base: int, small_share: float = 0.0, marks: int = 0) -> Path:
     """The validation bases with their copies, drawn for that split alone (no fit split made)."""
     units = [u for u in copies.base_groups() if copies.split_of(u["key"]) == "val"]
-    copies.write_split(units, folder, random.Random(seed), copies_per_base, small_share)
+    copies.write_split(units, folder, random.Random(seed), copies_per_base, small_share, marks)
     return folder
 
 
@@ -139,6 +141,7 @@ def main() -> None:
         families = val_only(generated / "families", 5, 64)
         thumbnails = val_only(generated / "thumbnails", 9, 6, small_share=1.0)
         pairs_of_two = val_only(generated / "pairs", 11, 1)
+        stamped = val_only(generated / "marks", 14, 2, marks=3)
         no_potatoes = generated / "exclude_potatoes.txt"
         no_potatoes.write_text("\n".join(str(p.relative_to(dups / "images")) for p in
                                          sorted((dups / "images" / "ugriffo_potatoes").rglob("*.png"))) + "\n")
@@ -156,6 +159,8 @@ def main() -> None:
             "generated val, thumbnails (copy)": (thumbnails / "images", str(thumbnails / "copy.json"), None, "copy"),
             "generated val, seed 11, 1 copy (copy)": (pairs_of_two / "images", str(pairs_of_two / "copy.json"), None,
                                                       "copy"),
+            "generated val, seed 14, sellers' marks (copy)": (stamped / "images", str(stamped / "copy.json"), None,
+                                                              "copy"),
         }
         results = {}
         for images in {c[0] for c in collections.values()}:

@@ -11,8 +11,9 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
   for pairs above the band whose cosine is low: see ``benchmarks/calibrate.py``, VERIFY_BELOW_COSINE);
 - both in a variant for indexes without embeddings (hashes only);
 - for ``copy``, a gate: a verified pair whose two images showed enough keypoints, and too few of
-  whose matches fit one transform, gets the small probability the fit data gave such pairs, whatever
-  the embeddings say (``gated``).
+  whose matches fit one transform, or whose matches that fit are bunched in a small part of either
+  image (two photos stamped with one watermark), gets the small probability the fit data gave such
+  pairs, whatever the embeddings say (``gated``).
 
 Pairs of equal bytes or equal decoded pixels are duplicates at probability 1.
 
@@ -79,8 +80,8 @@ def default_cut(level: str) -> float:
 
 
 def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every named model input of each pair; ``verification`` is (pairs, 5): matches, inliers, inlier
-    fraction, residual and keypoints (``verify.Verification``)."""
+    """Every named model input of each pair; ``verification`` is (pairs, 6): matches, inliers, inlier
+    fraction, residual, keypoints and the inliers' spread (``verify.Verification``)."""
     cols = {name: pairs.features[:, k] for k, name in enumerate(FEATURES)}
     cols["cosine2"] = cols["cosine"] ** 2
     cols["phash0"] = (cols["phash"] == 0).astype(np.float64)
@@ -90,13 +91,20 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
         cols["inlier_fraction"] = np.minimum(verification[:, 2], 1.0)
         cols["residual"] = np.minimum(verification[:, 3] * 1000.0, 10.0)  # per mille of the diagonal
         cols["keypoints"] = np.log1p(verification[:, 4])  # how much the verification could see
+        cols["spread"] = verification[:, 5]
     return cols
 
 
 def gated(cols: dict[str, np.ndarray], gate: dict) -> np.ndarray:
     """Verified pairs a level's gate rejects: both images showed at least ``min_keypoints`` keypoints and
-    fewer than ``below_inliers`` matches fit one transform (a copy keeps most of its points)."""
-    return (cols["keypoints"] >= np.log1p(gate["min_keypoints"])) & (cols["inliers"] < np.log1p(gate["below_inliers"]))
+    fewer than ``below_inliers`` matches fit one transform (a copy keeps most of its points); or at least
+    ``below_inliers`` fit, but their spread (``verify.Verification.spread``) is under ``below_spread`` (a
+    copy's inliers cover the picture the two share, a shared watermark's only the watermark)."""
+    few = cols["inliers"] < np.log1p(gate["below_inliers"])
+    held = ~few & (cols["spread"] < gate.get("below_spread", 0.0))
+    if gate["min_keypoints"] is not None:  # None: this level holds no pair for its inlier count (scene)
+        held |= few & (cols["keypoints"] >= np.log1p(gate["min_keypoints"]))
+    return held
 
 
 def probability(model: dict, cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -359,7 +367,7 @@ def locality_order(left: list[int], right: list[int]) -> list[int]:
 
 
 def verification_row(check: Verification) -> list[float]:
-    return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints]
+    return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints, check.spread]
 
 
 def star_groups(n: int, left: np.ndarray, right: np.ndarray, rank: np.ndarray,

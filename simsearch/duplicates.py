@@ -58,14 +58,15 @@ class Pair:
     exact: bool
     inputs: dict
     transform: dict | None = None
-    gated: bool = False  # copy's gate set the probability: too few matches fit one transform
+    gated: bool = False  # the level's gate set the probability: too few matches fit one transform, or they are bunched
 
     @property
     def decided_by(self) -> str:
         if self.exact:
             return "equal bytes or decoded pixels"
         if self.gated:
-            return "gate: the images showed enough keypoints, too few of whose matches fit one transform"
+            return ("gate: the images showed enough keypoints, too few of whose matches fit one transform, or the "
+                    "matches that fit are bunched in a small part of the images (a shared watermark)")
         return "verified model (geometry)" if self.verified else "cheap model (no image decoded)"
 
     def as_dict(self) -> dict:
@@ -96,7 +97,8 @@ class Decided:
             # the residual in per mille of the diagonal; none where no transform was fitted
             residual = round(check.residual * 1000, 3) if check.geometry is not None else None
             inputs.update(matches=check.matches, inliers=check.inliers,
-                          inlier_fraction=round(check.inlier_fraction, 4), residual=residual, keypoints=check.keypoints)
+                          inlier_fraction=round(check.inlier_fraction, 4), residual=residual, keypoints=check.keypoints,
+                          spread=round(check.spread, 4))
         a, b = self.row_record(pairs.left[k]), self.row_record(pairs.right[k])
         geometry = check.geometry if check is not None else None
         transform = transform_dict(geometry.transform(reverse)) if geometry is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -81,6 +82,12 @@ class Verification:
     keypoints: int  # the fewer keypoints of the two images
     geometry: Geometry | None
     residual: float = 1.0  # median distance of the inliers from where the transform puts them, / diagonal
+    # how far the inliers spread over what the images show: the area of their convex hull over that of all the
+    # image's keypoints, in the image where it is larger (an image with few keypoints, all of them in a part of
+    # the other, limits the other's). A copy's inliers cover the picture the two share; two photos stamped with
+    # one watermark match on the watermark alone (0.07 at the median, where 95 % of the verified pairs of edited
+    # copies and their bases were above 0.57)
+    spread: float = 0.0
 
     @property
     def inlier_fraction(self) -> float:
@@ -95,7 +102,7 @@ class Verification:
         """The verification told the other way round: the same counts, the fit mapping the first image onto the
         second."""
         geometry = self.geometry.reversed() if self.geometry is not None else None
-        return Verification(self.matches, self.inliers, self.keypoints, geometry, self.residual)
+        return Verification(self.matches, self.inliers, self.keypoints, geometry, self.residual, self.spread)
 
 
 @dataclass
@@ -106,6 +113,11 @@ class Keypoints:
     descriptors: np.ndarray | None  # (n, 32) uint8
     mirrored_points: np.ndarray | None  # None: the mirror image was not looked at (see ``keypoints``)
     mirrored_descriptors: np.ndarray | None
+
+    @cached_property
+    def hull_area(self) -> float:
+        """The area of the keypoints' convex hull (the mirror image's is the same)."""
+        return _hull_area(self.points)
 
 
 def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True,
@@ -206,8 +218,9 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
              for side in ((b.points, b.descriptors, False), (b.mirrored_points, b.mirrored_descriptors, True))]
     matchable = [d is not None and len(p) >= 2 and len(a.points) >= 2 for p, d, _ in sides]
     matches = iter(_ratio_matches([d for (_, d, _), ok in zip(sides, matchable) if ok], a.descriptors))
-    fits = [_fit(a, p, next(matches), flipped) if ok else _Fit(0, 0, None, flipped, 1.0)
-            for (p, _, flipped), ok in zip(sides, matchable)]
+    hulls = [b.hull_area for b in others if b is not None for _ in range(2)]
+    fits = [_fit(a, p, hull, next(matches), flipped) if ok else _Fit(0, 0, None, flipped, 1.0, 0.0)
+            for (p, _, flipped), hull, ok in zip(sides, hulls, matchable)]
     found, k = [], 0
     for b in others:
         if b is None:
@@ -220,7 +233,7 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
             geometry = Geometry(tuple(float(v) for v in best.matrix.ravel()), a.size, a.scale, b.size, b.scale,
                                 best.flipped)
         found.append(Verification(best.matches, best.inliers, min(len(a.points), len(b.points)), geometry,
-                                  best.residual))
+                                  best.residual, best.spread))
     return found
 
 
@@ -278,25 +291,37 @@ class _Fit(NamedTuple):
     matrix: np.ndarray | None  # the affine map of b's points onto a's
     flipped: bool
     residual: float
+    spread: float
 
 
-def _fit(a: Keypoints, points: np.ndarray, matched: tuple[np.ndarray, np.ndarray], flipped: bool) -> _Fit:
-    """A RANSAC affine fit mapping the matched ``points`` of b onto a."""
+def _fit(a: Keypoints, points: np.ndarray, b_hull_area: float, matched: tuple[np.ndarray, np.ndarray],
+         flipped: bool) -> _Fit:
+    """A RANSAC affine fit mapping the matched ``points`` of b (whose keypoints' hull has ``b_hull_area``) onto a."""
     import cv2  # noqa: PLC0415
 
     query, train = matched
     if len(query) < MIN_MATCHES:
-        return _Fit(len(query), 0, None, flipped, 1.0)
+        return _Fit(len(query), 0, None, flipped, 1.0, 0.0)
     src, dst = points[query], a.points[train]
     tolerance = RANSAC_PIXELS * math.hypot(*a.size)
     matrix, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=tolerance,
                                            maxIters=2000, confidence=0.995)
     if matrix is None:
-        return _Fit(len(query), 0, None, flipped, 1.0)
+        return _Fit(len(query), 0, None, flipped, 1.0, 0.0)
     keep = inliers.ravel().astype(bool)
     moved = src[keep] @ matrix[:, :2].T + matrix[:, 2]
     residual = float(np.median(np.hypot(*(moved - dst[keep]).T))) / math.hypot(*a.size)
-    return _Fit(len(query), int(keep.sum()), matrix, flipped, residual)
+    spread = max(_hull_area(dst[keep]) / max(a.hull_area, 1.0), _hull_area(src[keep]) / max(b_hull_area, 1.0))
+    return _Fit(len(query), int(keep.sum()), matrix, flipped, residual, min(spread, 1.0))
+
+
+def _hull_area(points: np.ndarray) -> float:
+    """The area of the convex hull of ``points`` ((n, 2), in pixels; 0 for fewer than three)."""
+    import cv2  # noqa: PLC0415
+
+    if len(points) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(np.ascontiguousarray(points, dtype=np.float32))))
 
 
 def _ratio_matches(queries: list[np.ndarray], train: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

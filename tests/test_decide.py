@@ -664,8 +664,12 @@ def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transfo
     monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([Verification(14, 4, 727, None, 0.0022)], set()))
     found = decider.decide(cats, ["a.jpg", "b.jpg"])
     assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0] and found.gated[0]
-    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([Verification(300, 240, 727, None, 0.001)], set()))
+    agreeing = Verification(300, 240, 727, None, 0.001, spread=0.9)
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([agreeing], set()))
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
+    bunched = dataclasses.replace(agreeing, spread=gate["below_spread"] / 2)  # all its inliers on one small patch
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([bunched], set()))
+    assert decider.decide(cats, ["a.jpg", "b.jpg"]).gated[0]
     told = Pair(None, None, "copy", 0.0019, 0.6, False, True, False, {}, None, gated=True)
     assert told.decided_by.startswith("gate")  # explain says what decided
 
@@ -700,8 +704,8 @@ def test_a_pairs_verification_does_not_depend_on_which_image_was_indexed_first(c
     backward, _ = decider._verify_all(files, pairs.right[rows], pairs.left[rows])
     assert any(check.geometry is not None for check in forward)
     for there, back in zip(forward, backward):
-        assert (there.matches, there.inliers, there.keypoints, there.residual) == \
-            (back.matches, back.inliers, back.keypoints, back.residual)
+        assert (there.matches, there.inliers, there.keypoints, there.residual, there.spread) == \
+            (back.matches, back.inliers, back.keypoints, back.residual, back.spread)
         if there.geometry is not None:
             assert back.transform == there.geometry.transform(reverse=True)
 
@@ -743,3 +747,45 @@ def test_a_collection_lines_vectors_up_with_its_images_where_some_have_none(tmp_
         assert np.array_equal(col.vectors[col.has_vector], vectors) and not col.vectors[~col.has_vector].any()
         # the mirror image is still a candidate through its hashes, and decided
         assert [sorted(r.path for r in g) for g in idx.duplicates()] == [["coffee.png", "coffee_mirror.png"]]
+
+
+def _stamped(img: Image.Image) -> Image.Image:
+    """``img`` with a seller's name in its corner, scaled to its height, as every photo of one seller has it."""
+    out = img.convert("RGB")
+    size = max(12, out.height // 14)
+    ImageDraw.Draw(out).text((out.width - size * 8, out.height - size * 2), "(c) 2026 Rentals", fill=(255, 255, 255),
+                             font=ImageFont.load_default(size=size), stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
+    return out
+
+
+def test_photos_stamped_with_one_watermark_are_not_copies_of_each_other(tmp_path):
+    """Every photo of a seller carries the same mark: matched point for point on the mark alone, with a transform
+    that fits it exactly, but over a small part of each image, so the copy gate holds them apart. A stamped copy of
+    a photo is still its copy."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = ("coffee.png", "rocket.jpg", "chelsea.png", "camera.png", "text.png", "hubble_deep_field.jpg")
+    for name in names:  # one camera's size, as a seller's photos often are
+        photo = Image.open(REPO / "samples" / "images" / name).convert("RGB").resize((640, 480))
+        _stamped(photo).save(folder / f"{Path(name).stem}.jpg", quality=90)
+    shutil.copy(REPO / "samples" / "images" / "coffee.png", folder / "coffee_original.png")
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1, embed="efficientnet_lite0")
+        assert [sorted(r.path for r in g) for g in idx.duplicates()] == [["coffee.jpg", "coffee_original.png"]]
+        marked = idx.explain(folder / "camera.jpg", folder / "text.jpg")
+    gate = model_data()["levels"]["copy"]["gate"]
+    assert marked.inputs["inliers"] >= gate["below_inliers"]  # the marks match
+    assert marked.inputs["spread"] < gate["below_spread"] and not marked.duplicate
+    assert marked.gated or not marked.verified  # where verification decides the pair, the gate holds it
+
+
+def test_a_copys_inliers_spread_over_the_picture_and_a_watermarks_do_not(tmp_path):
+    img = Image.open(REPO / "samples" / "images" / "chelsea.png").convert("RGB")
+    w, h = img.size
+    img.save(tmp_path / "base.png")
+    img.crop((w // 8, h // 10, w - w // 10, h - h // 12)).resize((w // 2, h // 2)).save(tmp_path / "crop.jpg")
+    _stamped(img).save(tmp_path / "stamped.jpg")
+    _stamped(Image.open(REPO / "samples" / "images" / "coffee.png")).save(tmp_path / "other.jpg")
+    base, crop = keypoints(str(tmp_path / "base.png")), keypoints(str(tmp_path / "crop.jpg"))
+    assert verify(base, crop).spread > 0.5
+    assert verify(keypoints(str(tmp_path / "stamped.jpg")), keypoints(str(tmp_path / "other.jpg"))).spread < 0.06
