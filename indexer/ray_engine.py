@@ -145,14 +145,16 @@ class RayStages:
         # first blocks), and whichever actor is free gets the next: a block is a list of paths, so the node that
         # holds it is no reason to wait
         context.wait_for_min_actors_s = _ACTORS_READY_S
-        context.execution_options.actor_locality_enabled = False
         # at least two blocks per CPU of the cluster, so a short run still reaches every node
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         blocks = max(-(-len(tasks) // self.block), min(2 * cpus, len(tasks)), 1)
         per_block = -(-len(tasks) // blocks)  # each stage's call takes one block (a larger batch would join them)
         ds = data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=blocks)
-        with warnings.catch_warnings():  # remote args are deprecated from Ray 2.60 with no named replacement yet
+        # remote args and the locality switch are deprecated from Ray 2.60 with no named replacement yet: a run
+        # of the API should not print Ray's deprecation notices
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            context.execution_options.actor_locality_enabled = False  # whichever actor is free: see above
             if not self._on_gpu:
                 return self._whole_files(ds, cpus, per_block)
             # Ray Data retries a dead task for ever by default: a file that kills its worker would never end the run

@@ -218,9 +218,8 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
              for side in ((b.points, b.descriptors, False), (b.mirrored_points, b.mirrored_descriptors, True))]
     matchable = [d is not None and len(p) >= 2 and len(a.points) >= 2 for p, d, _ in sides]
     matches = iter(_ratio_matches([d for (_, d, _), ok in zip(sides, matchable) if ok], a.descriptors))
-    hulls = [b.hull_area for b in others if b is not None for _ in range(2)]
-    fits = [_fit(a, p, hull, next(matches), flipped) if ok else _Fit(0, 0, None, flipped, 1.0, 0.0)
-            for (p, _, flipped), hull, ok in zip(sides, hulls, matchable)]
+    fits = [_fit(a, p, next(matches), flipped) if ok else _Fit(0, 0, None, flipped, 1.0, None)
+            for (p, _, flipped), ok in zip(sides, matchable)]
     found, k = [], 0
     for b in others:
         if b is None:
@@ -233,7 +232,7 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
             geometry = Geometry(tuple(float(v) for v in best.matrix.ravel()), a.size, a.scale, b.size, b.scale,
                                 best.flipped)
         found.append(Verification(best.matches, best.inliers, min(len(a.points), len(b.points)), geometry,
-                                  best.residual, best.spread))
+                                  best.residual, _spread(best.points, a, b)))
     return found
 
 
@@ -291,28 +290,34 @@ class _Fit(NamedTuple):
     matrix: np.ndarray | None  # the affine map of b's points onto a's
     flipped: bool
     residual: float
-    spread: float
+    points: tuple[np.ndarray, np.ndarray] | None  # the inliers, in a's work image and in b's
 
 
-def _fit(a: Keypoints, points: np.ndarray, b_hull_area: float, matched: tuple[np.ndarray, np.ndarray],
-         flipped: bool) -> _Fit:
-    """A RANSAC affine fit mapping the matched ``points`` of b (whose keypoints' hull has ``b_hull_area``) onto a."""
+def _fit(a: Keypoints, points: np.ndarray, matched: tuple[np.ndarray, np.ndarray], flipped: bool) -> _Fit:
+    """A RANSAC affine fit mapping the matched ``points`` of b onto a."""
     import cv2  # noqa: PLC0415
 
     query, train = matched
     if len(query) < MIN_MATCHES:
-        return _Fit(len(query), 0, None, flipped, 1.0, 0.0)
+        return _Fit(len(query), 0, None, flipped, 1.0, None)
     src, dst = points[query], a.points[train]
     tolerance = RANSAC_PIXELS * math.hypot(*a.size)
     matrix, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=tolerance,
                                            maxIters=2000, confidence=0.995)
     if matrix is None:
-        return _Fit(len(query), 0, None, flipped, 1.0, 0.0)
+        return _Fit(len(query), 0, None, flipped, 1.0, None)
     keep = inliers.ravel().astype(bool)
     moved = src[keep] @ matrix[:, :2].T + matrix[:, 2]
     residual = float(np.median(np.hypot(*(moved - dst[keep]).T))) / math.hypot(*a.size)
-    spread = max(_hull_area(dst[keep]) / max(a.hull_area, 1.0), _hull_area(src[keep]) / max(b_hull_area, 1.0))
-    return _Fit(len(query), int(keep.sum()), matrix, flipped, residual, min(spread, 1.0))
+    return _Fit(len(query), int(keep.sum()), matrix, flipped, residual, (dst[keep], src[keep]))
+
+
+def _spread(inliers: tuple[np.ndarray, np.ndarray] | None, a: Keypoints, b: Keypoints) -> float:
+    """``Verification.spread`` of a fit's inliers (in a's and in b's work image); measured for the chosen fit only."""
+    if inliers is None:
+        return 0.0
+    in_a, in_b = inliers
+    return min(1.0, max(_hull_area(in_a) / max(a.hull_area, 1.0), _hull_area(in_b) / max(b.hull_area, 1.0)))
 
 
 def _hull_area(points: np.ndarray) -> float:
