@@ -62,9 +62,10 @@ VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2")}
 # enough matches (``simsearch.decide.gated``): a copy keeps most of its points. Without the gate, the trees
 # let embedding margin outvote it where no fit pair was (two cats in a collection with no other cat: 4
 # inliers of 727 keypoints, accepted). Scene pairs may share little geometry, so scene has no such part.
-# Both levels reject a pair whose inliers, however many, are bunched in a small part of the images (a shared
-# watermark), below the spread the fit data allows (for scene, from copy's inlier count up): the trees alone,
-# with few such pairs to learn from, took two listings' rooms stamped with one name for copies and scenes.
+# Each level may also reject a pair whose inliers, however many, are bunched in a small part of the images (a
+# shared watermark), below the spread its fit data allows (for scene, from copy's inlier count up): the trees
+# alone, with few such pairs to learn from, took two listings' rooms stamped with one name for copies. For scene
+# no spread qualifies (other shots of one scene often match on one flat part), so scene ends with no gate.
 GATED = {"copy": ("inliers", "spread"), "scene": ("spread",)}
 GATE_KEYPOINTS = 300  # the fewer keypoints of the two images, from which the verification sees enough
 GATE_RATE = 0.002  # the most true pairs the gate may hold, as a share of the fit pairs it rejects

@@ -166,13 +166,14 @@ def stamp(img: Image.Image, mark: dict) -> Image.Image:
     layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     box = draw.textbbox((0, 0), mark["text"], font=font, stroke_width=max(1, size // 12))
-    w, h = box[2] + (h_logo := size * 2 if mark["logo"] else 0), max(box[3], h_logo)
+    logo = size * 2 if mark["logo"] else 0  # a disc before the text, this wide
+    w, h = box[2] + logo, max(box[3], logo)
     x = round(mark["corner"][0] * (img.width - w - 2 * size)) + size
     y = round(mark["corner"][1] * (img.height - h - 2 * size)) + size
-    if mark["logo"]:
-        draw.ellipse((x, y, x + size * 2 - 4, y + size * 2 - 4), fill=(*mark["fill"], mark["alpha"]),
+    if logo:
+        draw.ellipse((x, y, x + logo - 4, y + logo - 4), fill=(*mark["fill"], mark["alpha"]),
                      outline=(0, 0, 0, mark["alpha"]), width=max(1, size // 8))
-    draw.text((x + h_logo, y), mark["text"], font=font, fill=(*mark["fill"], mark["alpha"]),
+    draw.text((x + logo, y), mark["text"], font=font, fill=(*mark["fill"], mark["alpha"]),
               stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0, mark["alpha"]))
     out.alpha_composite(layer)
     return out.convert("RGB")
