@@ -81,7 +81,7 @@ class Catalogue:
     """What matching reads of the index, loaded once and kept by ``Index`` between calls while its data is
     unchanged: the collection (digests, hashes, sizes, vectors), the rows by digest, the indexed images' crowding,
     records and keypoints as queries reach them, and the verifications ``duplicates`` kept. Loading it is most of
-    a single query's time on a large index (about 4 s at 100,000 images); a later call reuses it."""
+    a single query's time on a large index (about 2 s at 100,000 images); a later call reuses it."""
 
     def __init__(self, reads: Reads, model: str | None):
         self.version = reads.data_version()  # read first: data written while loading makes the next call reload
