@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "simsearch" / "data" / MODEL_FILE
 CHEAP = ["cosine", "cosine2", "margin", "phash", "phash0", "dhash", "ahash", "aspect", "area"]
 CHEAP_HASHES = ["phash", "phash0", "dhash", "ahash", "aspect", "area"]
-VERIFY = ["matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread"]
+VERIFY = ["matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread", "agreement"]
 BAND_RECALL = 0.995  # the band's low end keeps this share of the fit split's true pairs
 BAND_PRECISION = 0.995  # above the band's high end, fit pairs are this precise without verification
 # above the band, the cheap model's pairs are taken without verification, except where their cosine is below
@@ -56,8 +56,10 @@ INCLUDES = {"copy": None, "scene": "copy"}
 # the cheap inputs each level's verified model sees beside the verification's. Scene leaves out the margin
 # (how far a pair stands out of its neighbourhood): generated units stand far apart, so it teaches the
 # trees to accept rooms alike in kind. With the cosine and without the margin, scene's pair F1 on the fit
-# split was 0.909, against 0.900 with neither (2026-11-26)
-VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2")}
+# split was 0.909, against 0.900 with neither (2026-11-26). Scene leaves out the pictures' agreement too: its
+# fit pairs are no guide to it (see GATED), and with it the scene cut moved from 0.5 to 0.45 and the potato
+# frames of `dups` that fall near the cut joined (same-scene F1 0.873 to 0.833; 2026-11-27)
+VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2", "agreement")}
 # copy rejects a verified pair where the verification saw enough of both images and no transform explains
 # enough matches (``simsearch.decide.gated``): a copy keeps most of its points. Without the gate, the trees
 # let embedding margin outvote it where no fit pair was (two cats in a collection with no other cat: 4
@@ -65,10 +67,18 @@ VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2")}
 # Each level may also reject a pair whose inliers, however many, are bunched in a small part of the images (a
 # shared watermark), below the spread its fit data allows (for scene, from copy's inlier count up): the trees
 # alone, with few such pairs to learn from, took two listings' rooms stamped with one name for copies. For scene
-# no spread qualifies (other shots of one scene often match on one flat part), so scene ends with no gate.
-GATED = {"copy": ("inliers", "spread"), "scene": ("spread",)}
+# no spread qualifies (other shots of one scene often match on one flat part), so scene ends with no gate. Last,
+# copy rejects a pair whose pictures agree too little where the transform lays them together, below the agreement
+# its fit data allows: a larger mark spreads its inliers further, but the photos around it still differ. Other
+# shots of one scene agree anywhere from below 0 to 1 (a moved camera shifts near things against far ones), as often
+# as different scenes do at low agreement, so scene has no such part.
+GATED = {"copy": ("inliers", "spread", "agreement"), "scene": ("spread",)}
 GATE_KEYPOINTS = 300  # the fewer keypoints of the two images, from which the verification sees enough
 GATE_RATE = 0.002  # the most true pairs the gate may hold, as a share of the fit pairs it rejects
+# the largest agreement below which the gate may hold pairs: a gate overrules the trees, so it stays well below
+# where verified copies with 8 or more inliers were (the fit split's lowest 0.83, the validation split's 0.44:
+# fine detail, a star field or a page of text, decorrelates at a pixel's misfit); the trees weigh it above that
+GATE_AGREEMENT = 0.4
 # sellers' marks in the calibration data (``copies.py --marks``): each base also stamped with one of them, so the
 # verified models meet photos of different bases that match on a shared watermark alone (before they did, such
 # pairs were taken as copies: 44 inliers of a watermark on two rooms of different listings, residual 0.05 per mille)
@@ -78,7 +88,7 @@ MARKS = 2
 # +1: more of it means more likely a duplicate; -1: less likely; 0: either
 MONOTONE = {"cosine": 1, "cosine2": 1, "margin": 1, "phash": -1, "phash0": 1, "dhash": -1, "ahash": -1,
             "aspect": -1, "area": 0, "matches": 1, "inliers": 1, "inlier_fraction": 1, "residual": -1,
-            "keypoints": 0, "spread": 1}
+            "keypoints": 0, "spread": 1, "agreement": 1}
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
@@ -216,7 +226,7 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
             "gate" + variant))
         if gate["fit_pairs"]:  # none where nothing is rare enough in true pairs
             level["gate" + variant] = gate
-        verified_names = [n for n in names if n not in VERIFIED_LEAVES_OUT[level_name]] + VERIFY
+        verified_names = [n for n in names + VERIFY if n not in VERIFIED_LEAVES_OUT[level_name]]
         level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
                                                 verified_names)
     y, total = fit[""]["labels"][level_name]
@@ -229,18 +239,24 @@ def choose_gate(cols: dict, y: np.ndarray, asked: np.ndarray, parts: tuple[str, 
     """With the "inliers" part, the largest inlier count (up to 30) below which the verified fit pairs with at
     least GATE_KEYPOINTS keypoints are true at most GATE_RATE of the time (without it, the included level's count,
     and no pair held for its count); then, among pairs with that many inliers or more, the largest spread (up to
-    0.1) below which they are too. The rate of all it holds is the probability the gate gives them."""
-    gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "below_spread": 0.0}  # 0s: it holds nothing
+    0.1) below which they are too; then the largest agreement (up to 0.8) below which the pairs it adds are. The
+    rate of all it holds is the probability the gate gives them."""
+    # as it starts, it holds nothing
+    gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "below_spread": 0.0, "below_agreement": -1.0}
     if "inliers" not in parts:
         gate.update(below_inliers=included["below_inliers"] if included else 0, min_keypoints=None)
     for below in range(1, 31) if "inliers" in parts else ():
         held = asked & gated(cols, {**gate, "below_inliers": below})
         if held.any() and y[held].mean() <= GATE_RATE:
             gate["below_inliers"] = below
-    for below in np.arange(0.005, 0.1001, 0.005):
+    for below in np.arange(0.005, 0.1001, 0.005) if "spread" in parts else ():
         held = asked & gated(cols, {**gate, "below_spread": round(float(below), 3)})
         if held.any() and y[held].mean() <= GATE_RATE:
             gate["below_spread"] = round(float(below), 3)
+    for below in np.arange(-0.5, GATE_AGREEMENT + 0.0001, 0.05) if "agreement" in parts else ():
+        held = asked & gated(cols, {**gate, "below_agreement": round(float(below), 2)})
+        if held.any() and y[held].mean() <= GATE_RATE:
+            gate["below_agreement"] = round(float(below), 2)
     held = asked & gated(cols, gate)
     return {**gate, "probability": round(float(y[held].mean()), 5) if held.any() else 0.0,
             "fit_pairs": int(held.sum()), "fit_true_pairs": int(y[held].sum())}

@@ -80,8 +80,8 @@ def default_cut(level: str) -> float:
 
 
 def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every named model input of each pair; ``verification`` is (pairs, 6): matches, inliers, inlier
-    fraction, residual, keypoints and the inliers' spread (``verify.Verification``)."""
+    """Every named model input of each pair; ``verification`` is (pairs, 7): matches, inliers, inlier
+    fraction, residual, keypoints, the inliers' spread and the pictures' agreement (``verify.Verification``)."""
     cols = {name: pairs.features[:, k] for k, name in enumerate(FEATURES)}
     cols["cosine2"] = cols["cosine"] ** 2
     cols["phash0"] = (cols["phash"] == 0).astype(np.float64)
@@ -92,6 +92,7 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
         cols["residual"] = np.minimum(verification[:, 3] * 1000.0, 10.0)  # per mille of the diagonal
         cols["keypoints"] = np.log1p(verification[:, 4])  # how much the verification could see
         cols["spread"] = verification[:, 5]
+        cols["agreement"] = verification[:, 6]
     return cols
 
 
@@ -99,9 +100,12 @@ def gated(cols: dict[str, np.ndarray], gate: dict) -> np.ndarray:
     """Verified pairs a level's gate rejects: both images showed at least ``min_keypoints`` keypoints and
     fewer than ``below_inliers`` matches fit one transform (a copy keeps most of its points); or at least
     ``below_inliers`` fit, but their spread (``verify.Verification.spread``) is under ``below_spread`` (a
-    copy's inliers cover the picture the two share, a shared watermark's only the watermark)."""
+    copy's inliers cover the picture the two share, a shared watermark's only the watermark), or the pictures'
+    agreement where the transform lays them together (``verify.Verification.agreement``) is under
+    ``below_agreement`` (a copy's pictures agree everywhere, a shared watermark's nowhere else)."""
     few = cols["inliers"] < np.log1p(gate["below_inliers"])
-    held = ~few & (cols["spread"] < gate.get("below_spread", 0.0))
+    held = ~few & ((cols["spread"] < gate.get("below_spread", 0.0))
+                   | (cols["agreement"] < gate.get("below_agreement", -1.0)))
     if gate["min_keypoints"] is not None:  # None: this level holds no pair for its inlier count (scene)
         held |= few & (cols["keypoints"] >= np.log1p(gate["min_keypoints"]))
     return held
@@ -367,7 +371,8 @@ def locality_order(left: list[int], right: list[int]) -> list[int]:
 
 
 def verification_row(check: Verification) -> list[float]:
-    return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints, check.spread]
+    return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints, check.spread,
+            check.agreement]
 
 
 def star_groups(n: int, left: np.ndarray, right: np.ndarray, rank: np.ndarray,

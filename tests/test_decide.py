@@ -664,11 +664,14 @@ def test_copy_gate_rejects_a_pair_whose_geometry_saw_enough_and_found_no_transfo
     monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([Verification(14, 4, 727, None, 0.0022)], set()))
     found = decider.decide(cats, ["a.jpg", "b.jpg"])
     assert found.verified[0] and found.score[0] <= gate["probability"] and not found.matched()[0] and found.gated[0]
-    agreeing = Verification(300, 240, 727, None, 0.001, spread=0.9)
+    agreeing = Verification(300, 240, 727, None, 0.001, spread=0.9, agreement=0.95)
     monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([agreeing], set()))
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).matched()[0]  # the same pair, its geometry agreeing
     bunched = dataclasses.replace(agreeing, spread=gate["below_spread"] / 2)  # all its inliers on one small patch
     monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([bunched], set()))
+    assert decider.decide(cats, ["a.jpg", "b.jpg"]).gated[0]
+    unlike = dataclasses.replace(agreeing, agreement=gate["below_agreement"] - 0.05)  # the pictures around them differ
+    monkeypatch.setattr(decider, "_verify_all", lambda paths, left, right, given: ([unlike], set()))
     assert decider.decide(cats, ["a.jpg", "b.jpg"]).gated[0]
     told = Pair(None, None, "copy", 0.0019, 0.6, False, True, False, {}, None, gated=True)
     assert told.decided_by.startswith("gate")  # explain says what decided
@@ -704,8 +707,8 @@ def test_a_pairs_verification_does_not_depend_on_which_image_was_indexed_first(c
     backward, _ = decider._verify_all(files, pairs.right[rows], pairs.left[rows])
     assert any(check.geometry is not None for check in forward)
     for there, back in zip(forward, backward):
-        assert (there.matches, there.inliers, there.keypoints, there.residual, there.spread) == \
-            (back.matches, back.inliers, back.keypoints, back.residual, back.spread)
+        assert (there.matches, there.inliers, there.keypoints, there.residual, there.spread, there.agreement) == \
+            (back.matches, back.inliers, back.keypoints, back.residual, back.spread, back.agreement)
         if there.geometry is not None:
             assert back.transform == there.geometry.transform(reverse=True)
 
@@ -749,10 +752,10 @@ def test_a_collection_lines_vectors_up_with_its_images_where_some_have_none(tmp_
         assert [sorted(r.path for r in g) for g in idx.duplicates()] == [["coffee.png", "coffee_mirror.png"]]
 
 
-def _stamped(img: Image.Image) -> Image.Image:
-    """``img`` with a seller's name in its corner, scaled to its height, as every photo of one seller has it."""
+def _stamped(img: Image.Image, share: int = 14) -> Image.Image:
+    """``img`` with a seller's name in its corner, 1/``share`` of its height, as every photo of one seller has it."""
     out = img.convert("RGB")
-    size = max(12, out.height // 14)
+    size = max(12, out.height // share)
     ImageDraw.Draw(out).text((out.width - size * 8, out.height - size * 2), "(c) 2026 Rentals", fill=(255, 255, 255),
                              font=ImageFont.load_default(size=size), stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
     return out
@@ -789,3 +792,32 @@ def test_a_copys_inliers_spread_over_the_picture_and_a_watermarks_do_not(tmp_pat
     base, crop = keypoints(str(tmp_path / "base.png")), keypoints(str(tmp_path / "crop.jpg"))
     assert verify(base, crop).spread > 0.5
     assert verify(keypoints(str(tmp_path / "stamped.jpg")), keypoints(str(tmp_path / "other.jpg"))).spread < 0.06
+
+
+def test_a_copys_pictures_agree_where_the_transform_lays_them_together_and_a_large_watermarks_do_not(tmp_path):
+    """A mark a fifth of the photo's height spreads its inliers over a fair part of it, but the two photos around
+    it still differ; a crop, turned a few degrees and framed, agrees with its base everywhere it shows."""
+    img = Image.open(REPO / "samples" / "images" / "chelsea.png").convert("RGB").resize((640, 480))
+    w, h = img.size
+    img.save(tmp_path / "base.png")
+    framed = ImageOps.expand(img.crop((w // 8, h // 10, w - w // 10, h - h // 12)).rotate(4, expand=True), 30, "white")
+    framed.resize((framed.width // 2, framed.height // 2)).save(tmp_path / "copy.jpg", quality=70)
+    for name, out in (("chelsea", "stamped.jpg"), ("coffee", "other.jpg")):
+        photo = Image.open(REPO / "samples" / "images" / f"{name}.png").convert("RGB").resize((640, 480))
+        _stamped(photo, share=5).save(tmp_path / out, quality=90)
+    copy = verify(keypoints(str(tmp_path / "base.png")), keypoints(str(tmp_path / "copy.jpg")))
+    assert copy.inliers >= 50 and copy.agreement > 0.8
+    marked = verify(keypoints(str(tmp_path / "stamped.jpg")), keypoints(str(tmp_path / "other.jpg")))
+    assert marked.inliers >= 20 and marked.agreement < 0.3
+
+
+def test_a_kept_verification_reads_back_as_it_was_written(tmp_path):
+    img = Image.open(REPO / "samples" / "images" / "rocket.jpg").convert("RGB")
+    img.save(tmp_path / "base.png")
+    ImageOps.mirror(img).crop((20, 10, img.width - 30, img.height - 5)).save(tmp_path / "copy.jpg")
+    check = verify(keypoints(str(tmp_path / "base.png")), keypoints(str(tmp_path / "copy.jpg")))
+    assert check.geometry is not None and check.geometry.flipped and check.agreement > 0.8
+    kept = verified_module.VerifiedPairs(tmp_path / "pairs.npy", ["ab" * 32, "cd" * 32])
+    kept.add([0], [1], [check])
+    kept.save()
+    assert verified_module.VerifiedPairs(tmp_path / "pairs.npy", ["ab" * 32, "cd" * 32]).lookup([0], [1]) == [check]
