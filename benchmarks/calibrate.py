@@ -29,7 +29,13 @@ import copies
 import numpy as np
 
 import simsearch
-from simsearch.decide import MODEL_FILE, gated, inputs, verification_row
+from simsearch.decide import (
+    MODEL_FILE,
+    VERIFICATION_ROW,
+    gated,
+    inputs,
+    verification_row,
+)
 from simsearch.evaluate import load_ground_truth
 from simsearch.pairs import candidate_pairs, load_collection
 from simsearch.verify import as_asked, keypoints, orient, verify_pairs
@@ -38,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "simsearch" / "data" / MODEL_FILE
 CHEAP = ["cosine", "cosine2", "margin", "phash", "phash0", "dhash", "ahash", "aspect", "area"]
 CHEAP_HASHES = ["phash", "phash0", "dhash", "ahash", "aspect", "area"]
-VERIFY = ["matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread", "agreement"]
+VERIFY = ["matches", "inliers", "inlier_fraction", "inlier_share", "residual", "keypoints", "spread", "agreement"]
 BAND_RECALL = 0.995  # the band's low end keeps this share of the fit split's true pairs
 BAND_PRECISION = 0.995  # above the band's high end, fit pairs are this precise without verification
 # above the band, the cheap model's pairs are taken without verification, except where their cosine is below
@@ -56,10 +62,12 @@ INCLUDES = {"copy": None, "scene": "copy"}
 # the cheap inputs each level's verified model sees beside the verification's. Scene leaves out the margin
 # (how far a pair stands out of its neighbourhood): generated units stand far apart, so it teaches the
 # trees to accept rooms alike in kind. With the cosine and without the margin, scene's pair F1 on the fit
-# split was 0.909, against 0.900 with neither (2026-11-26). Scene leaves out the pictures' agreement too: its
-# fit pairs are no guide to it (see GATED), and with it the scene cut moved from 0.5 to 0.45 and the potato
-# frames of `dups` that fall near the cut joined (same-scene F1 0.873 to 0.833; 2026-11-27)
-VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2", "agreement")}
+# split was 0.909, against 0.900 with neither (2026-11-26). Scene also leaves out what tells a copy from another
+# shot: the pictures' agreement and the inliers' share of the matches (a copy keeps nearly all its matches where
+# the transform puts them, a burst frame's moving parts do not fit). Other shots of one scene span both, and with
+# them the scene cut moved from 0.5 to 0.45 and the potato frames of `dups` that fall near it joined (same-scene
+# F1 0.873 to 0.833 with the agreement; 2026-11-27)
+VERIFIED_LEAVES_OUT = {"copy": (), "scene": ("margin", "cosine2", "agreement", "inlier_share")}
 # copy rejects a verified pair where the verification saw enough of both images and no transform explains
 # enough matches (``simsearch.decide.gated``): a copy keeps most of its points. Without the gate, the trees
 # let embedding margin outvote it where no fit pair was (two cats in a collection with no other cat: 4
@@ -88,7 +96,7 @@ MARKS = 2
 # +1: more of it means more likely a duplicate; -1: less likely; 0: either
 MONOTONE = {"cosine": 1, "cosine2": 1, "margin": 1, "phash": -1, "phash0": 1, "dhash": -1, "ahash": -1,
             "aspect": -1, "area": 0, "matches": 1, "inliers": 1, "inlier_fraction": 1, "residual": -1,
-            "keypoints": 0, "spread": 1, "agreement": 1}
+            "keypoints": 0, "spread": 1, "agreement": 1, "inlier_share": 1}
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
@@ -134,7 +142,7 @@ def split_data(folder: Path, work: Path) -> dict:
         points = {row: keypoints(paths[row]) for row in np.unique(np.concatenate([pairs.left, pairs.right])).tolist()}
         first, second, turned = orient(pairs.left.tolist(), pairs.right.tolist(), [records[i].sha256 for i in col.ids])
         checks = as_asked(verify_pairs(points, first, second), turned)
-        found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, len(VERIFY))
+        found = np.array([verification_row(c) for c in checks], dtype=np.float64).reshape(-1, len(VERIFICATION_ROW))
         labels = {}
         for level in ("copy", "scene"):
             _, truth = load_ground_truth(str(folder / f"{level}.json"))

@@ -89,6 +89,7 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
         cols["matches"] = np.log1p(verification[:, 0])
         cols["inliers"] = np.log1p(verification[:, 1])
         cols["inlier_fraction"] = np.minimum(verification[:, 2], 1.0)
+        cols["inlier_share"] = verification[:, 1] / np.maximum(verification[:, 0], 1.0)  # Verification.inlier_share
         cols["residual"] = np.minimum(verification[:, 3] * 1000.0, 10.0)  # per mille of the diagonal
         cols["keypoints"] = np.log1p(verification[:, 4])  # how much the verification could see
         cols["spread"] = verification[:, 5]
@@ -370,7 +371,11 @@ def locality_order(left: list[int], right: list[int]) -> list[int]:
     return [r for r in ordered.tolist() if r in lefts]
 
 
+VERIFICATION_ROW = ("matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread", "agreement")
+
+
 def verification_row(check: Verification) -> list[float]:
+    """What ``inputs`` takes of a verification, in ``VERIFICATION_ROW`` order."""
     return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints, check.spread,
             check.agreement]
 

@@ -110,6 +110,12 @@ class Verification:
         return self.inliers / self.keypoints if self.keypoints else 0.0
 
     @property
+    def inlier_share(self) -> float:
+        """The share of the matches the transform explains: a copy keeps nearly all of them where the transform
+        puts them; another shot's moving parts match but do not fit."""
+        return self.inliers / max(self.matches, 1)
+
+    @property
     def transform(self) -> Transform | None:
         """How the second image maps onto the first."""
         return self.geometry.transform() if self.geometry is not None else None

@@ -779,6 +779,8 @@ def test_photos_stamped_with_one_watermark_are_not_copies_of_each_other(tmp_path
     gate = model_data()["levels"]["copy"]["gate"]
     assert marked.inputs["inliers"] >= gate["below_inliers"]  # the marks match
     assert marked.inputs["spread"] < gate["below_spread"] and not marked.duplicate
+    assert marked.inputs["agreement"] < gate["below_agreement"]  # the rooms around the marks differ
+    assert 0.5 < marked.inputs["inlier_share"] <= 1  # on the marks, the matches fit one transform
     assert marked.gated or not marked.verified  # where verification decides the pair, the gate holds it
 
 
