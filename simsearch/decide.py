@@ -56,7 +56,7 @@ from .verify import (
 MODEL_FILE = "duplicate_model.json"
 VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
 SAVE_EVERY_S = 60.0  # kept verifications are written this often during a run (and at its end)
-KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (80 KB each: 2.6 GB)
+KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (about 92 KB each: 3 GB)
 # Matches that always suffice to join a group the centre missed, however large the group: an image is compared
 # with its nearest neighbours only (``pairs.NEIGHBOURS``), so half of a family of 50 copies is out of its reach.
 # Scene asks more: its pairs are less sure, and bursts and videos chain.
@@ -325,7 +325,7 @@ def verification_waves(left: list[int], right: list[int], cap: int | None = None
     (``locality_order``); an image's keypoints are dropped after its last pair, and past ``cap`` images those
     needed last are dropped (Belady's rule) and computed again in their turn. So verification holds the
     keypoints of the images whose pairs are under way, at most ``cap`` of them, not of every verified image
-    (80 KB each)."""
+    (about 92 KB each)."""
     by_left: dict[int, list[int]] = {}
     for k, a in enumerate(left):
         by_left.setdefault(a, []).append(k)

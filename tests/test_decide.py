@@ -24,8 +24,11 @@ from simsearch.imageio import DEFAULT_MAX_PIXELS
 from simsearch.pairs import Collection, Pairs
 from simsearch.reads import ImageRecord
 from simsearch.verify import (
+    BLOCK,
+    MIN_BLOCKS,
     RATIO,
     Verification,
+    _block_correlation,
     _ratio_matches,
     keypoints,
     verify,
@@ -823,3 +826,17 @@ def test_a_kept_verification_reads_back_as_it_was_written(tmp_path):
     kept.add([0], [1], [check])
     kept.save()
     assert verified_module.VerifiedPairs(tmp_path / "pairs.npy", ["ab" * 32, "cd" * 32]).lookup([0], [1]) == [check]
+
+
+def test_agreement_is_measured_on_the_blocks_both_images_show_and_texture():
+    x = np.random.default_rng(0).uniform(0, 255, (96, 128)).astype(np.float32)
+    assert _block_correlation(x, x.copy()) == pytest.approx(1.0)
+    assert _block_correlation(x, 255 - x) == pytest.approx(-1.0)  # a negative agrees nowhere
+    shown = np.full_like(x, np.nan)  # outside the other image: only MIN_BLOCKS - 1 whole blocks are shown
+    shown[:BLOCK, : (MIN_BLOCKS - 1) * BLOCK] = x[:BLOCK, : (MIN_BLOCKS - 1) * BLOCK]
+    assert _block_correlation(x, shown) == 0.0
+    shown[:BLOCK, : MIN_BLOCKS * BLOCK + 1] = x[:BLOCK, : MIN_BLOCKS * BLOCK + 1]  # one more whole block
+    assert _block_correlation(x, shown) == pytest.approx(1.0)
+    flat = np.full_like(x, 128.0)  # a flat picture says nothing, wherever it is shown
+    flat[:BLOCK, : (MIN_BLOCKS - 1) * BLOCK] = x[:BLOCK, : (MIN_BLOCKS - 1) * BLOCK]
+    assert _block_correlation(x, flat) == 0.0
