@@ -247,8 +247,8 @@ def choose_gate(cols: dict, y: np.ndarray, asked: np.ndarray, parts: tuple[str, 
     """With the "inliers" part, the largest inlier count (up to 30) below which the verified fit pairs with at
     least GATE_KEYPOINTS keypoints are true at most GATE_RATE of the time (without it, the included level's count,
     and no pair held for its count); then, among pairs with that many inliers or more, the largest spread (up to
-    0.1) below which they are too; then the largest agreement (up to GATE_AGREEMENT) below which the pairs it adds are. The
-    rate of all it holds is the probability the gate gives them."""
+    0.1) below which they are too; then the largest agreement (up to GATE_AGREEMENT) below which the pairs it
+    adds are. The rate of all it holds is the probability the gate gives them."""
     # as it starts, it holds nothing
     gate = {"below_inliers": 0, "min_keypoints": GATE_KEYPOINTS, "below_spread": 0.0, "below_agreement": -1.0}
     if "inliers" not in parts:

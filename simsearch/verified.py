@@ -131,6 +131,5 @@ def _to_records(kept: dict[tuple[bytes, bytes], Verification]) -> np.ndarray:
         out[n] = (np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8), check.matches, check.inliers,
                   check.keypoints, check.residual, g is not None, g.matrix if g else (0.0,) * 6,
                   g.a_size if g else (0, 0), g.a_scale if g else 0.0, g.b_size if g else (0, 0),
-                  g.b_scale if g else 0.0, bool(g and g.flipped), check.spread,
-                  check.agreement)
+                  g.b_scale if g else 0.0, bool(g and g.flipped), check.spread, check.agreement)
     return out
