@@ -148,6 +148,7 @@ def aspect(img, rng):
 
 
 EDITS = (resize, crop, rotate90, mirror, tilt, border, text, logo, colour, grey, blur, noise, aspect)
+FORMATS = (("jpg", "JPEG"), ("webp", "WEBP"), ("png", "PNG"))
 SELLERS = ("© Sunny Homes", "www.example-rentals.com", "AGENCY 24", "Photo: J. Smith", "citylets.example")
 
 
@@ -177,7 +178,6 @@ def stamp(img: Image.Image, mark: dict) -> Image.Image:
               stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0, mark["alpha"]))
     out.alpha_composite(layer)
     return out.convert("RGB")
-FORMATS = (("jpg", "JPEG"), ("webp", "WEBP"), ("png", "PNG"))
 
 
 def edited_copy(img: Image.Image, rng: random.Random) -> tuple[Image.Image, list[str], tuple[str, dict]]:
