@@ -4,8 +4,9 @@ The index is generated: seeded 1280-d vectors shaped like CNN embeddings (``ann.
 random 64-bit pHashes, with 10 % of the images planted as near copies of others (vectors nudged,
 hashes with a few bits flipped). The files do not exist, so the borderline pairs that would be
 verified, and the images they involve, are counted, and verification is timed separately on real
-photos (the ``dups`` set's borderline pairs): the projected total is the measured run plus those
-counts times the measured cost per image (decoding, keypoints) and per pair (matching, RANSAC). The plan
+photos (the ``dups`` set's borderline pairs): the projected total is the measured run plus the keypoint
+computations of verification's plan times the measured cost per image (decoding, keypoints) and the pairs times
+that per pair (matching, RANSAC). The plan
 by which verification would hold keypoints over those pairs is counted too: the most images held at once
 and the keypoint computations, under ``simsearch.decide.KEYPOINT_CAP`` and without it. A second
 run, with every borderline pair's verification kept by the first (``simsearch.verified``), opens no file
@@ -202,7 +203,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp)
     cost = verification_cost()
-    verifying = (run["borderline_images"] * cost.get("seconds_per_image", 0.0)
+    # keypoints as verification's plan computes them: an image dropped under the cap and needed again is decoded again
+    verifying = (run["keypoint_plan"]["capped"]["computations"] * cost.get("seconds_per_image", 0.0)
                  + run["borderline_pairs"] * cost.get("seconds_per_pair", 0.0))
     projected = run["seconds_to_decide"] + run["seconds_to_group"] + verifying
     write("duplicates_scale", {
