@@ -4,8 +4,7 @@
 2. Index both with embeddings, take every candidate pair (``simsearch.pairs``) and verify all of them
    geometrically (``simsearch.verify``), so both the cheap and the verified model have inputs.
 3. For each level (copy, scene) and each variant (with embeddings, hashes only), fit a cheap and a
-   verified model (gradient-boosted trees, monotone in every input but the embedding's in copy's verified model,
-   exported as arrays) on the fit split only; choose the borderline band (the cheap scores
+   verified model (gradient-boosted trees, monotone in every input, exported as arrays) on the fit split only; choose the borderline band (the cheap scores
    for which verification runs) and the cut on the fit split only.
 4. Report pair-level precision, recall, F1 and average precision on the val split, whose images
    were never fitted on, and write the models with their provenance.
@@ -101,24 +100,18 @@ MARKS = 2
 
 
 # +1: more of it means more likely a duplicate; -1: less likely; 0: either
-# copy's verified model is monotone in the geometry but free in the embedding's inputs: among pairs whose geometry is
-# strong, a high cosine marks a burst frame (another capture of one scene, not a copy), while a heavily edited copy
-# (a frame, a crop and a turn) has a low one. Held monotone, the trees could only lower such a copy's score (a framed
-# copy with 154 of its 244 matches fitting, spread 0.85, agreement 0.97 and cosine 0.55 scored 0.49); freed, the
-# validation split's pair F1 went from 0.991 to 0.994 (2026-11-27). Scene's stay monotone: bursts are scene
-VERIFIED_FREE = {"copy": ("cosine", "cosine2", "margin"), "scene": ()}
 MONOTONE = {"cosine": 1, "cosine2": 1, "margin": 1, "phash": -1, "phash0": 1, "dhash": -1, "ahash": -1,
             "aspect": -1, "area": 0, "matches": 1, "inliers": 1, "inlier_fraction": 1, "residual": -1,
             "keypoints": 0, "spread": 1, "agreement": 1, "inlier_share": 1}
 
 
-def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str], free: tuple[str, ...] = ()) -> dict:
-    """Gradient-boosted trees (scikit-learn), monotone in each input but those ``free``, exported as plain arrays."""
+def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
+    """Gradient-boosted trees (scikit-learn), monotone in each input, exported as plain arrays."""
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 - a benchmark dependency
 
-    monotone = [0 if n in free else MONOTONE[n] for n in names]
     clf = HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1, l2_regularization=1.0,
-                                         min_samples_leaf=20, monotonic_cst=monotone, random_state=0)
+                                         min_samples_leaf=20, monotonic_cst=[MONOTONE[n] for n in names],
+                                         random_state=0)
     clf.fit(x, y)
     trees = []
     for (predictor,) in clf._predictors:
@@ -249,7 +242,7 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
             level["gate" + variant] = gate
         verified_names = [n for n in names + VERIFY if n not in VERIFIED_LEAVES_OUT[level_name]]
         level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
-                                                verified_names, VERIFIED_FREE[level_name])
+                                                verified_names)
     y, total = fit[""]["labels"][level_name]
     score = final_scores({**levels, level_name: level}, level_name, fit[""]["cols"], fit[""]["pairs"].exact, "")
     level["cut"] = choose_cut(score, y, total)
