@@ -4,11 +4,11 @@ The index is generated: seeded 1280-d vectors shaped like CNN embeddings (``ann.
 random 64-bit pHashes, with 10 % of the images planted as near copies of others (vectors nudged,
 hashes with a few bits flipped). The files do not exist, so the borderline pairs that would be
 verified, and the images they involve, are counted, and verification is timed separately on real
-photos (the ``dups`` set's borderline pairs): the projected total is the measured run plus the keypoint
-computations of verification's plan times the measured cost per image (decoding, keypoints) and the pairs times
-that per pair (matching, RANSAC). The plan
-by which verification would hold keypoints over those pairs is counted too: the most images held at once
-and the keypoint computations, under ``simsearch.decide.KEYPOINT_CAP`` and without it. A second
+photos (the ``dups`` set's borderline pairs): the projected total is the measured run, plus the keypoint
+computations of verification's plan times the measured cost per image (decoding, keypoints), plus the pairs
+times the cost per pair (matching, RANSAC). The plan by which verification would hold keypoints over those
+pairs is counted too: the most images held at once and the keypoint computations, under
+``simsearch.decide.KEYPOINT_CAP`` and without it. A second
 run, with every borderline pair's verification kept by the first (``simsearch.verified``), opens no file
 and is timed as it is.
 
