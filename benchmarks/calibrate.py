@@ -4,8 +4,10 @@
 2. Index both with embeddings, take every candidate pair (``simsearch.pairs``) and verify all of them
    geometrically (``simsearch.verify``), so both the cheap and the verified model have inputs.
 3. For each level (copy, scene) and each variant (with embeddings, hashes only), fit a cheap and a
-   verified model (gradient-boosted trees, monotone in every input, exported as arrays) on the fit split only; choose the borderline band (the cheap scores
-   for which verification runs) and the cut on the fit split only.
+   verified model (gradient-boosted trees, monotone in every input, exported as arrays) on the fit split only
+   (for copy with embeddings, also a fitted model for pairs with a transform, free in the embedding's inputs:
+   FITTED_FREE); choose the borderline band (the cheap scores for which verification runs) and the cut on the
+   fit split only.
 4. Report pair-level precision, recall, F1 and average precision on the val split, whose images
    were never fitted on, and write the models with their provenance.
 
@@ -35,6 +37,7 @@ from simsearch.decide import (
     gated,
     inputs,
     verification_row,
+    verified_probability,
 )
 from simsearch.evaluate import load_ground_truth
 from simsearch.pairs import candidate_pairs, load_collection
@@ -99,19 +102,23 @@ GATE_AGREEMENT = 0.4
 MARKS = 2
 
 
+# copy's verified pairs where a transform fits at least as many matches as its gate asks have a model of their own,
+# free in the embedding's inputs (``simsearch.decide.verified_probability``): where the geometry shows the same
+# picture, a heavily edited copy (a frame, a crop and a turn) has a low cosine and a burst frame a high one.
+FITTED_FREE = {"copy": ("cosine", "cosine2", "margin"), "scene": ()}
 # +1: more of it means more likely a duplicate; -1: less likely; 0: either
 MONOTONE = {"cosine": 1, "cosine2": 1, "margin": 1, "phash": -1, "phash0": 1, "dhash": -1, "ahash": -1,
             "aspect": -1, "area": 0, "matches": 1, "inliers": 1, "inlier_fraction": 1, "residual": -1,
             "keypoints": 0, "spread": 1, "agreement": 1, "inlier_share": 1}
 
 
-def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
-    """Gradient-boosted trees (scikit-learn), monotone in each input, exported as plain arrays."""
+def fit_trees(x: np.ndarray, y: np.ndarray, names: list[str], free: tuple[str, ...] = ()) -> dict:
+    """Gradient-boosted trees (scikit-learn), monotone in each input but those ``free``, exported as plain arrays."""
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 - a benchmark dependency
 
     clf = HistGradientBoostingClassifier(max_depth=3, max_iter=100, learning_rate=0.1, l2_regularization=1.0,
-                                         min_samples_leaf=20, monotonic_cst=[MONOTONE[n] for n in names],
-                                         random_state=0)
+                                         min_samples_leaf=20, random_state=0,
+                                         monotonic_cst=[0 if n in free else MONOTONE[n] for n in names])
     clf.fit(x, y)
     trees = []
     for (predictor,) in clf._predictors:
@@ -182,8 +189,7 @@ def _own_scores(level: dict, cols: dict, exact: np.ndarray, variant: str) -> np.
     cheap[exact] = 1.0
     border = _border(level, cheap, cols, exact, variant)
     score = cheap.copy()
-    score[border] = predict(level["verified" + variant], {k: v[border] for k, v in cols.items()},
-                            level["verified" + variant]["inputs"])
+    score[border] = verified_probability(level, variant, {k: v[border] for k, v in cols.items()})
     if "gate" + variant in level:
         held = border & gated(cols, level["gate" + variant])
         score[held] = np.minimum(score[held], level["gate" + variant]["probability"])
@@ -243,6 +249,12 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
         verified_names = [n for n in names + VERIFY if n not in VERIFIED_LEAVES_OUT[level_name]]
         level["verified" + variant] = fit_trees(np.column_stack([cols[n][asked] for n in verified_names]), y[asked],
                                                 verified_names)
+        free = tuple(n for n in FITTED_FREE[level_name] if n in verified_names)  # none without embeddings
+        if free and gate["fit_pairs"]:
+            strong = asked & (cols["inliers"] >= np.log1p(gate["below_inliers"]))
+            fitted = fit_trees(np.column_stack([cols[n][strong] for n in verified_names]), y[strong], verified_names,
+                               free)
+            level["verified_fitted" + variant] = {**fitted, "from_inliers": gate["below_inliers"]}
     y, total = fit[""]["labels"][level_name]
     score = final_scores({**levels, level_name: level}, level_name, fit[""]["cols"], fit[""]["pairs"].exact, "")
     level["cut"] = choose_cut(score, y, total)

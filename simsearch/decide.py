@@ -8,7 +8,9 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
 - a *cheap* model on the pair features of ``simsearch.pairs`` (no image decoded);
 - a *verified* model that adds geometric verification (``simsearch.verify``), used for the
   pairs whose cheap probability lies in the level's borderline band, and only for them (at level copy, also
-  for pairs above the band whose cosine is low: see ``benchmarks/calibrate.py``, VERIFY_BELOW_COSINE);
+  for pairs above the band whose cosine is low: see ``benchmarks/calibrate.py``, VERIFY_BELOW_COSINE); at level
+  copy, the verified pairs where a transform fits enough matches have a *fitted* model of their own
+  (``verified_probability``);
 - both in a variant for indexes without embeddings (hashes only);
 - for ``copy``, a gate: a verified pair whose two images showed enough keypoints, and too few of
   whose matches fit one transform, or whose matches that fit are bunched in a small part of either
@@ -121,6 +123,20 @@ def probability(model: dict, cols: dict[str, np.ndarray]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(raw, -40, 40)))
 
 
+def verified_probability(level: Mapping, variant: str, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Verified pairs' probability at a level: its verified model's, except for pairs where a transform fits
+    at least ``from_inliers`` matches, which its *fitted* model (where it has one) scores: that model is free in
+    the embedding's inputs, since where geometry shows the same picture, a low cosine marks a heavily edited copy
+    and a high one may mark a burst frame; where geometry shows little, the cosine counts only upward."""
+    score = probability(level["verified" + variant], cols)
+    fitted = level.get("verified_fitted" + variant)
+    if fitted is not None:
+        strong = cols["inliers"] >= np.log1p(fitted["from_inliers"])
+        if strong.any():
+            score[strong] = probability(fitted, {name: col[strong] for name, col in cols.items()})
+    return score
+
+
 def _tree_value(tree: dict, x: list[np.ndarray], node: int) -> np.ndarray | float:
     """Each row's leaf value under ``node``: one comparison of a whole column per split (the trees
     are shallow), which is far faster than walking rows through the tree one level at a time."""
@@ -162,7 +178,8 @@ class Decider:
         variant = "" if embeddings else "_hashes"
         self.level = level
         self.cheap_model = data["cheap" + variant]
-        self.verified_model = data["verified" + variant]
+        self.models = data
+        self.variant = variant
         self.gate = data.get("gate" + variant)
         self.band = (0.0, 1.0 + 1e-9) if verify_all else tuple(data["band" + variant])
         # below this cosine a pair is verified however sure the cheap model is (``borderline``)
@@ -229,7 +246,7 @@ class Decider:
             found = np.array([verification_row(c) for c in checks.values()], dtype=np.float64)
             sub = Pairs(pairs.left[todo], pairs.right[todo], pairs.exact[todo], pairs.features[todo])
             cols = inputs(sub, found)
-            score[todo] = probability(self.verified_model, cols)
+            score[todo] = verified_probability(self.models, self.variant, cols)
             if self.gate is not None:
                 held = todo[gated(cols, self.gate)]
                 score[held] = np.minimum(score[held], self.gate["probability"])

@@ -617,6 +617,25 @@ def test_shipped_models_state_their_provenance():
         assert provenance["pair_metrics_before_grouping"][level]["val_embeddings"]["f1"] > 0.7
 
 
+def test_copy_scores_pairs_with_a_transform_by_its_fitted_model_and_the_rest_by_its_verified_one():
+    """Free in the embedding's inputs, the fitted model sees only pairs whose geometry shows the same picture:
+    as many inliers as copy's gate asks, or more."""
+    models = model_data()["levels"]["copy"]
+    fitted = models["verified_fitted"]
+    assert fitted["from_inliers"] == models["gate"]["below_inliers"]
+    rng = np.random.default_rng(0)
+    cols = {name: rng.uniform(0, 1, 200) for name in models["verified"]["inputs"]}
+    inliers = rng.integers(0, 40, 200)
+    cols["inliers"] = np.log1p(inliers)
+    strong = inliers >= fitted["from_inliers"]
+    assert strong.any() and not strong.all()
+    score = decide.verified_probability(models, "", cols)
+    assert np.allclose(score[strong], decide.probability(fitted, {k: v[strong] for k, v in cols.items()}))
+    assert np.allclose(score[~strong], decide.probability(models["verified"], {k: v[~strong] for k, v in cols.items()}))
+    # hashes only, there are no embedding inputs to free: one verified model
+    assert "verified_fitted_hashes" not in models
+
+
 def test_bad_level_and_cut_are_one_line_errors(copies_index):
     ix = str(copies_index.directory)
     result = CliRunner().invoke(main, ["duplicates", "--level", "room", "--index", ix])
