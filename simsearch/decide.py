@@ -58,7 +58,7 @@ from .verify import (
 MODEL_FILE = "duplicate_model.json"
 VERIFY_WAVE = 256  # left images whose pairs are verified together (a pool's worth of work between drops)
 SAVE_EVERY_S = 60.0  # kept verifications are written this often during a run (and at its end)
-KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (about 92 KB each: 3 GB)
+KEYPOINT_CAP = 32_768  # images whose keypoints verification keeps between waves (about 100 KB each: 3.3 GB)
 # Matches that always suffice to join a group the centre missed, however large the group: an image is compared
 # with its nearest neighbours only (``pairs.NEIGHBOURS``), so half of a family of 50 copies is out of its reach.
 # Scene asks more: its pairs are less sure, and bursts and videos chain.
@@ -92,7 +92,7 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
         cols["inliers"] = np.log1p(verification[:, 1])
         cols["inlier_fraction"] = np.minimum(verification[:, 2], 1.0)
         cols["inlier_share"] = verification[:, 1] / np.maximum(verification[:, 0], 1.0)  # Verification.inlier_share
-        cols["residual"] = np.minimum(verification[:, 3] * 1000.0, 10.0)  # per mille of the diagonal
+        cols["residual"] = np.minimum(verification[:, 3] * 100.0, 25.0)  # per cent of the keypoints' size
         cols["keypoints"] = np.log1p(verification[:, 4])  # how much the verification could see
         cols["spread"] = verification[:, 5]
         cols["agreement"] = verification[:, 6]
@@ -342,7 +342,7 @@ def verification_waves(left: list[int], right: list[int], cap: int | None = None
     (``locality_order``); an image's keypoints are dropped after its last pair, and past ``cap`` images those
     needed last are dropped (Belady's rule) and computed again in their turn. So verification holds the
     keypoints of the images whose pairs are under way, at most ``cap`` of them, not of every verified image
-    (about 92 KB each)."""
+    (about 100 KB each)."""
     by_left: dict[int, list[int]] = {}
     for k, a in enumerate(left):
         by_left.setdefault(a, []).append(k)

@@ -94,8 +94,8 @@ class Decided:
         check = d.checks.get(k)
         inputs = {name: round(float(pairs.features[k, n]), 4) for n, name in enumerate(FEATURES)}
         if check is not None:
-            # the residual in per mille of the diagonal; none where no transform was fitted
-            residual = round(check.residual * 1000, 3) if check.geometry is not None else None
+            # the residual in per cent of the inliers' keypoint size; none where no transform was fitted
+            residual = round(check.residual * 100, 3) if check.geometry is not None else None
             inputs.update(matches=check.matches, inliers=check.inliers,
                           inlier_fraction=round(check.inlier_fraction, 4), inlier_share=round(check.inlier_share, 4),
                           residual=residual, keypoints=check.keypoints, spread=round(check.spread, 4),

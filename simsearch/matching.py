@@ -41,7 +41,7 @@ from .queries import QUERY_BATCH, check_query
 from .reads import ImageRecord, Reads
 from .verify import Keypoints, image_keypoints, keypoints
 
-KEYPOINT_CACHE = 2048  # indexed images whose keypoints a catalogue keeps for later queries (about 92 KB each)
+KEYPOINT_CACHE = 2048  # indexed images whose keypoints a catalogue keeps for later queries (about 100 KB each)
 _BLOCK = 256  # rows whose nearest others one matrix product finds
 
 

@@ -33,10 +33,11 @@ def settings_key() -> str:
     """A short digest of every setting a verification depends on: a change starts a new file."""
     # the last number versions how pairs are verified (4: a JPEG's luminance decoded alone, the mirror image's
     # descriptors computed at the mirrored keypoints; 5: pairs turned by ``verify.orient``; 6: the inliers' spread
-    # measured; 7: the pictures' agreement measured): verifications of an earlier method are never read
+    # measured; 7: the pictures' agreement measured; 8: the residual over the keypoints' size, not the diagonal):
+    # verifications of an earlier method are never read
     settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.GRID, verify.CELL_CAP, verify.DETECTED, verify.RATIO,
                 verify.RANSAC_PIXELS, verify.MIN_MATCHES, verify.THUMB, verify.THUMB_BLUR, verify.BLOCK,
-                verify.BLOCK_STD, verify.MIN_BLOCKS, 7)
+                verify.BLOCK_STD, verify.MIN_BLOCKS, 8)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 

@@ -91,7 +91,11 @@ class Verification:
     inliers: int  # matches the transform explains
     keypoints: int  # the fewer keypoints of the two images
     geometry: Geometry | None
-    residual: float = 1.0  # median distance of the inliers from where the transform puts them, / diagonal
+    # the inliers' median distance from where the transform puts them, over their keypoints' size (``_fit``).
+    # Measured so, other shots of one scene stood apart from edited copies better than over the image's diagonal,
+    # blurred copies most (generated collection seed 6, verified pairs with 13 or more inliers: area under the ROC
+    # curve 0.93 against 0.86 for copies, 0.89 against 0.71 for blurred ones)
+    residual: float = 1.0
     # how far the inliers spread over what the images show: the area of their convex hull over that of all the
     # image's keypoints, in the image where it is larger (an image with few keypoints, all of them in a part of
     # the other, limits the other's). A copy's inliers cover the picture the two share; two photos stamped with
@@ -133,8 +137,10 @@ class Keypoints:
     size: tuple[int, int]  # of the work image
     scale: float  # work image pixels per pixel of the stored image
     points: np.ndarray  # (n, 2) float32
+    sizes: np.ndarray  # (n,) float32: each keypoint's diameter, in work image pixels (larger on coarser scales)
     descriptors: np.ndarray | None  # (n, 32) uint8
     mirrored_points: np.ndarray | None  # None: the mirror image was not looked at (see ``keypoints``)
+    mirrored_sizes: np.ndarray | None
     mirrored_descriptors: np.ndarray | None
     thumbnail: np.ndarray | None = None  # (h, w) uint8: the work image THUMB times smaller, blurred
 
@@ -167,8 +173,9 @@ def image_keypoints(grey: Image.Image, stored_width: int, *, mirrored: bool = Tr
     try:
         return _orb(np.asarray(grey), stored_width, mirrored)
     except Exception:  # noqa: BLE001 - OpenCV raises its own errors on images it cannot take: one image fails
-        none = np.zeros((0, 2), np.float32)
-        return Keypoints(grey.size, grey.width / stored_width, none, None, none if mirrored else None, None)
+        none, no_sizes = np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
+        return Keypoints(grey.size, grey.width / stored_width, none, no_sizes, None, none if mirrored else None,
+                         no_sizes if mirrored else None, None)
 
 
 def _orb(pixels: np.ndarray, stored_width: int, mirrored: bool) -> Keypoints:
@@ -177,15 +184,15 @@ def _orb(pixels: np.ndarray, stored_width: int, mirrored: bool) -> Keypoints:
     orb = cv2.ORB_create(nfeatures=ORB_FEATURES * DETECTED)
     kept = spread(orb.detect(pixels, None), pixels.shape[1], pixels.shape[0])
     kept, desc = orb.compute(pixels, kept)
-    points = _points(kept)
+    points, sizes = _points(kept), _sizes(kept)
     size, scale = (pixels.shape[1], pixels.shape[0]), pixels.shape[1] / stored_width
     small = _thumbnail(pixels)
     if not mirrored:
-        return Keypoints(size, scale, points, desc, None, None, small)
+        return Keypoints(size, scale, points, sizes, desc, None, None, None, small)
     mirrored_kept, mdesc = orb.compute(np.ascontiguousarray(pixels[:, ::-1]), _mirror(kept, pixels.shape[1]))
     mirrored_points = _points(mirrored_kept)
     mirrored_points[:, 0] = pixels.shape[1] - 1 - mirrored_points[:, 0]
-    return Keypoints(size, scale, points, desc, mirrored_points, mdesc, small)
+    return Keypoints(size, scale, points, sizes, desc, mirrored_points, _sizes(mirrored_kept), mdesc, small)
 
 
 def _thumbnail(pixels: np.ndarray) -> np.ndarray:
@@ -202,6 +209,11 @@ def _points(kept) -> np.ndarray:
     import cv2  # noqa: PLC0415
 
     return cv2.KeyPoint_convert(kept).reshape(-1, 2) if kept else np.zeros((0, 2), np.float32)
+
+
+def _sizes(kept) -> np.ndarray:
+    """OpenCV keypoints' diameters, (n,) float32."""
+    return np.array([k.size for k in kept], dtype=np.float32)
 
 
 def _mirror(kept, width: int) -> list:
@@ -249,11 +261,12 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
         raise ValueError("the second image of a pair needs its mirror image's keypoints: keypoints(..., mirrored=True)")
     # each b twice, as it is and mirrored
     sides = [side for b in others if b is not None
-             for side in ((b.points, b.descriptors, False), (b.mirrored_points, b.mirrored_descriptors, True))]
-    matchable = [d is not None and len(p) >= 2 and len(a.points) >= 2 for p, d, _ in sides]
-    matches = iter(_ratio_matches([d for (_, d, _), ok in zip(sides, matchable) if ok], a.descriptors))
-    fits = [_fit(a, p, next(matches), flipped) if ok else _Fit(0, 0, None, flipped, 1.0, None)
-            for (p, _, flipped), ok in zip(sides, matchable)]
+             for side in ((b.points, b.sizes, b.descriptors, False),
+                          (b.mirrored_points, b.mirrored_sizes, b.mirrored_descriptors, True))]
+    matchable = [d is not None and len(p) >= 2 and len(a.points) >= 2 for p, _, d, _ in sides]
+    matches = iter(_ratio_matches([d for (_, _, d, _), ok in zip(sides, matchable) if ok], a.descriptors))
+    fits = [_fit(a, p, sizes, next(matches), flipped) if ok else _Fit(0, 0, None, flipped, 1.0, None)
+            for (p, sizes, _, flipped), ok in zip(sides, matchable)]
     found, k = [], 0
     for b in others:
         if b is None:
@@ -327,8 +340,9 @@ class _Fit(NamedTuple):
     points: tuple[np.ndarray, np.ndarray] | None  # the inliers, in a's work image and in b's
 
 
-def _fit(a: Keypoints, points: np.ndarray, matched: tuple[np.ndarray, np.ndarray], flipped: bool) -> _Fit:
-    """A RANSAC affine fit mapping the matched ``points`` of b onto a."""
+def _fit(a: Keypoints, points: np.ndarray, sizes: np.ndarray, matched: tuple[np.ndarray, np.ndarray],
+         flipped: bool) -> _Fit:
+    """A RANSAC affine fit mapping the matched ``points`` of b (keypoints of diameter ``sizes``) onto a."""
     import cv2  # noqa: PLC0415
 
     query, train = matched
@@ -342,7 +356,12 @@ def _fit(a: Keypoints, points: np.ndarray, matched: tuple[np.ndarray, np.ndarray
         return _Fit(len(query), 0, None, flipped, 1.0, None)
     keep = inliers.ravel().astype(bool)
     moved = src[keep] @ matrix[:, :2].T + matrix[:, 2]
-    residual = float(np.median(np.hypot(*(moved - dst[keep]).T))) / math.hypot(*a.size)
+    # each inlier's misfit against its keypoints' size (their geometric mean, b's taken onto a by the transform):
+    # a keypoint found on a coarse scale (a blurred image has only those) is placed less exactly, while another
+    # shot's parallax misplaces fine and coarse ones alike
+    scaling = math.sqrt(max(abs(float(np.linalg.det(matrix[:, :2]))), 1e-12))
+    size = np.sqrt(a.sizes[train][keep] * sizes[query][keep] * scaling)
+    residual = float(np.median(np.hypot(*(moved - dst[keep]).T) / size))
     return _Fit(len(query), int(keep.sum()), matrix, flipped, residual, (dst[keep], src[keep]))
 
 
