@@ -140,7 +140,7 @@ class Keypoints:
     sizes: np.ndarray  # (n,) float32: each keypoint's diameter, in work image pixels (larger on coarser scales)
     descriptors: np.ndarray | None  # (n, 32) uint8
     mirrored_points: np.ndarray | None  # None: the mirror image was not looked at (see ``keypoints``)
-    mirrored_sizes: np.ndarray | None
+    mirrored_sizes: np.ndarray | None  # its own: ``orb.compute`` drops keypoints it cannot describe
     mirrored_descriptors: np.ndarray | None
     thumbnail: np.ndarray | None = None  # (h, w) uint8: the work image THUMB times smaller, blurred
 
