@@ -1,6 +1,7 @@
 """Fit the duplicate decision models shipped in simsearch/data/duplicate_model.json.
 
-1. Generate edited-copy collections with ``copies.py`` (seeded; bases split into fit and val by group).
+1. Generate edited-copy collections with ``copies.py`` (seeded; bases split into fit and val by group), and
+   small collections of a few units of each split (SMALL_UNITS).
 2. Index both with embeddings, take every candidate pair (``simsearch.pairs``) and verify all of them
    geometrically (``simsearch.verify``), so both the cheap and the verified model have inputs.
 3. For each level (copy, scene) and each variant (with embeddings, hashes only), fit a cheap and a
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import random
 import shutil
 import sys
 import tempfile
@@ -40,7 +42,7 @@ from simsearch.decide import (
     verified_probability,
 )
 from simsearch.evaluate import load_ground_truth
-from simsearch.pairs import candidate_pairs, load_collection
+from simsearch.pairs import Pairs, candidate_pairs, load_collection
 from simsearch.verify import as_asked, keypoints, orient, verify_pairs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,6 +103,14 @@ GATE_AGREEMENT = 0.4
 # verified models meet photos of different bases that match on a shared watermark alone (before they did, such
 # pairs were taken as copies: 44 inliers of a watermark on two rooms of different listings, residual 0.05 per mille)
 MARKS = 2
+# small collections beside each split's large one: a few units drawn from that split, two copies a base, so the fit
+# data holds bursts whose neighbourhood is not other frames of the burst (in a collection of 60 images, ten
+# consecutive frames stand out of it as copies do). Units per collection:
+SMALL_UNITS = (3, 5, 8, 12, 16, 20)
+# the levels fitted on them too. Scene is not: fitted with them, its cut fell to 0.45 and the validation split's
+# same-scene F1 (grouped) went from 0.776 to 0.688, `dups` same-scene from 0.873 to 0.755, for a pair F1 on the
+# small validation collections of 0.723 against 0.711 (2026-11-27)
+FITS_SMALL = {"copy": True, "scene": False}
 
 
 # copy's verified pairs where a transform fits at least as many matches as its gate asks have a model of their own,
@@ -169,6 +179,37 @@ def split_data(folder: Path, work: Path) -> dict:
                                        for a, b in zip(pairs.left, pairs.right)], dtype=bool), len(truth))
         out[variant] = {"pairs": pairs, "cols": inputs(pairs, found), "labels": labels}
     idx.close()
+    return out
+
+
+def small_collections(work: Path, seed: int) -> dict[str, list[Path]]:
+    """Per split, SMALL_UNITS collections of units drawn from that split alone (seeded), written by ``copies.py``."""
+    units = copies.base_groups()
+    out: dict[str, list[Path]] = {}
+    for split in ("fit", "val"):
+        chosen = [u for u in units if copies.split_of(u["key"]) == split]
+        out[split] = []
+        for k, size in enumerate(SMALL_UNITS):
+            rng = random.Random(f"{seed}-{split}-{k}")
+            folder = work / "collections" / f"{split}-small{k}"
+            copies.write_split(rng.sample(chosen, min(size, len(chosen))), folder, rng, 2)
+            out[split].append(folder)
+    return out
+
+
+def merged(parts: list[dict]) -> dict:
+    """Several collections' candidate pairs, inputs and labels as one (for fitting and scoring only: the pairs'
+    rows index different collections)."""
+    out = {}
+    for variant in ("", "_hashes"):
+        pairs = [p[variant]["pairs"] for p in parts]
+        out[variant] = {
+            "pairs": Pairs(*(np.concatenate([getattr(p, f) for p in pairs]) for f in ("left", "right", "exact",
+                                                                                         "features"))),
+            "cols": {k: np.concatenate([p[variant]["cols"][k] for p in parts]) for k in parts[0][variant]["cols"]},
+            "labels": {level: (np.concatenate([p[variant]["labels"][level][0] for p in parts]),
+                               sum(p[variant]["labels"][level][1] for p in parts)) for level in INCLUDES},
+        }
     return out
 
 
@@ -319,21 +360,27 @@ def main() -> None:
     started = time.time()
     try:
         if opts.reuse and (work / "pairs.pkl").exists():
-            fit, val = pickle.loads((work / "pairs.pkl").read_bytes())
+            fit, fit_small, val, val_small = pickle.loads((work / "pairs.pkl").read_bytes())
         else:
             for ours in ("collections", "fit-index", "val-index"):  # an earlier run's, never anything else
                 shutil.rmtree(work / ours, ignore_errors=True)
+            for ours in work.glob("*-small*-index"):
+                shutil.rmtree(ours)
             sys.argv = ["copies.py", str(work / "collections"), "--seed", str(opts.seed), "--copies", str(opts.copies),
                         "--marks", str(MARKS)]
             copies.main()
+            small = small_collections(work, opts.seed)
             fit = split_data(work / "collections" / "fit", work)
+            fit_small = merged([split_data(f, work) for f in small["fit"]])
             val = split_data(work / "collections" / "val", work)
-            (work / "pairs.pkl").write_bytes(pickle.dumps((fit, val)))
+            val_small = merged([split_data(f, work) for f in small["val"]])
+            (work / "pairs.pkl").write_bytes(pickle.dumps((fit, fit_small, val, val_small)))
         levels, report = {}, {}
         for name in INCLUDES:
-            levels[name] = fit_level(fit, levels, name)
+            fitted_on = merged([fit, fit_small]) if FITS_SMALL[name] else fit
+            levels[name] = fit_level(fitted_on, levels, name)
             report[name] = {}
-            for split, data in (("fit", fit), ("val", val)):
+            for split, data in (("fit", fitted_on), ("val", val), ("val_small", val_small)):
                 for variant in ("", "_hashes"):
                     y, total = data[variant]["labels"][name]
                     score = final_scores(levels, name, data[variant]["cols"], data[variant]["pairs"].exact, variant)
@@ -348,8 +395,9 @@ def main() -> None:
                                                                        (("seed", opts.seed), ("copies", opts.copies))),
                 "date": time.strftime("%Y-%m-%d"),
                 "data": "edited copies (benchmarks/copies.py) of the ../shared/data/dups bases and samples/, each "
-                        f"base also stamped with one of {MARKS} sellers' marks, bases split by group into fit and val; "
-                        "fitted on fit only; holdout never read",
+                        f"base also stamped with one of {MARKS} sellers' marks, bases split by group into fit and val, "
+                        f"and per split {len(SMALL_UNITS)} small collections of {SMALL_UNITS} of its units with 2 copies "
+                        "a base (levels in FITS_SMALL fitted on them too); fitted on fit only; holdout never read",
                 "collections": summary,
                 "pair_metrics_before_grouping": report,
                 "seconds": round(time.time() - started, 1),
