@@ -360,7 +360,10 @@ def main() -> None:
     started = time.time()
     try:
         if opts.reuse and (work / "pairs.pkl").exists():
-            fit, fit_small, val, val_small = pickle.loads((work / "pairs.pkl").read_bytes())
+            kept = pickle.loads((work / "pairs.pkl").read_bytes())
+            if len(kept) != 4:  # an earlier calibrate.py's, before the small collections
+                raise SystemExit(f"{work / 'pairs.pkl'} holds no small collections: run again without --reuse")
+            fit, fit_small, val, val_small = kept
         else:
             for ours in ("collections", "fit-index", "val-index"):  # an earlier run's, never anything else
                 shutil.rmtree(work / ours, ignore_errors=True)

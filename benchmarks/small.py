@@ -24,7 +24,7 @@ import simsearch
 from simsearch.evaluate import evaluate
 
 # (seed, units, copies a base): the collections, drawn from the validation units
-COLLECTIONS = ((21, 5, 2), (22, 10, 1), (23, 10, 3), (24, 20, 2), (25, 10, 2), (26, 30, 1))
+COLLECTIONS = ((21, 5, 2), (22, 10, 1), (23, 10, 3), (24, 20, 2), (25, 10, 2), (26, 25, 1))
 
 
 def main() -> None:
