@@ -398,9 +398,9 @@ def main() -> None:
                                                                        (("seed", opts.seed), ("copies", opts.copies))),
                 "date": time.strftime("%Y-%m-%d"),
                 "data": "edited copies (benchmarks/copies.py) of the ../shared/data/dups bases and samples/, each "
-                        f"base also stamped with one of {MARKS} sellers' marks, bases split by group into fit and val, "
-                        f"and per split {len(SMALL_UNITS)} small collections of {SMALL_UNITS} of its units with 2 copies "
-                        "a base (levels in FITS_SMALL fitted on them too); fitted on fit only; holdout never read",
+                        f"base also stamped with one of {MARKS} sellers' marks, bases split by group into fit and "
+                        f"val, and per split {len(SMALL_UNITS)} small collections of {SMALL_UNITS} of its units with 2 "
+                        "copies a base (levels in FITS_SMALL fitted on them too); fitted on fit only; holdout never read",
                 "collections": summary,
                 "pair_metrics_before_grouping": report,
                 "seconds": round(time.time() - started, 1),
