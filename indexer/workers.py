@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,12 +28,14 @@ class Workers:
 
     def __init__(self, count: int, start_method: str = "fork"):
         self.count = count
-        # fork: callers need no __main__ guard; the parent has started no threads yet (no FAISS, no model)
-        self._context = multiprocessing.get_context(start_method if os.name == "posix" else "spawn")
+        self.start_method = start_method
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        executor = ProcessPoolExecutor(self.count, mp_context=self._context)
+        context = multiprocessing.get_context(_start_method(self.start_method))
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload([extract_many.__module__])  # imported once, in the server
+        executor = ProcessPoolExecutor(self.count, mp_context=context)
         executor.submit(int).result()  # fork every worker now, before the parent loads any model
         return executor
 
@@ -45,6 +48,22 @@ class Workers:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+# libraries that run thread pools of their own once loaded (their threads' locks are what a fork must not copy)
+THREADED = ("onnxruntime", "torch", "faiss", "cv2", "ray")
+
+
+def _start_method(asked: str) -> str:
+    """``asked``, except where a fork is not safe. A command forks its workers before it loads any model or index,
+    and fork needs no ``__main__`` guard. A process that has loaded one of ``THREADED`` (a program that loaded a
+    model, a test session, a command restarting a worker after a crash) gets a fork server instead: a fork copies
+    the locks those threads hold at that moment, and a worker can wait on one forever (seen: both workers of a test
+    session, each at its first task, waited 20 minutes). Like spawn, a fork server runs an unguarded main script
+    again in each worker. Outside POSIX, spawn."""
+    if os.name != "posix":
+        return "spawn"
+    return "forkserver" if asked == "fork" and any(name in sys.modules for name in THREADED) else asked
 
 
 @contextmanager

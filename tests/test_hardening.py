@@ -1,9 +1,9 @@
 """Bad input never takes a run down: any decoder error, and a worker process that dies."""
 
 import io
+import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -80,28 +80,56 @@ def test_search_with_corrupt_query_is_one_line(tmp_path, avif_bytes, photos):
     assert result.output.startswith(f"Error: {bad}: cannot decode AVIF data") and result.output.count("\n") == 1
 
 
-def test_a_worker_that_dies_costs_only_its_file(tmp_path, monkeypatch):
+# run in a fresh interpreter, as a command runs: its workers fork (this test session has loaded models, so its own
+# workers start from a fork server) and inherit the decoder patched to kill its process on one file
+_KILLER_RUN = """
+import json, os, signal, sys
+import simsearch
+import simsearch.indexer.features as features
+
+real_decode = features.decode
+
+def fatal_decode(data, **kw):
+    if b"KILL-THE-WORKER" in data:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_decode(data, **kw)
+
+features.decode = fatal_decode
+with simsearch.open_index(sys.argv[2], create=True) as idx:
+    summary = idx.add([sys.argv[1]], workers=2)
+    print(json.dumps({"indexed": summary.indexed, "failed": summary.failed, "images": len(idx.images()),
+                      "failures": [(f["path"], f["kind"]) for f in idx.failures()]}))
+"""
+
+
+def test_a_worker_that_dies_costs_only_its_file(tmp_path):
     """A decoder that kills its process (as a segfault or the OOM killer would) on one file."""
-    import simsearch.indexer.features as features
-
-    real_decode = features.decode
-
-    def fatal_decode(data, **kw):
-        if b"KILL-THE-WORKER" in data:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real_decode(data, **kw)
-
-    monkeypatch.setattr(features, "decode", fatal_decode)  # forked workers inherit it
     photos = tmp_path / "photos"
     _many_photos(photos, 60)
     shutil.copy(photos / "p007.png", photos / "p030-killer.png")
     with open(photos / "p030-killer.png", "ab") as fh:
         fh.write(b"KILL-THE-WORKER")
+    run = subprocess.run([sys.executable, "-c", _KILLER_RUN, str(photos), str(tmp_path / "ix")], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1]) == {"indexed": 60, "failed": 1, "images": 60,
+                                                       "failures": [["p030-killer.png", "crashed"]]}
+
+
+def test_workers_fork_only_before_a_runtime_starts_its_threads(monkeypatch, tmp_path):
+    """A fork copies the locks other threads hold; once a runtime with a thread pool is loaded (as in this test
+    session), workers start from a fork server, and a run still indexes everything."""
+    import onnxruntime
+    from simsearch.indexer import workers
+
+    for name in workers.THREADED:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert workers._start_method("fork") == "fork"
+    monkeypatch.setitem(sys.modules, "onnxruntime", onnxruntime)
+    assert workers._start_method("fork") == "forkserver" and workers._start_method("spawn") == "spawn"
+    _many_photos(tmp_path / "photos", 40)
     with simsearch.open_index(tmp_path / "ix", create=True) as idx:
-        summary = idx.add([photos], workers=2)
-        assert (summary.indexed, summary.failed) == (60, 1)
-        assert [(f["path"], f["kind"]) for f in idx.failures()] == [("p030-killer.png", "crashed")]
-        assert len(idx.images()) == 60
+        assert idx.add([tmp_path / "photos"], workers=2).indexed == 40
 
 
 def test_usage_errors_are_one_line_and_help_is_unchanged():
