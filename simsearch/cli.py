@@ -94,10 +94,19 @@ def _open(index_dir, db, create=False):
     return open_index(index_dir, db=db, create=create)
 
 
+def echo_json(value) -> None:
+    """Print ``value`` as indented JSON, written as it is encoded (a duplicate map of 100,000 images is tens of MB:
+    never held whole as text)."""
+    out = click.get_text_stream("stdout")
+    json.dump(value, out, indent=2)
+    out.write("\n")
+    out.flush()
+
+
 def emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:
     """Print rows as an aligned table, JSON or CSV."""
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        echo_json(rows)
         return
     columns = columns or (list(rows[0]) if rows else [])
     if fmt == "csv":
@@ -265,11 +274,11 @@ def _emit_answers(results, fmt: str, single: bool, key: str, rows, columns: list
         [result] = results
         if result.error is not None:
             raise click.ClickException(f"{result.query}: {result.error.cli_message or result.error}")
-        click.echo(json.dumps(as_json(result), indent=2)) if fmt == "json" else emit(rows(result), fmt, columns)
+        echo_json(as_json(result)) if fmt == "json" else emit(rows(result), fmt, columns)
         return
     if fmt == "json":
-        click.echo(json.dumps([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
-                               {"query": str(r.query), key: as_json(r)} for r in results], indent=2))
+        echo_json([{"query": str(r.query), "error": str(r.error)} if r.error is not None else
+                   {"query": str(r.query), key: as_json(r)} for r in results])
     elif fmt == "csv":
         emit([{"query": str(r.query), "error": str(r.error) if r.error is not None else "", **row}
               for r in results for row in (rows(r) or [{}])], fmt, ["query", *columns, "error"])
@@ -350,10 +359,10 @@ def duplicates(by, level, cut, max_distance, min_similarity, model, explain, mov
             return
         if explain:
             groups = idx.duplicate_pairs(level=level, cut=cut, model=model, progress=progress)
-            click.echo(json.dumps([{"keep": g[0].a.path, "pairs": [p.as_dict() for p in g]} for g in groups], indent=2))
+            echo_json([{"keep": g[0].a.path, "pairs": [p.as_dict() for p in g]} for g in groups])
             return
         if fmt == "json":
-            click.echo(json.dumps(idx.duplicate_map(**options), indent=2))
+            echo_json(idx.duplicate_map(**options))
             return
         groups = idx.duplicates(**options)
     rows = [{"group": n, "keep": "*" if i == 0 else "", "path": r.path, "width": r.width, "height": r.height,
@@ -389,7 +398,7 @@ def explain(a, b, level, cut, model, index_dir, db, fmt):
     with _open(index_dir, db) as idx:
         pair = idx.explain(a, b, level=level, cut=cut, model=model).as_dict()
     if fmt == "json":
-        click.echo(json.dumps(pair, indent=2))
+        echo_json(pair)
         return
     rows = [{"field": k, "value": v} for k, v in pair.items() if k not in ("inputs", "transform")]
     rows += [{"field": f"input {k}", "value": v} for k, v in pair["inputs"].items()]
@@ -484,7 +493,7 @@ def stats(show_failures, index_dir, db, fmt):
         emit(failures, fmt, ["path", "kind", "message"])
         return
     if fmt == "json":
-        click.echo(json.dumps(info, indent=2))
+        echo_json(info)
         return
     info["failure_kinds"] = ", ".join(f"{k} {v}" for k, v in sorted(info["failure_kinds"].items())) or "-"
     emit([{"field": k, "value": v} for k, v in info.items()], fmt, ["field", "value"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 import simsearch
 from simsearch import decide, duplicates, matching, report
@@ -224,6 +224,44 @@ def test_hash_only_index_still_decides(tmp_path):
         idx.add([folder], workers=1)
         [group] = idx.duplicates()
         assert {r.path for r in group} == {"coffee.png", "coffee_half.jpg", "coffee_mirror.png"}
+
+
+def _look_alike(rng: np.random.Generator) -> Image.Image:
+    """A potato-like photo: a spotted ellipse of random size, place and shade on black. Such pictures are close in
+    every hash, whatever their shapes and spots."""
+    img = Image.new("RGB", (300, 300), "black")
+    draw = ImageDraw.Draw(img)
+    cx, cy = 150 + rng.integers(-12, 13, 2)
+    rx, ry = int(rng.integers(100, 135)), int(rng.integers(75, 105))
+    shade = tuple(int(v) for v in np.array([215, 170, 110]) * rng.uniform(0.85, 1.1))
+    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=shade)
+    for _ in range(40):
+        x, y, r = rng.integers(cx - rx + 20, cx + rx - 20), rng.integers(cy - ry + 15, cy + ry - 15), rng.integers(2, 5)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(v * 0.6) for v in shade))
+    return img.filter(ImageFilter.GaussianBlur(1.5))
+
+
+def test_a_hash_only_index_verifies_every_copy_pair_it_is_not_sure_to_refuse(tmp_path):
+    """Without embeddings, hashes alone say little of smooth pictures: among look-alikes, the cheap model was sure
+    of pairs of different ones (two potatoes at 0.84). Every candidate pair above the band's low end is verified."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        img = _look_alike(rng)
+        img.save(folder / f"blob{k:02d}.png")
+        if k < 3:
+            img.resize((200, 200)).save(folder / f"blob{k:02d}_small.jpg", quality=90)
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1)
+        decided = duplicates.decide(idx._reads, "copy")
+    d = decided.decisions
+    low = decide.model_data()["levels"]["copy"]["band_hashes"][0]
+    assert (d.cheap >= 0.9).any()  # the cheap model is sure of some pairs ...
+    assert d.verified[(d.cheap >= low) & ~d.pairs.exact].all()  # ... and all of them are verified
+    pairs = [decided.pair(k) for k in np.flatnonzero(d.score >= d.cut)]
+    assert {(p.a.path, p.b.path) for p in pairs if p.b.path == p.a.path.replace(".png", "_small.jpg")} == {
+        (f"blob{k:02d}.png", f"blob{k:02d}_small.jpg") for k in range(3)}
 
 
 def _new_copy(tmp_path, suffix: str = ".jpg") -> Path:
