@@ -7,8 +7,8 @@
 3. For each level (copy, scene) and each variant (with embeddings, hashes only), fit a cheap and a
    verified model (gradient-boosted trees, monotone in every input, exported as arrays) on the fit split only
    (for copy with embeddings, also a fitted model for pairs with a transform, free in the embedding's inputs:
-   FITTED_FREE); choose the borderline band (the cheap scores for which verification runs) and the cut on the
-   fit split only.
+   FITTED_FREE); choose the borderline band (the cheap scores for which verification runs: every pair at or
+   above its low end) and the cut on the fit split only.
 4. Report pair-level precision, recall, F1 and average precision on the val split, whose images
    were never fitted on, and write the models with their provenance.
 
@@ -53,24 +53,20 @@ VERIFY = ["matches", "inliers", "inlier_fraction", "inlier_share", "residual", "
 # the band's low end keeps this share of the fit split's true pairs, per level. Copy keeps 0.999: its pairs below
 # 0.995's end were hard copies in dense families (24 to 64 copies a base: a crop turned 180 degrees and framed ranks
 # below its own family's look-alikes), which verification then finds (2026-11-27: the validation collections' grouped
-# F1 rose by up to 0.008, 32 % more borderline pairs at 100k images). Scene verifies every pair above its band, so
-# its end at 0.999 verified 34 % more fit pairs for 0.004 pair F1 on the validation split, and `dups`' potato video
+# F1 rose by up to 0.008, 32 % more borderline pairs at 100k images). Scene's end at
+# 0.999 verified 34 % more fit pairs for 0.004 pair F1 on the validation split, and `dups`' potato video
 # frames joined (same-scene F1 0.873 to 0.833): it keeps 0.995
 BAND_RECALL = {"copy": 0.999, "scene": 0.995}
-BAND_PRECISION = 0.995  # above the band's high end, fit pairs are this precise without verification
-# above the band, the cheap model's pairs are taken without verification, except where their cosine is below
-# this: the fit data's sure pairs at such cosines are crops, tilts and overlays standing out of a family of
-# copies, but in a sparse collection (a catalogue of originals, or families of two) an unrelated photo of
-# another size stands out the same way, and was taken (another listing's room at cosine 0.51 to 0.74, cheap
-# probability 0.95 to 0.97; generated seed 10). Verifying those costs 6 % more verified pairs on the fit split
-VERIFY_BELOW_COSINE = 0.8
-# the variants ("": with embeddings, "_hashes": hashes only) in which a level verifies every pair above the band's
-# low end. Scene: rooms alike in kind fool the cheap features, and on the fit split no cheap score is safe from them.
-# Copy without embeddings: hashes say little of smooth pictures, and nothing tells the cheap model that a collection
-# is full of look-alikes (the fit data has none): on 5,000 crops of product-like photos (stages.py's folder: 458
-# potatoes on black, 8 crops of each) it took pairs of different potatoes at 0.83 to 0.99 unverified, and a group of
-# 1,717 images formed around one of them (pair precision 0.005; 0.98 with every such pair verified)
-VERIFY_ALL_ABOVE = {"copy": ("_hashes",), "scene": ("", "_hashes")}
+# every pair at or above the band's low end is verified (the band's high end is 1): the cheap model's surest pairs
+# were taken unverified once, above a high end where fit pairs were 99.5 % precise, and each kind of collection the
+# fit data lacks broke it. Scene: rooms alike in kind fool the cheap features. Copy without embeddings: hashes say
+# little of smooth pictures (on 5,000 crops of product-like photos, stages.py's folder of 458 potatoes on black, it
+# took different potatoes at 0.83 to 0.99 and grouped 1,717 images: pair precision 0.005, 0.980 verified). Copy with
+# embeddings: in a small collection an image's 20th neighbour is an unrelated picture, so the frames of a burst
+# stand out of it as copies do (small.py's collections of 61 and 94 images, F1 0.834 and 0.900; 0.926 and 0.959
+# verified); in a sparse one an unrelated photo of another size stands out as a crop does (another listing's room,
+# cosine 0.51 to 0.74, cheap probability 0.95 to 0.97, generated seed 10). It verifies 16 % more fit pairs
+# (2026-11-27)
 # a level's probability is the larger of its own and that of the level it includes (a copy is a shot
 # of the same scene); levels are fitted in this dict's order
 INCLUDES = {"copy": None, "scene": "copy"}
@@ -217,15 +213,10 @@ def merged(parts: list[dict]) -> dict:
     return out
 
 
-def choose_band(cheap: np.ndarray, y: np.ndarray, recall: float) -> tuple[float, float]:
+def band_low_end(cheap: np.ndarray, y: np.ndarray, recall: float) -> float:
+    """The cheap score at or above which ``recall`` of the true pairs lie (at most 0.5)."""
     lo = float(np.quantile(cheap[y], 1 - recall)) if y.any() else 0.5
-    hi = 1.0
-    for t in np.linspace(0.5, 1.0, 51):
-        above = cheap >= t
-        if above.any() and y[above].mean() >= BAND_PRECISION:
-            hi = float(t)
-            break
-    return round(min(lo, 0.5), 4), round(max(hi, 0.5), 4)
+    return round(min(lo, 0.5), 4)
 
 
 def final_scores(levels: dict, name: str, cols: dict, exact: np.ndarray, variant: str) -> np.ndarray:
@@ -250,8 +241,7 @@ def _own_scores(level: dict, cols: dict, exact: np.ndarray, variant: str) -> np.
 def _border(level: dict, cheap: np.ndarray, cols: dict, exact: np.ndarray, variant: str) -> np.ndarray:
     """The pairs a level verifies, as ``simsearch.decide.Decider.borderline`` picks them."""
     lo, hi = level["band" + variant]
-    below = level.get("verify_below_cosine", 0.0) if variant == "" else 0.0
-    return (cheap >= lo) & ((cheap < hi) | (cols["cosine"] < below)) & ~exact
+    return (cheap >= lo) & (cheap < hi) & ~exact
 
 
 def pair_metrics(score: np.ndarray, y: np.ndarray, total: int, cut: float) -> dict:
@@ -287,10 +277,7 @@ def fit_level(fit: dict, levels: dict, level_name: str) -> dict:
         level["cheap" + variant] = fit_trees(np.column_stack([cols[n] for n in names]), y, names)
         p = predict(level["cheap" + variant], cols, names)
         p[exact] = 1.0
-        lo, hi = choose_band(p[~exact], y[~exact], BAND_RECALL[level_name])
-        level["band" + variant] = [lo, 1.0 if variant in VERIFY_ALL_ABOVE[level_name] else hi]
-        if variant == "" and variant not in VERIFY_ALL_ABOVE[level_name]:
-            level["verify_below_cosine"] = VERIFY_BELOW_COSINE
+        level["band" + variant] = [band_low_end(p[~exact], y[~exact], BAND_RECALL[level_name]), 1.0]
         # the verified model sees the pairs it will be asked about: those at or above the band's low end
         asked = (p >= level["band" + variant][0]) & ~exact
         gate = choose_gate(cols, y, asked, GATED[level_name], levels.get(INCLUDES[level_name] or "", {}).get(

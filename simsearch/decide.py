@@ -7,9 +7,9 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
 
 - a *cheap* model on the pair features of ``simsearch.pairs`` (no image decoded);
 - a *verified* model that adds geometric verification (``simsearch.verify``), used for the
-  pairs whose cheap probability lies in the level's borderline band, and only for them (at level copy, also
-  for pairs above the band whose cosine is low: see ``benchmarks/calibrate.py``, VERIFY_BELOW_COSINE); at level
-  copy, the verified pairs where a transform fits enough matches have a *fitted* model of their own
+  pairs whose cheap probability lies in the level's borderline band, and only for them (the calibration sets
+  every band's high end at 1: the cheap model's surest pairs are verified too, see ``benchmarks/calibrate.py``);
+  at level copy, the verified pairs where a transform fits enough matches have a *fitted* model of their own
   (``verified_probability``);
 - both in a variant for indexes without embeddings (hashes only);
 - for ``copy``, a gate: a verified pair whose two images showed enough keypoints, and too few of
@@ -182,8 +182,6 @@ class Decider:
         self.variant = variant
         self.gate = data.get("gate" + variant)
         self.band = (0.0, 1.0 + 1e-9) if verify_all else tuple(data["band" + variant])
-        # below this cosine a pair is verified however sure the cheap model is (``borderline``)
-        self.verify_below_cosine = float(data.get("verify_below_cosine", 0.0)) if embeddings else 0.0
         self.cut = default_cut(level) if cut is None else float(cut)
         if not 0.0 < self.cut <= 1.0:
             raise InvalidArgument(f"the cut is a probability in (0, 1], got {self.cut}")
@@ -227,11 +225,9 @@ class Decider:
         return cheap
 
     def borderline(self, pairs: Pairs, cheap: np.ndarray) -> np.ndarray:
-        """The pairs this level verifies: cheap probability in its band, or above it with a cosine under
-        ``verify_below_cosine``; never exact copies."""
+        """The pairs this level verifies: cheap probability in its band; never exact copies."""
         lo, hi = self.band
-        unsure = (cheap < hi) | (pairs.feature("cosine") < self.verify_below_cosine)
-        return np.flatnonzero((cheap >= lo) & unsure & ~pairs.exact)
+        return np.flatnonzero((cheap >= lo) & (cheap < hi) & ~pairs.exact)
 
     def _scored(self, pairs: Pairs, cheap_by_level: dict[str, np.ndarray], border_by_level: dict[str, np.ndarray],
                 verifications: dict[int, Verification]) -> Decisions:
