@@ -53,9 +53,9 @@ VERIFY = ["matches", "inliers", "inlier_fraction", "inlier_share", "residual", "
 # the band's low end keeps this share of the fit split's true pairs, per level. Copy keeps 0.999: its pairs below
 # 0.995's end were hard copies in dense families (24 to 64 copies a base: a crop turned 180 degrees and framed ranks
 # below its own family's look-alikes), which verification then finds (2026-11-27: the validation collections' grouped
-# F1 rose by up to 0.008, 32 % more borderline pairs at 100k images). Scene's end at
-# 0.999 verified 34 % more fit pairs for 0.004 pair F1 on the validation split, and `dups`' potato video
-# frames joined (same-scene F1 0.873 to 0.833): it keeps 0.995
+# F1 rose by up to 0.008, 32 % more borderline pairs at 100k images). Scene's end at 0.999 verified 34 % more fit
+# pairs for 0.004 pair F1 on the validation split, and `dups`' potato video frames joined (same-scene F1 0.873 to
+# 0.833): it keeps 0.995
 BAND_RECALL = {"copy": 0.999, "scene": 0.995}
 # every pair at or above the band's low end is verified (the band's high end is 1): the cheap model's surest pairs
 # were taken unverified once, above a high end where fit pairs were 99.5 % precise, and each kind of collection the

@@ -36,7 +36,7 @@ class Workers:
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload([extract_many.__module__])  # imported once, in the server
         executor = ProcessPoolExecutor(self.count, mp_context=context)
-        executor.submit(int).result()  # fork every worker now, before the parent loads any model
+        executor.submit(int).result()  # start every worker now, before the parent loads any model
         return executor
 
     def submit(self, tasks: list[Task], jobs: ModelJobs | None):
