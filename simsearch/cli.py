@@ -97,10 +97,9 @@ def _open(index_dir, db, create=False):
 def echo_json(value) -> None:
     """Print ``value`` as indented JSON, written as it is encoded (a duplicate map of 100,000 images is tens of MB:
     never held whole as text)."""
-    out = click.get_text_stream("stdout")
-    json.dump(value, out, indent=2)
-    out.write("\n")
-    out.flush()
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -100,6 +101,11 @@ def test_duplicates_json_is_imagededup_map(shared_index):
     assert "coffee.png" in mapping["edits/coffee_q70.jpg"]
     assert all(k in mapping[v] for k, vs in mapping.items() for v in vs)  # symmetric
     assert mapping["text.png"] == []
+    # as a command, with every warning an error: the JSON is written as encoded, through no deprecated call
+    command = subprocess.run([sys.executable, "-W", "error", "-m", "simsearch.cli", "duplicates", "--index",
+                              str(cli_index), "--format", "json"], capture_output=True, text=True)
+    assert command.returncode == 0 and json.loads(command.stdout) == mapping, command.stderr
+    assert command.stderr.count("\n") == 1  # the note alone
 
 
 def test_duplicates_table_shows_each_picture(shared_index):
