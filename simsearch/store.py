@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
@@ -137,16 +138,27 @@ def is_index(engine: Engine) -> bool:
     return bool(_revisions(engine))
 
 
+# how long opening keeps trying a database SQLite calls locked without waiting on its busy handler: it answers
+# "locked" at once where waiting could deadlock, as when one process opens a WAL database while another's last
+# connection closes it (one of two `simsearch index` runs starting on one new index, about 1 time in 25 here)
+OPEN_RETRY_S = 10.0
+
+
 def _revisions(engine: Engine, busy_is_unknown: bool = False) -> set[str] | None:
     """The database's schema revisions; None, with ``busy_is_unknown``, while another process
     holds it locked (creating it, most likely: the caller then waits for the writer lock)."""
-    try:
-        with engine.connect() as conn:
-            return _current_revisions(conn)
-    except SQLAlchemyError as exc:
-        if busy_is_unknown and "database is locked" in str(exc):
-            return None
-        raise IndexNotFound(f"cannot open the index database: {exc.orig or exc}") from None
+    deadline = time.monotonic() + OPEN_RETRY_S
+    while True:
+        try:
+            with engine.connect() as conn:
+                return _current_revisions(conn)
+        except SQLAlchemyError as exc:
+            locked = "database is locked" in str(exc)
+            if locked and busy_is_unknown:
+                return None
+            if not locked or time.monotonic() > deadline:
+                raise IndexNotFound(f"cannot open the index database: {exc.orig or exc}") from None
+            time.sleep(0.1)
 
 
 def _migrate(engine: Engine, current: set[str]) -> None:
