@@ -59,12 +59,12 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except SimsearchError as exc:
-            raise click.ClickException(exc.cli_message or str(exc)) from None
+            raise click.ClickException(_one_line(exc.cli_message or str(exc))) from None
         except BrokenPipeError:  # output piped into `head` and the like: stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except OSError as exc:
-            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+            raise click.ClickException(_one_line(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))) from None
 
     return wrapper
 
@@ -307,9 +307,16 @@ def serve(host, port, token, move_to, index_dir, db):
         run_server(idx, host, port, token, Path(move_to) if move_to else None, echo=click.echo)
 
 
+def _a_probability(ctx, param, value: float | None) -> float | None:
+    """A cut in (0, 1]; click's FloatRange lets nan through (every comparison with it is false)."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise click.BadParameter(f"{value} is not a probability in (0, 1]")
+    return value
+
+
 def level_options(fn):
     """How duplicates are decided: the level and the probability cut."""
-    fn = click.option("--cut", type=click.FloatRange(0, 1, min_open=True), default=None,
+    fn = click.option("--cut", type=float, callback=_a_probability, default=None,
                       help="auto: the least probability for a pair to be duplicates (default: the level's "
                            "calibrated cut).")(fn)
     return click.option("--level", type=click.Choice(LEVELS), default="copy", show_default=True,
@@ -630,15 +637,20 @@ def run() -> None:
         click.echo("Aborted!", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug: one line like every error, the traceback on request
         if os.environ.get("SIMSEARCH_TRACEBACK"):
             raise
-        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug in simsearch: run again with "
-                   "SIMSEARCH_TRACEBACK=1 to see where, and report it)", err=True)
+        click.echo(f"Error: unexpected {type(exc).__name__}: {_one_line(str(exc))} (a bug in simsearch: run again "
+                   "with SIMSEARCH_TRACEBACK=1 to see where, and report it)", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(message: str) -> str:
+    """An error on one line: a library's may span several (psycopg's: the error, then a hint)."""
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from . import clusterings, duplicates, matching, queries, store, tags
 from .errors import IndexNotFound, InvalidArgument
 from .locks import Writer, writer_lock
-from .moves import Moves, move_duplicates, undo
+from .moves import Moves, move_duplicates, prepare_target, undo
 from .names import ANN_KINDS, DEFAULT_EMBEDDER, DEFAULT_INDEX_DIR
 from .reads import ImageRecord, Reads
 
@@ -316,6 +316,7 @@ class Index:
         """Keep the first image of each duplicate group and move the others under ``target``, recording
         each move in ``manifest`` (for ``simsearch undo``). Files gone or changed since they were
         indexed, and the members of a group whose keeper is, stay in place (``Moves.skipped``)."""
+        prepare_target(target, manifest)  # a target that cannot be written fails before the pairs are decided
         with self.writing():
             return move_duplicates(self, self.duplicates(**options), target, manifest)
 

@@ -26,6 +26,17 @@ class Moves(NamedTuple):
     skipped: list[tuple[str, str]]  # (path, why it stayed in place)
 
 
+def prepare_target(target: str | os.PathLike, manifest: str | os.PathLike) -> Path:
+    """The folder duplicates are moved to, made (and marked not to be indexed), and the manifest opened once for
+    appending: a target or manifest that cannot be written fails here, before any duplicate is decided."""
+    target = Path(target).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    mark_not_indexed(target, "duplicates moved aside by simsearch: simsearch undo MANIFEST puts them back")
+    with open(manifest, "a"):
+        pass
+    return target
+
+
 def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os.PathLike) -> Moves:
     """Move every member but the first of each group under ``target`` (keeping its
     path relative to its root) and append one JSON line per move to ``manifest``,
@@ -35,9 +46,7 @@ def move_duplicates(index, groups, target: str | os.PathLike, manifest: str | os
     left where it is, and so is every member of a group whose keeper is (moving them would leave no
     copy of the picture in place). A move the filesystem refuses is skipped too, and the run goes on;
     the index marks every file moved as removed even when the run is interrupted."""
-    target = Path(target).resolve()
-    target.mkdir(parents=True, exist_ok=True)
-    mark_not_indexed(target, "duplicates moved aside by simsearch: simsearch undo MANIFEST puts them back")
+    target = prepare_target(target, manifest)
     ids, skipped = [], []  # the images moved, the files left in place
     try:
         with open(manifest, "a") as log:

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import simsearch
-from simsearch.cli import main
+from simsearch.cli import friendly, main
 from simsearch.cli import run as simsearch_command
+from simsearch.errors import IndexNotFound
 
 from .conftest import REPO
 
@@ -200,6 +201,9 @@ def test_evaluate_names_ground_truth_it_cannot_score(shared_index, tmp_path):
         (["duplicates", "--index", "{index}", "--by", "exact", "--level", "scene"], "--level not used by 'exact'"),
         (["index", "{photo}", "--index", "{index}", "--embed", "no_such_model"], "unknown embedder"),
         (["index", "{photo}", "--index", "{index}", "--embed", "--weights", "{nothing}"], "cannot read weights"),
+        (["duplicates", "--index", "{index}", "--cut", "nan"], "nan is not a probability in (0, 1]"),
+        (["match", "{photo}", "--index", "{index}", "--cut", "inf"], "inf is not a probability in (0, 1]"),
+        (["duplicates", "--index", "{index}", "--move-to", "{photo}/aside"], "Not a directory"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(shared_index, tmp_path, args, message):
@@ -235,6 +239,32 @@ def test_an_error_nobody_foresaw_is_one_line_too(monkeypatch, capsys):
             simsearch_command()
     finally:
         del main.commands["explode"]
+
+
+def test_an_error_of_several_lines_is_one_line(monkeypatch, capsys):
+    """A library's message may span lines (psycopg's: the refused connection, then a hint): one line all the same."""
+    @main.command("refuse")
+    @friendly
+    def refuse():
+        raise IndexNotFound("cannot open the index database: connection refused\n\tIs the server running?")
+
+    monkeypatch.setattr(sys, "argv", ["simsearch", "refuse"])
+    try:
+        with pytest.raises(SystemExit):
+            simsearch_command()
+        assert capsys.readouterr().err.splitlines() == [
+            "Error: cannot open the index database: connection refused Is the server running?"]
+    finally:
+        del main.commands["refuse"]
+
+
+def test_an_unwritable_move_target_fails_before_any_pair_is_decided(shared_index, monkeypatch):
+    cli_index, photos = shared_index
+    idx = simsearch.open_index(cli_index)
+    monkeypatch.setattr(idx, "duplicates", lambda **_: pytest.fail("decided pairs for a move that cannot happen"))
+    with pytest.raises(NotADirectoryError):
+        idx.move_duplicates(photos / "camera.png" / "aside", photos / "moves.jsonl")
+    idx.close()
 
 
 def test_library_errors_speak_python_and_the_cli_adds_the_flag(shared_index):
