@@ -31,6 +31,7 @@ from pathlib import Path
 
 import copies
 import numpy as np
+from common import NARROWER_LOW_ENDS
 
 import simsearch
 from simsearch.decide import (
@@ -326,6 +327,24 @@ def choose_gate(cols: dict, y: np.ndarray, asked: np.ndarray, parts: tuple[str, 
             "fit_pairs": int(held.sum()), "fit_true_pairs": int(y[held].sum())}
 
 
+def narrower_bands(levels: dict, splits: dict[str, dict]) -> list[dict]:
+    """What verifying fewer pairs would cost at level copy with embeddings: each split's pair metrics and share of
+    candidate pairs verified, with the band's low end at each of NARROWER_LOW_ENDS instead of the calibrated one
+    (``duplicates_scale.py`` reports the time each would take over 100k images)."""
+    out = []
+    for low in NARROWER_LOW_ENDS:
+        narrower = {**levels, "copy": {**levels["copy"], "band": [low, 1.0]}}
+        row = {"low_end": low}
+        for split, data in splits.items():
+            y, total = data[""]["labels"]["copy"]
+            cols, exact = data[""]["cols"], data[""]["pairs"].exact
+            score = final_scores(narrower, "copy", cols, exact, "")
+            row[split] = {**pair_metrics(score, y, total, narrower["copy"]["cut"]),
+                          "verified_share": verified_share(narrower, "copy", cols, exact, "")}
+        out.append(row)
+    return out
+
+
 def choose_cut(score: np.ndarray, y: np.ndarray, total: int) -> float:
     """The highest cut whose neighbourhood (+-0.05) has a mean F1 on the fit split within CUT_SLACK of the best:
     a wide plateau rather than a spike, which moves with every refit, and on it the precise end."""
@@ -369,9 +388,9 @@ def main() -> None:
             val = split_data(work / "collections" / "val", work)
             val_small = merged([split_data(f, work) for f in small["val"]])
             (work / "pairs.pkl").write_bytes(pickle.dumps((fit, fit_small, val, val_small)))
-        levels, report = {}, {}
+        levels, report, fitted_on_by_level = {}, {}, {}
         for name in INCLUDES:
-            fitted_on = merged([fit, fit_small]) if FITS_SMALL[name] else fit
+            fitted_on = fitted_on_by_level[name] = merged([fit, fit_small]) if FITS_SMALL[name] else fit
             levels[name] = fit_level(fitted_on, levels, name)
             report[name] = {}
             for split, data in (("fit", fitted_on), ("val", val), ("val_small", val_small)):
@@ -394,6 +413,8 @@ def main() -> None:
                         "copies a base (levels in FITS_SMALL fitted on them too); fitted on fit only; holdout never read",
                 "collections": summary,
                 "pair_metrics_before_grouping": report,
+                "narrower_copy_bands": narrower_bands(levels, {"fit": fitted_on_by_level["copy"], "val": val,
+                                                               "val_small": val_small}),
                 "seconds": round(time.time() - started, 1),
             },
             "levels": levels,

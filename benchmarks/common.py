@@ -16,6 +16,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DUPS = REPO.parent / "shared" / "data" / "dups"
 RESULTS = Path(__file__).resolve().parent / "results"
+# low ends of level copy's borderline band (cheap probabilities) at which the cost of verifying fewer pairs is
+# reported: calibrate.py gives the pair F1 each would score, duplicates_scale.py the time each would take at 100k
+NARROWER_LOW_ENDS = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 def require_dups() -> Path:

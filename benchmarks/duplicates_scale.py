@@ -8,7 +8,8 @@ photos (the ``dups`` set's borderline pairs): the projected total is the measure
 computations of verification's plan times the measured cost per image (decoding, keypoints), plus the pairs
 times the cost per pair (matching, RANSAC). The plan by which verification would hold keypoints over those
 pairs is counted too: the most images held at once and the keypoint computations, under
-``simsearch.decide.KEYPOINT_CAP`` and without it. A second
+``simsearch.decide.KEYPOINT_CAP`` and without it, and the projected time with the band's low end higher
+(``common.NARROWER_LOW_ENDS``: fewer pairs verified, at the cost in F1 ``calibrate.py`` reports). A second
 run, with every borderline pair's verification kept by the first (``simsearch.verified``), opens no file
 and is timed as it is.
 
@@ -32,7 +33,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from ann import make_data
-from common import DUPS, peak_rss_mb, write
+from common import DUPS, NARROWER_LOW_ENDS, peak_rss_mb, write
 
 import simsearch
 from simsearch import duplicates as dup
@@ -130,13 +131,30 @@ def rerun_with_kept(idx, decided) -> dict:
             "kept_file_mb": round(kept.path.stat().st_size / 2**20, 1)}
 
 
-def borderline_pairs(decided) -> tuple[list[int], list[int]]:
-    """The pairs `duplicates` verifies (``Decider.borderline``), each in the order it verifies them
-    (``simsearch.verify.orient``)."""
-    border = dup.Decider("copy").borderline(decided.decisions.pairs, decided.decisions.cheap)
-    left, right, _ = orient(decided.decisions.pairs.left[border].tolist(),
-                            decided.decisions.pairs.right[border].tolist(), decided.collection.sha256)
+def borderline_pairs(decided, low_end: float | None = None) -> tuple[list[int], list[int]]:
+    """The pairs `duplicates` verifies (``Decider.borderline``; ``low_end``: those at or above this cheap
+    probability instead), each in the order it verifies them (``simsearch.verify.orient``)."""
+    d = decided.decisions
+    if low_end is None:
+        border = dup.Decider("copy").borderline(d.pairs, d.cheap)
+    else:
+        border = np.flatnonzero((d.cheap >= low_end) & ~d.pairs.exact)
+    left, right, _ = orient(d.pairs.left[border].tolist(), d.pairs.right[border].tolist(), decided.collection.sha256)
     return left, right
+
+
+def narrower_bands(decided, run: dict, cost: dict) -> list[dict]:
+    """The first run's projected time with the band's low end at each of NARROWER_LOW_ENDS instead of the
+    calibrated one (``calibrate.py`` reports the pair F1 each would score)."""
+    out = []
+    for low in NARROWER_LOW_ENDS:
+        left, right = borderline_pairs(decided, low)
+        computations = keypoint_plan(left, right)["capped"]["computations"]
+        verifying = computations * cost.get("seconds_per_image", 0.0) + len(left) * cost.get("seconds_per_pair", 0.0)
+        out.append({"low_end": low, "borderline_pairs": len(left), "keypoint_computations": computations,
+                    "projected_total_seconds": round(run["seconds_to_decide"] + run["seconds_to_group"] + verifying,
+                                                     1)})
+    return out
 
 
 def verification_cost() -> dict:
@@ -200,9 +218,10 @@ def main() -> None:
         run, decided = timed_run(idx)
         rerun = rerun_with_kept(idx, decided)
         idx.close()
+        cost = verification_cost()
+        narrower = narrower_bands(decided, run, cost)
     finally:
         shutil.rmtree(tmp)
-    cost = verification_cost()
     # keypoints as verification's plan computes them: an image dropped under the cap and needed again is decoded again
     verifying = (run["keypoint_plan"]["capped"]["computations"] * cost.get("seconds_per_image", 0.0)
                  + run["borderline_pairs"] * cost.get("seconds_per_pair", 0.0))
@@ -210,7 +229,7 @@ def main() -> None:
     write("duplicates_scale", {
         "n": opts.n, "index_build_seconds": round(built, 1), "run": run, "verification": cost,
         "projected_verification_seconds": round(verifying, 1), "projected_total_seconds": round(projected, 1),
-        "second_run_with_kept_verifications": rerun, "target_seconds": 120,
+        "second_run_with_kept_verifications": rerun, "narrower_bands": narrower, "target_seconds": 120,
         "peer_candidate_search": peer(vectors), "peak_rss_mb": round(peak_rss_mb()),
     })
 
