@@ -14,13 +14,16 @@ The bases are the validation units of ``copies.py``: photos, and runs of consecu
 (each frame its own capture, so a frame's copies are copies and the other frames are not). Reported: simsearch
 at its defaults (level copy) and Immaculate at its defaults, pair-level scores of the groups on the whole
 collection and on the photos alone (the video frames left out of the scoring), and simsearch's rate of copies
-decided duplicates of their base per edit, for photos and for video frames apart.
+decided duplicates of their base per edit, for photos and for video frames apart. ``--extreme`` makes the copies
+with edits past those again (``EXTREME``: 70 and 80 % cut away, JPEG q3 and q5, 25-degree tilts, blur radius 8,
+48-pixel thumbnails, a half cut away in grey at JPEG q10).
 
-Usage: python benchmarks/harsh.py
+Usage: python benchmarks/harsh.py [--extreme]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import shutil
@@ -81,7 +84,20 @@ HARSH = {
 }
 
 
-def make(folder: Path) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
+# ``--extreme``: past the harsh ones (Copydays' strongest crops and JPEG qualities, and beyond)
+EXTREME = {
+    "crop70": (lambda img, rng: _cut(img, rng, 0.30), 85),
+    "crop80": (lambda img, rng: _cut(img, rng, 0.20), 85),
+    "jpeg3": (lambda img, rng: img, 3),
+    "jpeg5": (lambda img, rng: img, 5),
+    "tilt25": (lambda img, rng: _tilt(img, 25.0), 85),
+    "blur8": (lambda img, rng: img.filter(ImageFilter.GaussianBlur(8)), 85),
+    "tiny48": (lambda img, rng: ImageOps.contain(img, (48, 48)), 85),
+    "crop50_grey_q10": (lambda img, rng: _cut(img, rng, 0.5).convert("L"), 10),
+}
+
+
+def make(folder: Path, edits: dict) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
     """The bases (``copies.write_split`` with no copies of its own) and their harsh copies, with the truth
     rewritten to hold them. Returns each copy's (edit, base, source) and the video frames' names."""
     units = [{**u, "copies": 0} for u in copies.base_groups() if copies.split_of(u["key"]) == "val"]
@@ -95,20 +111,20 @@ def make(folder: Path) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
             if unit["source"] == "bursts":
                 frames += names
             base = Image.open(folder / "images" / names[0]).convert("RGB")
-            for kind, (edit, quality) in HARSH.items():
+            for kind, (edit, quality) in edits.items():
                 name = f"u{n:03d}c{c}_{kind}.jpg"
                 edit(base, rng).save(folder / "images" / name, quality=quality)
                 made[name] = (kind, names[0], unit["source"])
                 if unit["source"] == "bursts":
                     frames.append(name)
-            family = names + [f"u{n:03d}c{c}_{kind}.jpg" for kind in HARSH]
+            family = names + [f"u{n:03d}c{c}_{kind}.jpg" for kind in edits]
             for name in family:
                 truth[name] = sorted(o for o in family if o != name)
     (folder / "copy.json").write_text(json.dumps(truth, indent=1))
     return made, frames
 
 
-def decided_by_edit(idx, made: dict[str, tuple[str, str, str]]) -> dict:
+def decided_by_edit(idx, made: dict[str, tuple[str, str, str]], edits: dict) -> dict:
     """Per edit, for photos and for video frames: copies decided duplicates of their base (calibrated, level copy)."""
     decided = decide(idx._reads, "copy")
     d = decided.decisions
@@ -122,30 +138,35 @@ def decided_by_edit(idx, made: dict[str, tuple[str, str, str]]) -> dict:
         total[key] += 1
         done[key] += frozenset((name, base)) in matched
     return {kind: {side: f"{done[(kind, side)]} of {total[(kind, side)]}" for side in ("photos", "video frames")}
-            for kind in HARSH}
+            for kind in edits}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--extreme", action="store_true", help="the EXTREME edits instead (results: harsh_extreme)")
+    extreme = parser.parse_args().extreme
+    edits = EXTREME if extreme else HARSH
     require_dups()
     work = Path(tempfile.mkdtemp())
     try:
         folder = work / "harsh"
-        made, frames = make(folder)
+        made, frames = make(folder, edits)
         images, truth = folder / "images", str(folder / "copy.json")
         exclude = work / "video_frames.txt"
         exclude.write_text("\n".join(frames) + "\n")
         idx = simsearch.open_index(work / "ix", create=True)
         idx.add([images], workers=2, embed="efficientnet_lite0")
         result = {"images": sum(1 for _ in images.iterdir()), "copies": len(made),
-                  "decided_duplicate_of_base": decided_by_edit(idx, made)}
+                  "decided_duplicate_of_base": decided_by_edit(idx, made, edits)}
         for name, left_out in (("whole collection", None), ("photos alone", str(exclude))):
             default = next(s for s in evaluate(idx, truth, exclude=left_out, level="copy") if s.default)
             result[name] = {"simsearch (default)": row(default), **immaculate_rows(images, truth, left_out)}
         idx.close()
     finally:
         shutil.rmtree(work)
-    write("harsh", {"note": "edits past calibration's ranges (see the docstring) on the validation bases; level "
-                            "copy, pair-level scores of the groups; Immaculate at its defaults", **result})
+    write("harsh_extreme" if extreme else "harsh",
+          {"note": "edits past calibration's ranges (see the docstring) on the validation bases; level copy, "
+                   "pair-level scores of the groups; Immaculate at its defaults", "edits": list(edits), **result})
 
 
 if __name__ == "__main__":
