@@ -59,12 +59,12 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except SimsearchError as exc:
-            raise click.ClickException(_one_line(exc.cli_message or str(exc))) from None
+            raise click.ClickException(exc.cli_message or str(exc)) from None
         except BrokenPipeError:  # output piped into `head` and the like: stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except OSError as exc:
-            raise click.ClickException(_one_line(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))) from None
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
 
     return wrapper
 
