@@ -14,8 +14,9 @@ edited-copy collections and shipped in ``simsearch/data/duplicate_model.json``:
 - both in a variant for indexes without embeddings (hashes only);
 - for ``copy``, a gate: a verified pair whose two images showed enough keypoints, and too few of
   whose matches fit one transform, or whose matches that fit are bunched in a small part of either
-  image (two photos stamped with one watermark), gets the small probability the fit data gave such
-  pairs, whatever the embeddings say (``gated``).
+  image (two photos stamped with one watermark), or whose pictures each lie well beyond the other's frame
+  (two overlapping shots of one scene), gets the small probability the fit data gave such pairs, whatever the
+  embeddings say (``gated``).
 
 Pairs of equal bytes or equal decoded pixels are duplicates at probability 1.
 
@@ -82,8 +83,9 @@ def default_cut(level: str) -> float:
 
 
 def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every named model input of each pair; ``verification`` is (pairs, 7): matches, inliers, inlier
-    fraction, residual, keypoints, the inliers' spread and the pictures' agreement (``verify.Verification``)."""
+    """Every named model input of each pair; ``verification`` is (pairs, 8): matches, inliers, inlier
+    fraction, residual, keypoints, the inliers' spread, the pictures' agreement and overhang
+    (``verify.Verification``)."""
     cols = {name: pairs.features[:, k] for k, name in enumerate(FEATURES)}
     cols["cosine2"] = cols["cosine"] ** 2
     cols["phash0"] = (cols["phash"] == 0).astype(np.float64)
@@ -96,6 +98,7 @@ def inputs(pairs: Pairs, verification: np.ndarray | None = None) -> dict[str, np
         cols["keypoints"] = np.log1p(verification[:, 4])  # how much the verification could see
         cols["spread"] = verification[:, 5]
         cols["agreement"] = verification[:, 6]
+        cols["overhang"] = verification[:, 7]
     return cols
 
 
@@ -105,10 +108,13 @@ def gated(cols: dict[str, np.ndarray], gate: dict) -> np.ndarray:
     ``below_inliers`` fit, but their spread (``verify.Verification.spread``) is under ``below_spread`` (a
     copy's inliers cover the picture the two share, a shared watermark's only the watermark), or the pictures'
     agreement where the transform lays them together (``verify.Verification.agreement``) is under
-    ``below_agreement`` (a copy's pictures agree everywhere, a shared watermark's nowhere else)."""
+    ``below_agreement`` (a copy's pictures agree everywhere, a shared watermark's nowhere else), or each picture
+    shows at least ``from_overhang`` of itself beyond the other's frame (``verify.Verification.overhang``: a copy
+    lies within its original or its original within it; two overlapping shots of one scene each show more)."""
     few = cols["inliers"] < np.log1p(gate["below_inliers"])
     held = ~few & ((cols["spread"] < gate.get("below_spread", 0.0))
-                   | (cols["agreement"] < gate.get("below_agreement", -1.0)))
+                   | (cols["agreement"] < gate.get("below_agreement", -1.0))
+                   | (cols["overhang"] >= gate.get("from_overhang", np.inf)))
     if gate["min_keypoints"] is not None:  # None: this level holds no pair for its inlier count (scene)
         held |= few & (cols["keypoints"] >= np.log1p(gate["min_keypoints"]))
     return held
@@ -384,13 +390,14 @@ def locality_order(left: list[int], right: list[int]) -> list[int]:
     return [r for r in ordered.tolist() if r in lefts]
 
 
-VERIFICATION_ROW = ("matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread", "agreement")
+VERIFICATION_ROW = ("matches", "inliers", "inlier_fraction", "residual", "keypoints", "spread", "agreement",
+                    "overhang")
 
 
 def verification_row(check: Verification) -> list[float]:
     """What ``inputs`` takes of a verification, in ``VERIFICATION_ROW`` order."""
     return [check.matches, check.inliers, check.inlier_fraction, check.residual, check.keypoints, check.spread,
-            check.agreement]
+            check.agreement, check.overhang]
 
 
 def star_groups(n: int, left: np.ndarray, right: np.ndarray, rank: np.ndarray,

@@ -99,7 +99,7 @@ class Decided:
             inputs.update(matches=check.matches, inliers=check.inliers,
                           inlier_fraction=round(check.inlier_fraction, 4), inlier_share=round(check.inlier_share, 4),
                           residual=residual, keypoints=check.keypoints, spread=round(check.spread, 4),
-                          agreement=round(check.agreement, 4))
+                          agreement=round(check.agreement, 4), overhang=round(check.overhang, 4))
         a, b = self.row_record(pairs.left[k]), self.row_record(pairs.right[k])
         geometry = check.geometry if check is not None else None
         transform = transform_dict(geometry.transform(reverse)) if geometry is not None else None

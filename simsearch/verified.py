@@ -26,18 +26,20 @@ from .verify import Geometry, Verification
 _RECORD = np.dtype([("a", "u1", (32,)), ("b", "u1", (32,)), ("matches", "<i4"), ("inliers", "<i4"), ("keypoints", "<i4"),
                     ("residual", "<f8"), ("fitted", "?"), ("matrix", "<f8", (6,)), ("a_size", "<i4", (2,)),
                     ("a_scale", "<f8"), ("b_size", "<i4", (2,)), ("b_scale", "<f8"), ("flipped", "?"),
-                    ("spread", "<f8"), ("agreement", "<f8")])
+                    ("spread", "<f8"), ("agreement", "<f8"), ("overhang", "<f8")])
 
 
 def settings_key() -> str:
     """A short digest of every setting a verification depends on: a change starts a new file."""
     # the last number versions how pairs are verified (4: a JPEG's luminance decoded alone, the mirror image's
     # descriptors computed at the mirrored keypoints; 5: pairs turned by ``verify.orient``; 6: the inliers' spread
-    # measured; 7: the pictures' agreement measured; 8: the residual over the keypoints' size, not the diagonal):
+    # measured; 7: the pictures' agreement measured; 8: the residual over the keypoints' size, not the diagonal; 9: the
+    # pictures' overhang measured):
     # verifications of an earlier method are never read
     settings = (verify.WORK_SIDE, verify.ORB_FEATURES, verify.GRID, verify.CELL_CAP, verify.DETECTED, verify.RATIO,
                 verify.RANSAC_PIXELS, verify.MIN_MATCHES, verify.THUMB, verify.THUMB_BLUR, verify.BLOCK,
-                verify.BLOCK_STD, verify.MIN_BLOCKS, 8)
+                verify.BLOCK_STD, verify.MIN_BLOCKS, verify.OVERHANG_MARGIN,
+                verify.OVERHANG_MIN_BLOCKS, 9)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 
@@ -122,7 +124,7 @@ def _verification(r) -> Verification:
                             float(r["a_scale"]), tuple(int(v) for v in r["b_size"]), float(r["b_scale"]),
                             bool(r["flipped"]))
     return Verification(int(r["matches"]), int(r["inliers"]), int(r["keypoints"]), geometry, float(r["residual"]),
-                        float(r["spread"]), float(r["agreement"]))
+                        float(r["spread"]), float(r["agreement"]), float(r["overhang"]))
 
 
 def _to_records(kept: dict[tuple[bytes, bytes], Verification]) -> np.ndarray:
@@ -132,5 +134,6 @@ def _to_records(kept: dict[tuple[bytes, bytes], Verification]) -> np.ndarray:
         out[n] = (np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8), check.matches, check.inliers,
                   check.keypoints, check.residual, g is not None, g.matrix if g else (0.0,) * 6,
                   g.a_size if g else (0, 0), g.a_scale if g else 0.0, g.b_size if g else (0, 0),
-                  g.b_scale if g else 0.0, bool(g and g.flipped), check.spread, check.agreement)
+                  g.b_scale if g else 0.0, bool(g and g.flipped), check.spread, check.agreement,
+                  check.overhang)
     return out

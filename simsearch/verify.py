@@ -41,6 +41,8 @@ THUMB_BLUR = 1.0
 BLOCK = 8
 BLOCK_STD = 3.0
 MIN_BLOCKS = 4
+OVERHANG_MARGIN = 0.02  # a keypoint this far (a share of the frame's side) past the other's frame lies beyond it
+OVERHANG_MIN_BLOCKS = 8  # textured blocks an image needs for its overhang to be measured
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,12 @@ class Verification:
     # photos of different bases stamped with one mark were at 0.02 (fit split) and 0.29 (validation) at the
     # median, and other shots of one scene anywhere from 0 to 1
     agreement: float = 0.0
+    # how much of each picture lies beyond the other's frame where the transform lays them together: the share of an
+    # image's textured blocks (``agreement``'s) that land outside the other image, the smaller of the two. A copy lies
+    # within its original (a crop), or its original within it (a frame, padding, filled corners: flat), so one of the
+    # two is about 0; two overlapping shots of one scene (a camera turned, a panorama's frames) each show what the
+    # other does not. Counted in keypoints instead, a shot whose own part is a bare wall showed none beyond
+    overhang: float = 0.0
 
     @property
     def inlier_fraction(self) -> float:
@@ -129,7 +137,7 @@ class Verification:
         second."""
         geometry = self.geometry.reversed() if self.geometry is not None else None
         return Verification(self.matches, self.inliers, self.keypoints, geometry, self.residual, self.spread,
-                            self.agreement)
+                            self.agreement, self.overhang)
 
 
 @dataclass
@@ -148,6 +156,11 @@ class Keypoints:
     def hull_area(self) -> float:
         """The area of the keypoints' convex hull (the mirror image's is the same)."""
         return _hull_area(self.points)
+
+    @cached_property
+    def textured_blocks(self) -> np.ndarray:
+        """``_textured_blocks`` of this image, measured once for all its pairs."""
+        return _textured_blocks(self)
 
 
 def keypoints(path: str, *, full_decode: bool = False, mirrored: bool = True,
@@ -279,7 +292,8 @@ def verify_many(a: Keypoints | None, others: list[Keypoints | None]) -> list[Ver
             geometry = Geometry(tuple(float(v) for v in best.matrix.ravel()), a.size, a.scale, b.size, b.scale,
                                 best.flipped)
         found.append(Verification(best.matches, best.inliers, min(len(a.points), len(b.points)), geometry,
-                                  best.residual, _spread(best.points, a, b), _agreement(best.matrix, a, b)))
+                                  best.residual, _spread(best.points, a, b), _agreement(best.matrix, a, b),
+                                  _overhang(best, a, b)))
     return found
 
 
@@ -371,6 +385,47 @@ def _spread(inliers: tuple[np.ndarray, np.ndarray] | None, a: Keypoints, b: Keyp
         return 0.0
     in_a, in_b = inliers
     return min(1.0, max(_hull_area(in_a) / max(a.hull_area, 1.0), _hull_area(in_b) / max(b.hull_area, 1.0)))
+
+
+def _overhang(fit: _Fit, a: Keypoints, b: Keypoints) -> float:
+    """``Verification.overhang`` of a fit mapping b's work image onto a's, counted in textured blocks of the
+    thumbnails (0 where there is none, or either image has too few such blocks to tell)."""
+    if fit.matrix is None or a.thumbnail is None or b.thumbnail is None:
+        return 0.0
+    linear, shift = fit.matrix[:, :2], fit.matrix[:, 2]
+    if abs(np.linalg.det(linear)) < 1e-9:
+        return 0.0
+    a_blocks, b_blocks = a.textured_blocks, b.textured_blocks
+    if len(a_blocks) < OVERHANG_MIN_BLOCKS or len(b_blocks) < OVERHANG_MIN_BLOCKS:
+        return 0.0
+    b_beyond = _beyond(b_blocks @ linear.T + shift, a.size)
+    a_beyond = _beyond((a_blocks - shift) @ np.linalg.inv(linear).T, b.size)
+    return float(min(b_beyond, a_beyond))
+
+
+def _textured_blocks(k: Keypoints) -> np.ndarray:
+    """The centres, in work image pixels, of the thumbnail's textured BLOCK x BLOCK blocks (``_block_correlation``'s
+    measure): frames, padding and filled corners are flat. Needs the thumbnail."""
+    import cv2  # noqa: PLC0415
+
+    x = k.thumbnail.astype(np.float32)
+    h, w = x.shape[0] - x.shape[0] % BLOCK, x.shape[1] - x.shape[1] % BLOCK
+    if not h or not w:
+        return np.zeros((0, 2))
+    x = x[:h, :w]
+    size = (w // BLOCK, h // BLOCK)
+    mean = cv2.resize(x, size, interpolation=cv2.INTER_AREA)
+    square = cv2.resize(x * x, size, interpolation=cv2.INTER_AREA)
+    rows, cols = np.nonzero(square - mean * mean > BLOCK_STD**2)
+    to_work = np.array([k.size[0] / k.thumbnail.shape[1], k.size[1] / k.thumbnail.shape[0]])
+    return np.column_stack([(cols + 0.5) * BLOCK, (rows + 0.5) * BLOCK]) * to_work
+
+
+def _beyond(points: np.ndarray, size: tuple[int, int]) -> float:
+    """The share of ``points`` farther than OVERHANG_MARGIN of the frame's side outside a frame of ``size``."""
+    margin = OVERHANG_MARGIN * np.asarray(size, dtype=np.float64)
+    outside = (points < -margin) | (points > np.asarray(size) + margin)
+    return float(outside.any(axis=1).mean())
 
 
 def _agreement(matrix: np.ndarray | None, a: Keypoints, b: Keypoints) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 import simsearch
 from simsearch import decide, duplicates, matching, report
@@ -897,3 +897,61 @@ def test_agreement_is_measured_on_the_blocks_both_images_show_and_texture():
     flat = np.full_like(x, 128.0)  # a flat picture says nothing, wherever it is shown
     flat[:BLOCK, : (MIN_BLOCKS - 1) * BLOCK] = x[:BLOCK, : (MIN_BLOCKS - 1) * BLOCK]
     assert _block_correlation(x, flat) == 0.0
+
+
+def _shot(img: Image.Image, left: bool, turn: float) -> Image.Image:
+    """Another shot of ``img``'s scene: the left or right 70 % of it, seen through a camera turned by ``turn``
+    degrees (a homography, about the window's centre), a little darker (``benchmarks/shots.py`` makes them so)."""
+    import cv2  # noqa: PLC0415
+
+    pixels = np.asarray(img.convert("RGB"))
+    width = round(pixels.shape[1] * 0.7)
+    window = pixels[:, :width] if left else pixels[:, -width:]
+    h, w = window.shape[:2]
+    camera = np.array([[1.2 * w, 0, w / 2], [0, 1.2 * w, h / 2], [0, 0, 1]])
+    a = np.radians(turn)
+    turned = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    view = camera @ turned @ np.linalg.inv(camera)
+    centre = view @ np.array([w / 2, h / 2, 1.0])  # the turn's perspective, without the shift it also makes
+    view = np.array([[1, 0, w / 2 - centre[0] / centre[2]], [0, 1, h / 2 - centre[1] / centre[2]], [0, 0, 1]]) @ view
+    warped = cv2.warpPerspective(window, view, (w, h), borderMode=cv2.BORDER_REFLECT)
+    kept = Image.fromarray(warped).crop((w // 25, h // 25, w - w // 25, h - h // 25))  # not the reflected corners
+    return ImageEnhance.Brightness(kept).enhance(0.9)
+
+
+def test_a_copy_lies_within_its_original_and_another_shot_overhangs_it(tmp_path):
+    """A crop lies within its base, and a framed, tilted copy holds its base within it (the frame and the filled
+    corners are flat: no keypoints); two overlapping shots of one scene each show much the other does not."""
+    img = Image.open(REPO / "samples" / "images" / "coffee.png").convert("RGB").resize((1200, 800))
+    w, h = img.size
+    img.save(tmp_path / "base.png")
+    img.crop((w // 6, h // 8, w - w // 10, h - h // 6)).resize((w // 2, h // 3)).save(tmp_path / "crop.jpg")
+    framed = ImageOps.expand(img.rotate(5, expand=True, fillcolor="white"), 40, "black")
+    framed.resize((framed.width // 2, framed.height // 2)).save(tmp_path / "framed.jpg", quality=70)
+    _shot(img, True, 5).save(tmp_path / "left.jpg", quality=90)
+    _shot(img, False, -5).save(tmp_path / "right.jpg", quality=90)
+    base = keypoints(str(tmp_path / "base.png"))
+    for name in ("crop.jpg", "framed.jpg"):
+        copy = verify(base, keypoints(str(tmp_path / name)))
+        assert copy.inliers >= 40 and copy.overhang < 0.05, name
+    shots = verify(keypoints(str(tmp_path / "left.jpg")), keypoints(str(tmp_path / "right.jpg")))
+    assert shots.inliers >= 40 and shots.overhang > 0.3  # what they share fits one transform as a copy does
+    assert shots.reversed().overhang == shots.overhang
+
+
+def test_two_overlapping_shots_are_not_copies_and_the_gate_says_why(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    img = Image.open(REPO / "samples" / "images" / "coffee.png").convert("RGB").resize((1200, 800))
+    _shot(img, True, 4).save(folder / "left.jpg", quality=90)
+    _shot(img, False, -4).save(folder / "right.jpg", quality=90)
+    rocket = Image.open(REPO / "samples" / "images" / "rocket.jpg").convert("RGB")
+    rocket.save(folder / "rocket.png")
+    rocket.crop((40, 30, rocket.width - 60, rocket.height - 20)).save(folder / "rocket_crop.jpg", quality=80)
+    with simsearch.open_index(tmp_path / "ix", create=True) as idx:
+        idx.add([folder], workers=1, embed="efficientnet_lite0")
+        assert [sorted(r.path for r in g) for g in idx.duplicates()] == [["rocket.png", "rocket_crop.jpg"]]
+        shots = idx.explain(folder / "left.jpg", folder / "right.jpg")
+    gate = model_data()["levels"]["copy"]["gate"]
+    assert shots.inputs["overhang"] >= gate["from_overhang"] and shots.inputs["inliers"] >= gate["below_inliers"]
+    assert shots.gated and not shots.duplicate
