@@ -60,3 +60,14 @@ def time_index(folder: Path, *options: str, device: str = "cpu", env: dict | Non
         return time.perf_counter() - start, done.stdout.strip()
     finally:
         shutil.rmtree(tmp)
+
+
+def decided_pairs(idx, level: str = "copy") -> set[frozenset[str]]:
+    """The pairs of file names an index's candidate pairs decide duplicates at ``level`` (calibrated cut)."""
+    from simsearch.duplicates import decide  # noqa: PLC0415 - the benchmarks that time imports do not need it
+
+    found = decide(idx._reads, level)
+    d = found.decisions
+    names = [Path(found.records[int(i)].path).name if int(i) in found.records else None for i in found.collection.ids]
+    return {frozenset((names[a], names[b])) for a, b, s in zip(d.pairs.left.tolist(), d.pairs.right.tolist(),
+                                                                 d.score.tolist()) if s >= d.cut}

@@ -32,12 +32,11 @@ from collections import Counter
 from pathlib import Path
 
 import copies
-from common import require_dups, write
+from common import decided_pairs, require_dups, write
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from quality import immaculate_rows, row
 
 import simsearch
-from simsearch.duplicates import decide
 from simsearch.evaluate import evaluate
 
 SEED = 7
@@ -126,12 +125,7 @@ def make(folder: Path, edits: dict) -> tuple[dict[str, tuple[str, str, str]], li
 
 def decided_by_edit(idx, made: dict[str, tuple[str, str, str]], edits: dict) -> dict:
     """Per edit, for photos and for video frames: copies decided duplicates of their base (calibrated, level copy)."""
-    decided = decide(idx._reads, "copy")
-    d = decided.decisions
-    names = [Path(decided.records[int(i)].path).name if int(i) in decided.records else None
-             for i in decided.collection.ids]
-    matched = {frozenset((names[a], names[b])) for a, b, s in zip(d.pairs.left.tolist(), d.pairs.right.tolist(),
-                                                                   d.score.tolist()) if s >= d.cut}
+    matched = decided_pairs(idx)
     done, total = Counter(), Counter()
     for name, (kind, base, source) in made.items():
         key = (kind, "video frames" if source == "bursts" else "photos")

@@ -26,12 +26,11 @@ from pathlib import Path
 import copies
 import cv2
 import numpy as np
-from common import require_dups, write
+from common import decided_pairs, require_dups, write
 from PIL import Image, ImageEnhance
 from quality import immaculate_rows, row
 
 import simsearch
-from simsearch.duplicates import decide
 from simsearch.evaluate import evaluate
 
 SEED = 12
@@ -85,14 +84,10 @@ def make(folder: Path, share: float) -> dict[str, str]:
     return pairs
 
 
-def decided(idx, pairs: dict[str, str]) -> dict:
+def decided(idx, images: Path, pairs: dict[str, str]) -> dict:
     """The shot pairs decided copies, and the edited copies decided copies of their shot (level copy)."""
-    found = decide(idx._reads, "copy")
-    d = found.decisions
-    names = [Path(found.records[int(i)].path).name if int(i) in found.records else None for i in found.collection.ids]
-    matched = {frozenset((names[a], names[b])) for a, b, s in zip(d.pairs.left.tolist(), d.pairs.right.tolist(),
-                                                                   d.score.tolist()) if s >= d.cut}
-    edits = {name: name.split("_edit")[0] + ".jpg" for name in names if name and "_edit" in name}
+    matched = decided_pairs(idx)
+    edits = {p.name: p.name.split("_edit")[0] + ".jpg" for p in images.iterdir() if "_edit" in p.name}
     return {"shot_pairs_decided_copies": f"{sum(frozenset(p) in matched for p in pairs.items())} of {len(pairs)}",
             "edited_copies_decided_copies": f"{sum(frozenset(p) in matched for p in edits.items())} of {len(edits)}"}
 
@@ -108,7 +103,7 @@ def main() -> None:
             images = folder / "images"
             idx = simsearch.open_index(work / "ix", create=True)
             idx.add([images], workers=2, embed="efficientnet_lite0")
-            out = {"images": sum(1 for _ in images.iterdir()), **decided(idx, pairs)}
+            out = {"images": sum(1 for _ in images.iterdir()), **decided(idx, images, pairs)}
             for level in ("copy", "scene"):
                 truth = str(folder / f"{level}.json")
                 default = next(s for s in evaluate(idx, truth, level=level) if s.default)

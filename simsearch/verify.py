@@ -41,7 +41,7 @@ THUMB_BLUR = 1.0
 BLOCK = 8
 BLOCK_STD = 3.0
 MIN_BLOCKS = 4
-OVERHANG_MARGIN = 0.02  # a keypoint this far (a share of the frame's side) past the other's frame lies beyond it
+OVERHANG_MARGIN = 0.02  # a block's centre this far (a share of the frame's side) past the other's frame lies beyond it
 OVERHANG_MIN_BLOCKS = 8  # textured blocks an image needs for its overhang to be measured
 
 
@@ -406,16 +406,11 @@ def _overhang(fit: _Fit, a: Keypoints, b: Keypoints) -> float:
 def _textured_blocks(k: Keypoints) -> np.ndarray:
     """The centres, in work image pixels, of the thumbnail's textured BLOCK x BLOCK blocks (``_block_correlation``'s
     measure): frames, padding and filled corners are flat. Needs the thumbnail."""
-    import cv2  # noqa: PLC0415
-
     x = k.thumbnail.astype(np.float32)
-    h, w = x.shape[0] - x.shape[0] % BLOCK, x.shape[1] - x.shape[1] % BLOCK
-    if not h or not w:
+    means = _block_means(x, x * x)
+    if means is None:
         return np.zeros((0, 2))
-    x = x[:h, :w]
-    size = (w // BLOCK, h // BLOCK)
-    mean = cv2.resize(x, size, interpolation=cv2.INTER_AREA)
-    square = cv2.resize(x * x, size, interpolation=cv2.INTER_AREA)
+    mean, square = means
     rows, cols = np.nonzero(square - mean * mean > BLOCK_STD**2)
     to_work = np.array([k.size[0] / k.thumbnail.shape[1], k.size[1] / k.thumbnail.shape[0]])
     return np.column_stack([(cols + 0.5) * BLOCK, (rows + 0.5) * BLOCK]) * to_work
@@ -453,15 +448,11 @@ def _agreement(matrix: np.ndarray | None, a: Keypoints, b: Keypoints) -> float:
 
 def _block_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """The median correlation of ``x`` and ``y`` over their BLOCK x BLOCK blocks where ``y`` has no NaN and both
-    are textured; 0 where fewer than MIN_BLOCKS are. Block means come from OpenCV's area resize."""
-    import cv2  # noqa: PLC0415
-
-    h, w = x.shape[0] - x.shape[0] % BLOCK, x.shape[1] - x.shape[1] % BLOCK
-    if not h or not w:
+    are textured; 0 where fewer than MIN_BLOCKS are."""
+    means = _block_means(x, y, x * x, y * y, x * y)
+    if means is None:
         return 0.0
-    x, y = x[:h, :w], y[:h, :w]
-    size = (w // BLOCK, h // BLOCK)
-    mx, my, mxx, myy, mxy = (cv2.resize(v, size, interpolation=cv2.INTER_AREA) for v in (x, y, x * x, y * y, x * y))
+    mx, my, mxx, myy, mxy = means
     var_x, var_y = mxx - mx * mx, myy - my * my
     with np.errstate(invalid="ignore"):
         textured = (var_x > BLOCK_STD**2) & (var_y > BLOCK_STD**2)  # False where NaN
@@ -469,6 +460,17 @@ def _block_correlation(x: np.ndarray, y: np.ndarray) -> float:
         return 0.0
     correlation = (mxy - mx * my)[textured] / np.sqrt(var_x[textured] * var_y[textured])
     return float(np.median(correlation))
+
+
+def _block_means(*planes: np.ndarray) -> list[np.ndarray] | None:
+    """Each of ``planes`` (of one size) averaged over its whole BLOCK x BLOCK blocks by OpenCV's area resize; None
+    where there is no whole block."""
+    import cv2  # noqa: PLC0415
+
+    h, w = planes[0].shape[0] - planes[0].shape[0] % BLOCK, planes[0].shape[1] - planes[0].shape[1] % BLOCK
+    if not h or not w:
+        return None
+    return [cv2.resize(p[:h, :w], (w // BLOCK, h // BLOCK), interpolation=cv2.INTER_AREA) for p in planes]
 
 
 def _hull_area(points: np.ndarray) -> float:
