@@ -132,39 +132,50 @@ def val_only(folder: Path, seed: int, copies_per_base: int, small_share: float =
     return folder
 
 
-def main() -> None:
-    dups = require_dups()
+def scored_collections(dups: Path, generated: Path,
+                       make: bool = True) -> dict[str, tuple[Path, str, str | None, str]]:
+    """Every collection scored, by name: (images, ground truth, exclude list, level). The generated ones live
+    under ``generated``: written here with ``make``, else written there before (they are seeded)."""
     exclude = str(dups / "unlabeled_exclude.txt")
-    generated = Path(tempfile.mkdtemp())
-    try:
-        val, val2, val3 = (generated_val(generated / f"seed{seed}", seed, n) for seed, n in ((0, 6), (2, 8), (3, 16)))
-        families = val_only(generated / "families", 5, 64)
-        thumbnails = val_only(generated / "thumbnails", 9, 6, small_share=1.0)
-        pairs_of_two = val_only(generated / "pairs", 11, 1)
-        stamped = val_only(generated / "marks", 14, 2, marks=3)
-        no_potatoes = generated / "exclude_potatoes.txt"
+    val, val2, val3 = (generated / f"seed{seed}" / "val" for seed in (0, 2, 3))
+    families, thumbnails, pairs_of_two, stamped = (generated / n for n in ("families", "thumbnails", "pairs", "marks"))
+    no_potatoes = generated / "exclude_potatoes.txt"
+    if make:
+        for seed, n in ((0, 6), (2, 8), (3, 16)):
+            generated_val(generated / f"seed{seed}", seed, n)
+        val_only(families, 5, 64)
+        val_only(thumbnails, 9, 6, small_share=1.0)
+        val_only(pairs_of_two, 11, 1)
+        val_only(stamped, 14, 2, marks=3)
         no_potatoes.write_text("\n".join(str(p.relative_to(dups / "images")) for p in
                                          sorted((dups / "images" / "ugriffo_potatoes").rglob("*.png"))) + "\n")
-        collections = {
-            "dups strict": (dups / "images", str(dups / "ground_truth.json"), exclude, "copy"),
-            "dups same-scene": (dups / "images", str(dups / "ground_truth_same_scene.json"), exclude, "scene"),
-            "dups same-scene, no potato frames": (dups / "images", str(dups / "ground_truth_same_scene.json"),
-                                                  str(no_potatoes), "scene"),
-            "generated val (copy)": (val / "images", str(val / "copy.json"), None, "copy"),
-            "generated val (scene)": (val / "images", str(val / "scene.json"), None, "scene"),
-            "generated val, seed 2, 8 copies (copy)": (val2 / "images", str(val2 / "copy.json"), None, "copy"),
-            "generated val, seed 3, 16 copies (copy)": (val3 / "images", str(val3 / "copy.json"), None, "copy"),
-            "generated val, seed 5, 64 copies (copy)": (families / "images", str(families / "copy.json"), None,
-                                                        "copy"),
-            "generated val, thumbnails (copy)": (thumbnails / "images", str(thumbnails / "copy.json"), None, "copy"),
-            "generated val, seed 11, 1 copy (copy)": (pairs_of_two / "images", str(pairs_of_two / "copy.json"), None,
-                                                      "copy"),
-            "generated val, seed 14, sellers' marks (copy)": (stamped / "images", str(stamped / "copy.json"), None,
-                                                              "copy"),
-        }
+    return {
+        "dups strict": (dups / "images", str(dups / "ground_truth.json"), exclude, "copy"),
+        "dups same-scene": (dups / "images", str(dups / "ground_truth_same_scene.json"), exclude, "scene"),
+        "dups same-scene, no potato frames": (dups / "images", str(dups / "ground_truth_same_scene.json"),
+                                              str(no_potatoes), "scene"),
+        "generated val (copy)": (val / "images", str(val / "copy.json"), None, "copy"),
+        "generated val (scene)": (val / "images", str(val / "scene.json"), None, "scene"),
+        "generated val, seed 2, 8 copies (copy)": (val2 / "images", str(val2 / "copy.json"), None, "copy"),
+        "generated val, seed 3, 16 copies (copy)": (val3 / "images", str(val3 / "copy.json"), None, "copy"),
+        "generated val, seed 5, 64 copies (copy)": (families / "images", str(families / "copy.json"), None, "copy"),
+        "generated val, thumbnails (copy)": (thumbnails / "images", str(thumbnails / "copy.json"), None, "copy"),
+        "generated val, seed 11, 1 copy (copy)": (pairs_of_two / "images", str(pairs_of_two / "copy.json"), None,
+                                                  "copy"),
+        "generated val, seed 14, sellers' marks (copy)": (stamped / "images", str(stamped / "copy.json"), None,
+                                                          "copy"),
+    }
+
+
+def main() -> None:
+    dups = require_dups()
+    generated = Path(tempfile.mkdtemp())
+    try:
+        collections = scored_collections(dups, generated)
         results = {}
         for images in {c[0] for c in collections.values()}:
-            mine = [(name, truth, ex, level) for name, (imgs, truth, ex, level) in collections.items() if imgs == images]
+            mine = [(name, truth, ex, level) for name, (imgs, truth, ex, level) in collections.items()
+                    if imgs == images]
             results.update(simsearch_rows(images, mine))
         for name, (images, truth, ex, _) in collections.items():
             results[name].update(imagededup_rows(images, truth, ex))
