@@ -2,7 +2,7 @@
 
 The full check of a refit (``calibrate.py``) is ``quality.py``, 20 minutes, with the peers, fresh indexes and every
 pair verified again. While a change to the models is tried, this scores each model file given (default: the
-shipped one) on the same collections, from indexes kept in ``--cache`` (made by its first run, about 12 minutes:
+shipped one) on the same collections, from indexes kept in ``--cache`` (made by its first run, about 15 minutes:
 each collection indexed with embeddings and with hashes only). Verifications are kept with the indexes, so a model
 of the same verification settings scores without decoding an image; a change to how pairs are verified verifies
 them again on its first run. Each model decides at its own cut, level copy (scene for the same-scene truths), as

@@ -137,11 +137,12 @@ def scored_collections(dups: Path, generated: Path,
     """Every collection scored, by name: (images, ground truth, exclude list, level). The generated ones live
     under ``generated``: written here with ``make``, else written there before (they are seeded)."""
     exclude = str(dups / "unlabeled_exclude.txt")
-    val, val2, val3 = (generated / f"seed{seed}" / "val" for seed in (0, 2, 3))
+    both_splits = ((0, 6), (2, 8), (3, 16))  # (seed, copies a base): the val split of each is scored
+    val, val2, val3 = (generated / f"seed{seed}" / "val" for seed, _ in both_splits)
     families, thumbnails, pairs_of_two, stamped = (generated / n for n in ("families", "thumbnails", "pairs", "marks"))
     no_potatoes = generated / "exclude_potatoes.txt"
     if make:
-        for seed, n in ((0, 6), (2, 8), (3, 16)):
+        for seed, n in both_splits:
             generated_val(generated / f"seed{seed}", seed, n)
         val_only(families, 5, 64)
         val_only(thumbnails, 9, 6, small_share=1.0)
@@ -174,8 +175,7 @@ def main() -> None:
         collections = scored_collections(dups, generated)
         results = {}
         for images in {c[0] for c in collections.values()}:
-            mine = [(name, truth, ex, level) for name, (imgs, truth, ex, level) in collections.items()
-                    if imgs == images]
+            mine = [(name, truth, ex, level) for name, (imgs, truth, ex, level) in collections.items() if imgs == images]
             results.update(simsearch_rows(images, mine))
         for name, (images, truth, ex, _) in collections.items():
             results[name].update(imagededup_rows(images, truth, ex))
