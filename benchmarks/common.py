@@ -69,5 +69,5 @@ def decided_pairs(idx, level: str = "copy") -> set[frozenset[str]]:
     found = decide(idx._reads, level)
     d = found.decisions
     names = [Path(found.records[int(i)].path).name if int(i) in found.records else None for i in found.collection.ids]
-    return {frozenset((names[a], names[b])) for a, b, s in zip(d.pairs.left.tolist(), d.pairs.right.tolist(),
-                                                                 d.score.tolist()) if s >= d.cut}
+    return {frozenset((names[a], names[b])) for a, b, yes in zip(d.pairs.left.tolist(), d.pairs.right.tolist(),
+                                                                   d.matched().tolist()) if yes}
